@@ -1,0 +1,1 @@
+"""Mailchimp side: the HTTP client, the snapshot reader and the batch writer."""

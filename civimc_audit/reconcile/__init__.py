@@ -1,0 +1,93 @@
+"""Reconciliation: the rules of DESIGN.md as numbered SQL files, run in order by DuckDB.
+
+Python only picks the snapshots, sets the variables the SQL reads with `getvariable(...)`, and
+records the result; every decision is made in `sql/NN_*.sql`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from importlib import resources
+
+from ..config import PolicySettings
+from ..errors import StoreError
+from ..store import Store, utcnow
+
+SQL_PACKAGE = "civimc_audit.reconcile"
+
+
+def sql_steps() -> list[tuple[str, str]]:
+    """The numbered SQL files as (name, text), in order."""
+    folder = resources.files(SQL_PACKAGE).joinpath("sql")
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(n, folder.joinpath(n).read_text(encoding="utf-8")) for n in names]
+
+
+def _pick(store: Store, source: str, snapshot_id: int | None):
+    snap = store.snapshot(snapshot_id) if snapshot_id else store.latest_snapshot(source)
+    if snap is None:
+        raise StoreError(f"no complete {source} snapshot in the store: run "
+                         f"`civimc-audit snapshot` first")
+    if snap.source != source:
+        raise StoreError(f"snapshot {snap.id} is a {snap.source} snapshot, not {source}")
+    if snap.status != "complete":
+        raise StoreError(f"{source} snapshot {snap.id} is {snap.status}"
+                         f"{': ' + snap.message if snap.message else ''}; take a new snapshot")
+    return snap
+
+
+def reconcile(store: Store, policy: PolicySettings | None = None, *,
+              civicrm_snapshot_id: int | None = None,
+              mailchimp_snapshot_id: int | None = None) -> dict:
+    """Run the rules over two complete snapshots; returns the stored reconciliation."""
+    policy = policy or PolicySettings()
+    civi = _pick(store, "civicrm", civicrm_snapshot_id)
+    mc = _pick(store, "mailchimp", mailchimp_snapshot_id)
+    con = store.con
+    with store.transaction():
+        rid = con.execute(
+            "INSERT INTO reconciliations (civicrm_snapshot_id, mailchimp_snapshot_id, created_at,"
+            " policy) VALUES (?, ?, ?, ?) RETURNING id",
+            [civi.id, mc.id, utcnow(), json.dumps(asdict(policy))]).fetchone()[0]
+        variables = {
+            "civicrm_snapshot": civi.id, "mailchimp_snapshot": mc.id,
+            "group_id": civi.meta["group_id"], "reconciliation_id": rid,
+            "tie_winner": policy.tie_winner,
+            "honor_civicrm_consent": bool(policy.honor_civicrm_consent),
+        }
+        for name, value in variables.items():
+            con.execute(f"SET VARIABLE {name} = ?", [value])
+        for _name, text in sql_steps():
+            con.execute(text)
+        counts = dict(con.execute(
+            "SELECT outcome, count(*) FROM outcomes WHERE reconciliation_id = ? GROUP BY 1",
+            [rid]).fetchall())
+        con.execute("UPDATE reconciliations SET counts = ? WHERE id = ?",
+                    [json.dumps(counts), rid])
+    return store.reconciliation(rid)
+
+
+OUTCOME_COLUMNS = ["person_id", "email", "contact_id", "display_name", "mailchimp_status",
+                   "mailchimp_changed", "civicrm_status", "civicrm_changed", "winner", "outcome",
+                   "rule", "reason_code", "reason", "flags"]
+
+
+REPORT_COLUMNS = [*OUTCOME_COLUMNS, "civicrm_history_status", "member_id", "target_email"]
+
+
+def outcome_frame(store: Store, reconciliation_id: int | None = None,
+                  outcome: str | None = None, columns: list[str] | None = None):
+    """The outcome rows of a reconciliation as a pandas DataFrame (dates as naive UTC)."""
+    rec = store.reconciliation(reconciliation_id)
+    cols = columns or OUTCOME_COLUMNS
+    sql = f"SELECT {', '.join(cols)} FROM outcomes WHERE reconciliation_id = ?"
+    args: list = [rec["id"]]
+    if outcome:
+        sql += " AND outcome = ?"
+        args.append(outcome)
+    return con_df(store, sql + " ORDER BY person_id", args)
+
+
+def con_df(store: Store, sql: str, args=None):
+    return store.con.execute(sql, args or []).df()

@@ -1,0 +1,56 @@
+-- Step 7 — the rules table R1–R10 (DESIGN "The rules"), with its cannot_sync exceptions.
+--   R1  Mailchimp wins, Civi-in,  MC-in            -> no_change
+--   R2  Mailchimp wins, Civi-in,  MC-out           -> remove_from_civicrm_group
+--                                                     (cannot_sync other_email_subscribed)
+--   R3  Mailchimp wins, Civi-out, MC-in            -> add_to_civicrm_group (new contact if none)
+--   R4  Mailchimp wins, Civi-out, MC-out           -> no_change
+--   R5  CiviCRM wins,   Civi-in,  MC-in            -> no_change
+--   R6  CiviCRM wins,   Civi-in,  MC-absent        -> add_to_mailchimp
+--                                                     (cannot_sync no_usable_email,
+--                                                      email_shared_with_other_contact)
+--   R7  CiviCRM wins,   Civi-in,  unsubscribed/archived/transactional
+--                                                  -> resubscribe_in_mailchimp
+--                                                     (cannot_sync email_on_hold)
+--   R8  CiviCRM wins,   Civi-in,  cleaned          -> cannot_sync cleaned_at_mailchimp
+--   R9  CiviCRM wins,   Civi-out, MC-in            -> unsubscribe_in_mailchimp
+--   R10 CiviCRM wins,   Civi-out, MC-out / absent  -> no_change
+CREATE OR REPLACE TEMP TABLE ruled AS
+WITH r AS (
+    SELECT d.*,
+        CASE
+            WHEN winner = 'mailchimp' AND civi_in AND mc_in THEN 'R1'
+            WHEN winner = 'mailchimp' AND civi_in THEN 'R2'
+            WHEN winner = 'mailchimp' AND mc_in THEN 'R3'
+            WHEN winner = 'mailchimp' THEN 'R4'
+            WHEN civi_in AND mc_in THEN 'R5'
+            WHEN civi_in AND NOT has_member THEN 'R6'
+            WHEN civi_in AND mailchimp_status IN ('unsubscribed', 'archived', 'transactional')
+                THEN 'R7'
+            WHEN civi_in THEN 'R8'  -- cleaned, or any status Mailchimp may add later
+            WHEN mc_in THEN 'R9'
+            ELSE 'R10'
+        END AS rule
+    FROM decided d
+)
+SELECT r.*,
+    CASE
+        WHEN rule = 'R2' AND other_member_in THEN 'other_email_subscribed'
+        WHEN rule = 'R6' AND best_email IS NULL THEN 'no_usable_email'
+        WHEN rule = 'R6' AND best_email_is_member THEN 'email_shared_with_other_contact'
+        WHEN rule = 'R7' AND member_on_hold THEN 'email_on_hold'
+        WHEN rule = 'R8' THEN 'cleaned_at_mailchimp'
+    END AS reason_code
+FROM r;
+
+CREATE OR REPLACE TEMP TABLE ruled2 AS
+SELECT r.*,
+    CASE
+        WHEN reason_code IS NOT NULL THEN 'cannot_sync'
+        WHEN rule IN ('R1', 'R4', 'R5', 'R10') THEN 'no_change'
+        WHEN rule = 'R2' THEN 'remove_from_civicrm_group'
+        WHEN rule = 'R3' THEN 'add_to_civicrm_group'
+        WHEN rule = 'R6' THEN 'add_to_mailchimp'
+        WHEN rule = 'R7' THEN 'resubscribe_in_mailchimp'
+        WHEN rule = 'R9' THEN 'unsubscribe_in_mailchimp'
+    END AS rule_outcome
+FROM ruled r;

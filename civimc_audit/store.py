@@ -1,0 +1,241 @@
+"""The audit store: one DuckDB file holding snapshots, reconciliations, plans and the journal.
+
+Snapshots are immutable once finished: every row carries its `snapshot_id`, and nothing updates
+or deletes rows of a finished snapshot except retention pruning of whole snapshots. Timestamps
+are stored as naive TIMESTAMP values meaning UTC.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from .errors import StoreError
+
+# Each entry is one schema version; append, never edit a released one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE SEQUENCE snapshot_ids START 1;
+    CREATE TABLE snapshots (
+        id INTEGER PRIMARY KEY DEFAULT nextval('snapshot_ids'),
+        source VARCHAR NOT NULL CHECK (source IN ('civicrm', 'mailchimp')),
+        started_at TIMESTAMP NOT NULL,
+        taken_at TIMESTAMP,
+        status VARCHAR NOT NULL CHECK (status IN ('running', 'complete', 'incomplete', 'failed')),
+        row_counts JSON,
+        meta JSON,
+        message VARCHAR
+    );
+    CREATE TABLE civicrm_group (
+        snapshot_id INTEGER NOT NULL, id BIGINT NOT NULL, name VARCHAR, title VARCHAR,
+        group_type VARCHAR, saved_search_id BIGINT, is_active BOOLEAN, is_hidden BOOLEAN
+    );
+    CREATE TABLE civicrm_contact (
+        snapshot_id INTEGER NOT NULL, id BIGINT NOT NULL, contact_type VARCHAR,
+        first_name VARCHAR, last_name VARCHAR, display_name VARCHAR, is_deleted BOOLEAN,
+        do_not_email BOOLEAN, is_opt_out BOOLEAN, is_deceased BOOLEAN
+    );
+    CREATE TABLE civicrm_email (
+        snapshot_id INTEGER NOT NULL, id BIGINT NOT NULL, contact_id BIGINT, email VARCHAR,
+        is_primary BOOLEAN, is_bulkmail BOOLEAN, on_hold INTEGER, location_type_id BIGINT
+    );
+    CREATE TABLE civicrm_group_contact (
+        snapshot_id INTEGER NOT NULL, id BIGINT NOT NULL, group_id BIGINT, contact_id BIGINT,
+        status VARCHAR
+    );
+    CREATE TABLE civicrm_subscription_history (
+        snapshot_id INTEGER NOT NULL, id BIGINT NOT NULL, contact_id BIGINT, group_id BIGINT,
+        date TIMESTAMP, method VARCHAR, status VARCHAR
+    );
+    CREATE TABLE mailchimp_list (
+        snapshot_id INTEGER NOT NULL, id VARCHAR NOT NULL, name VARCHAR, member_count BIGINT,
+        total_items BIGINT
+    );
+    CREATE TABLE mailchimp_member (
+        snapshot_id INTEGER NOT NULL, id VARCHAR NOT NULL, email_address VARCHAR,
+        status VARCHAR, last_changed TIMESTAMP, fname VARCHAR, lname VARCHAR,
+        merge_fields JSON, unique_email_id VARCHAR, contact_id VARCHAR,
+        timestamp_opt TIMESTAMP
+    );
+    CREATE SEQUENCE reconciliation_ids START 1;
+    CREATE TABLE reconciliations (
+        id INTEGER PRIMARY KEY DEFAULT nextval('reconciliation_ids'),
+        civicrm_snapshot_id INTEGER NOT NULL,
+        mailchimp_snapshot_id INTEGER NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        policy JSON,
+        counts JSON
+    );
+    CREATE TABLE outcomes (
+        reconciliation_id INTEGER NOT NULL,
+        person_id INTEGER NOT NULL,
+        email VARCHAR,
+        contact_id BIGINT,
+        member_id VARCHAR,
+        display_name VARCHAR,
+        mailchimp_status VARCHAR,
+        mailchimp_changed TIMESTAMP,
+        civicrm_status VARCHAR,
+        civicrm_changed TIMESTAMP,
+        civicrm_history_status VARCHAR,
+        winner VARCHAR,
+        outcome VARCHAR NOT NULL,
+        rule VARCHAR NOT NULL,
+        reason_code VARCHAR,
+        reason VARCHAR NOT NULL,
+        flags VARCHAR NOT NULL,
+        target_email VARCHAR
+    );
+    """,
+]
+
+SNAPSHOT_TABLES = {
+    "civicrm": ["civicrm_group", "civicrm_contact", "civicrm_email", "civicrm_group_contact",
+                "civicrm_subscription_history"],
+    "mailchimp": ["mailchimp_list", "mailchimp_member"],
+}
+
+
+def utcnow() -> datetime:
+    """Now as a naive UTC datetime, second precision (the store's convention)."""
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One snapshot's registry row."""
+
+    id: int
+    source: str
+    started_at: datetime
+    taken_at: datetime | None
+    status: str
+    row_counts: dict
+    meta: dict
+    message: str | None = None
+
+
+class Store:
+    """The audit DuckDB file; use as a context manager, or call `close()`."""
+
+    def __init__(self, path: str | Path, read_only: bool = False):
+        self.path = Path(path)
+        if read_only and not self.path.exists():
+            raise StoreError(f"audit store {self.path} does not exist yet: run `civimc-audit "
+                             "snapshot` first")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            raise StoreError(f"cannot open audit store {self.path}: {exc}") from None
+        self.con.execute("SET TimeZone = 'UTC'")
+        if not read_only:
+            self.migrate()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+
+    # schema ---------------------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Bring the schema to the newest version, one transaction per step."""
+        self.con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = self.con.execute("SELECT max(version) FROM schema_version").fetchone()
+        current = row[0] or 0
+        for version, sql in enumerate(MIGRATIONS, start=1):
+            if version <= current:
+                continue
+            with self.transaction():
+                self.con.execute(sql)
+                self.con.execute("INSERT INTO schema_version VALUES (?)", [version])
+
+    @contextmanager
+    def transaction(self):
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    # snapshot registry ----------------------------------------------------------------------
+    def begin_snapshot(self, source: str, meta: dict | None = None) -> int:
+        row = self.con.execute(
+            "INSERT INTO snapshots (source, started_at, status, meta) VALUES (?, ?, 'running', ?)"
+            " RETURNING id",
+            [source, utcnow(), json.dumps(meta or {})],
+        ).fetchone()
+        return row[0]
+
+    def finish_snapshot(self, snapshot_id: int, *, complete: bool = True,
+                        meta: dict | None = None, message: str | None = None) -> Snapshot:
+        """Count the snapshot's rows and mark it complete (or incomplete, with why)."""
+        snap = self.snapshot(snapshot_id)
+        counts = {t: self.con.execute(f"SELECT count(*) FROM {t} WHERE snapshot_id = ?",
+                                      [snapshot_id]).fetchone()[0]
+                  for t in SNAPSHOT_TABLES[snap.source]}
+        merged = {**snap.meta, **(meta or {})}
+        self.con.execute(
+            "UPDATE snapshots SET taken_at = ?, status = ?, row_counts = ?, meta = ?, message = ?"
+            " WHERE id = ?",
+            [utcnow(), "complete" if complete else "incomplete", json.dumps(counts),
+             json.dumps(merged), message, snapshot_id],
+        )
+        return self.snapshot(snapshot_id)
+
+    def fail_snapshot(self, snapshot_id: int, message: str) -> None:
+        """Mark a snapshot failed and drop its rows, so nothing partial is ever used."""
+        snap = self.snapshot(snapshot_id)
+        with self.transaction():
+            for table in SNAPSHOT_TABLES[snap.source]:
+                self.con.execute(f"DELETE FROM {table} WHERE snapshot_id = ?", [snapshot_id])
+            self.con.execute("UPDATE snapshots SET status = 'failed', message = ? WHERE id = ?",
+                             [message, snapshot_id])
+
+    def snapshot(self, snapshot_id: int) -> Snapshot:
+        row = self.con.execute(
+            "SELECT id, source, started_at, taken_at, status, row_counts, meta, message"
+            " FROM snapshots WHERE id = ?", [snapshot_id]).fetchone()
+        if row is None:
+            raise StoreError(f"no snapshot {snapshot_id} in {self.path}")
+        return Snapshot(row[0], row[1], row[2], row[3], row[4], json.loads(row[5] or "{}"),
+                        json.loads(row[6] or "{}"), row[7])
+
+    def latest_snapshot(self, source: str) -> Snapshot | None:
+        row = self.con.execute(
+            "SELECT id FROM snapshots WHERE source = ? AND status = 'complete'"
+            " ORDER BY taken_at DESC, id DESC LIMIT 1", [source]).fetchone()
+        return self.snapshot(row[0]) if row else None
+
+    def snapshots(self) -> list[Snapshot]:
+        ids = [r[0] for r in self.con.execute("SELECT id FROM snapshots ORDER BY id").fetchall()]
+        return [self.snapshot(i) for i in ids]
+
+    # reconciliations ------------------------------------------------------------------------
+    def latest_reconciliation(self) -> int | None:
+        row = self.con.execute("SELECT max(id) FROM reconciliations").fetchone()
+        return row[0]
+
+    def reconciliation(self, reconciliation_id: int | None = None) -> dict:
+        rid = reconciliation_id or self.latest_reconciliation()
+        if rid is None:
+            raise StoreError("no reconciliation in the store yet: run `civimc-audit reconcile`")
+        row = self.con.execute(
+            "SELECT id, civicrm_snapshot_id, mailchimp_snapshot_id, created_at, policy, counts"
+            " FROM reconciliations WHERE id = ?", [rid]).fetchone()
+        if row is None:
+            raise StoreError(f"no reconciliation {rid} in {self.path}")
+        return {"id": row[0], "civicrm_snapshot_id": row[1], "mailchimp_snapshot_id": row[2],
+                "created_at": row[3], "policy": json.loads(row[4] or "{}"),
+                "counts": json.loads(row[5] or "{}")}
