@@ -173,23 +173,35 @@ def run_stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+def new_run_folder(base: Path) -> Path:
+    """A new, empty runs/<UTC timestamp>/ folder (suffixed -2, -3… within the same second)."""
+    stamp = run_stamp()
+    folder = base / stamp
+    n = 1
+    while True:
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            n += 1
+            folder = base / f"{stamp}-{n}"
+
+
 def run_report(config: Config, *, reconciliation_id: int | None = None,
-               runs_dir: Path | None = None, notebook: Path | None = None) -> Path:
+               runs_dir: Path | None = None, notebook: Path | None = None,
+               folder: Path | None = None, parameters: dict | None = None) -> Path:
     """Execute notebooks/audit.ipynb with papermill into a new run folder (.ipynb, .html,
-    summary.json); returns the folder. Only the config path is passed: never a secret."""
+    summary.json); returns the folder. Only the config path is passed: never a secret.
+
+    `folder` (an existing run folder) and extra notebook `parameters` are for the scheduled
+    run (runner.py), which writes the full summary.json itself afterwards."""
     import papermill as pm
 
     if config.source is None:
         raise StoreError("the report needs a config file on disk (its path is the notebook's "
                          "only parameter)")
     notebook = notebook or NOTEBOOKS / "audit.ipynb"
-    base = runs_dir or config.runs_path
-    folder = base / run_stamp()
-    n = 1
-    while folder.exists():
-        n += 1
-        folder = base / f"{run_stamp()}-{n}"
-    folder.mkdir(parents=True)
+    folder = folder or new_run_folder(runs_dir or config.runs_path)
     out = folder / "audit.ipynb"
     started = time.monotonic()
     status, message = "ok", "report written"
@@ -197,7 +209,7 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
         pm.execute_notebook(
             str(notebook), str(out),
             parameters={"config_path": str(config.source),
-                        "reconciliation_id": reconciliation_id},
+                        "reconciliation_id": reconciliation_id, **(parameters or {})},
             progress_bar=False, cwd=str(config.base_dir), kernel_name="python3",
         )
     except pm.PapermillExecutionError as exc:
