@@ -176,7 +176,9 @@ def run(obj, apply_, reuse_snapshots):
 
     signal.signal(signal.SIGTERM, stop)
     result = run_scheduled(obj.config, apply=apply_, reuse_snapshots=reuse_snapshots,
-                           progress=sys.stderr.isatty())
+                           progress=sys.stderr.isatty(),
+                           on_warning=lambda m: click.echo(f"civimc-audit: warning: {m}",
+                                                           err=True))
     click.echo(f"run {result.folder.name}: {result.status}: {result.message}")
     click.echo(f"summary: {result.folder / 'summary.json'}")
     click.echo(f"report: {result.folder / 'audit.html'}")

@@ -211,6 +211,10 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
             parameters={"config_path": str(config.source),
                         "reconciliation_id": reconciliation_id, **(parameters or {})},
             progress_bar=False, cwd=str(config.base_dir), kernel_name="python3",
+            # The kernel's chatter on stderr (a TCP transport warning, "KeyboardInterrupt caught"
+            # when it is stopped after a failed cell) would break the
+            # one-line-on-stderr contract that schedulers read.
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
         )
     except pm.PapermillExecutionError as exc:
         status, message = "failed", f"report notebook failed: {exc.ename}: {exc.evalue}"

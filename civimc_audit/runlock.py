@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,8 +25,6 @@ from pathlib import Path
 
 from .errors import UsageError
 from .store import utcnow
-
-log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 GUARD_NAME = ".lock.guard"
@@ -95,6 +93,7 @@ class RunLock:
     folder: Path
     stale_hours: float = DEFAULT_STALE_HOURS
     run: str | None = None
+    on_warning: Callable[[str], None] | None = None
     warnings: list[str] = field(default_factory=list)
     info: LockInfo | None = None
 
@@ -134,7 +133,8 @@ class RunLock:
                 owner = f"pid {current.pid} on {current.host}" if current else "unknown owner"
                 message = f"took over a stale run lock ({owner}): {why}"
                 self.warnings.append(message)
-                log.warning("civimc-audit: warning: %s", message)
+                if self.on_warning:
+                    self.on_warning(message)
             info = LockInfo(os.getpid(), socket.gethostname(), utcnow(), uuid.uuid4().hex,
                             self.run)
             tmp = self.path.with_name(f"{LOCK_NAME}.{info.token}")

@@ -18,6 +18,7 @@ import inspect
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -192,6 +193,7 @@ class ScheduledRun:
     apply: bool = False
     reuse_snapshots: bool = False
     progress: bool = False
+    on_warning: Callable[[str], None] | None = None
     folder: Path | None = None
     summary: dict = field(default_factory=dict)
     error: BaseException | None = None
@@ -358,7 +360,8 @@ class ScheduledRun:
 
         self._started = time.monotonic()
         runs_path = self.config.runs_path
-        lock = RunLock(runs_path, stale_hours=self.config.schedule.lock_stale_hours)
+        lock = RunLock(runs_path, stale_hours=self.config.schedule.lock_stale_hours,
+                       on_warning=self.on_warning)
         with lock:
             self.folder = new_run_folder(runs_path)
             self.summary = {
@@ -412,12 +415,13 @@ class ScheduledRun:
 
 
 def run_scheduled(config: Config, *, apply: bool = False, reuse_snapshots: bool = False,
-                  progress: bool = False) -> RunResult:
+                  progress: bool = False,
+                  on_warning: Callable[[str], None] | None = None) -> RunResult:
     """Run the pipeline; returns the result when all is well, else raises the one-line reason
     with its exit code (NeedsPerson for a threshold, RunFailed for a failed step) after the
     run's folder, summary.json and index are written."""
     result = ScheduledRun(config, apply=apply, reuse_snapshots=reuse_snapshots,
-                          progress=progress).execute()
+                          progress=progress, on_warning=on_warning).execute()
     if result.status == "threshold":
         raise NeedsPerson(result.message)
     if result.status == "failed":
