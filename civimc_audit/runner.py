@@ -422,11 +422,36 @@ def run_scheduled(config: Config, *, apply: bool = False, reuse_snapshots: bool 
     run's folder, summary.json and index are written."""
     result = ScheduledRun(config, apply=apply, reuse_snapshots=reuse_snapshots,
                           progress=progress, on_warning=on_warning).execute()
+    raise_for_status(result)
+    return result
+
+
+def raise_for_status(result: RunResult) -> None:
+    """Turn a finished run's status into the exception whose exit code the CLI returns."""
     if result.status == "threshold":
         raise NeedsPerson(result.message)
     if result.status == "failed":
         raise RunFailed(result.message, result.exit_code)
-    return result
+
+
+def run_in_notebook(config_path: str, *, apply: bool = False,
+                    reuse_snapshots: bool = False) -> dict:
+    """notebooks/run.ipynb (for Airflow's PapermillOperator and other notebook schedulers):
+    exactly `civimc-audit run`. Shows where the record is, then raises — failing the notebook
+    and the task — whenever the CLI would exit non-zero; returns summary.json's contents."""
+    from IPython.display import Markdown, display
+
+    from .config import load_config
+
+    config = load_config(config_path)
+    result = ScheduledRun(config, apply=apply, reuse_snapshots=reuse_snapshots,
+                          on_warning=lambda m: display(Markdown(f"**Warning:** {m}"))).execute()
+    display(Markdown(f"Run **{result.folder.name}**: **{result.status}** — {result.message}\n\n"
+                     f"- report: `{result.folder / 'audit.html'}`\n"
+                     f"- summary: `{result.folder / SUMMARY_NAME}`\n"
+                     f"- all runs: `{config.runs_path / 'index.html'}`"))
+    raise_for_status(result)
+    return result.summary
 
 
 # the notebook's view of a run ------------------------------------------------------------------
