@@ -134,3 +134,32 @@ def _store_frames(store: Store, snap_id: int, frames: dict[str, pd.DataFrame]) -
             con.register("_frame", df[cols])
             con.execute(f"INSERT INTO {table} SELECT {snap_id}, {', '.join(cols)} FROM _frame")
             con.unregister("_frame")
+
+
+def changed_since(settings: CiviCRMSettings, group_id: int, contact_ids, since_utc) -> set[int]:
+    """Contacts among `contact_ids` with a subscription_history row for the group dated after
+    `since_utc` (the drift check before applying a plan), read with the read-only account."""
+    from .columns import Schema, history_sql_time
+    from .db import describe_error
+
+    ids = list(dict.fromkeys(int(c) for c in contact_ids))
+    if not ids:
+        return set()
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cur:
+            schema = Schema.read(cur, settings.database)
+            since = history_sql_time(schema, settings, since_utc)
+            changed: set[int] = set()
+            for start in range(0, len(ids), 5000):
+                cur.execute(
+                    "SELECT DISTINCT contact_id FROM civicrm_subscription_history"
+                    " WHERE group_id = %s AND contact_id IN %s AND `date` > %s",
+                    (group_id, ids[start:start + 5000], since))
+                changed.update(row[0] for row in cur.fetchall())
+            return changed
+    except pymysql.err.MySQLError as exc:
+        raise CiviCRMError(f"CiviCRM drift check failed: {describe_error(exc, settings.user)}"
+                           ) from None
+    finally:
+        conn.close()
