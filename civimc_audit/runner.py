@@ -44,6 +44,17 @@ STEPS = ("snapshot_civicrm", "snapshot_mailchimp", "reconcile", "thresholds", "a
 REMOVALS = ("remove_from_civicrm_group", "unsubscribe_in_mailchimp")
 
 
+APPLY_MISSING = ("`run --apply` needs the plan/apply workflow (civimc_audit.plan and .apply), "
+                 "which this installation does not have yet; run without --apply")
+
+
+def apply_available() -> bool:
+    """Whether the plan/apply workflow that standing approvals need is installed."""
+    from importlib.util import find_spec
+
+    return all(find_spec(f"civimc_audit.{m}") is not None for m in ("plan", "apply"))
+
+
 class RunFailed(CivimcError):
     """A step of a scheduled run failed; carries the exit code of the underlying failure."""
 
@@ -319,8 +330,7 @@ class ScheduledRun:
         self._step("thresholds", go)
 
     def _apply(self) -> None:
-        raise UsageError("`run --apply` needs the plan/apply workflow, which this build does "
-                         "not have yet")
+        raise UsageError(APPLY_MISSING)
 
     def _report(self) -> None:
         from .report import run_report
@@ -358,6 +368,8 @@ class ScheduledRun:
     def execute(self) -> RunResult:
         from .report import new_run_folder
 
+        if self.apply and not apply_available():
+            raise UsageError(APPLY_MISSING)
         self._started = time.monotonic()
         runs_path = self.config.runs_path
         lock = RunLock(runs_path, stale_hours=self.config.schedule.lock_stale_hours,
@@ -408,7 +420,7 @@ class ScheduledRun:
         self.summary["durations"]["total"] = round(time.monotonic() - self._started, 3)
         self.write_summary()
         try:
-            self._step("index", lambda: build_index(runs_path))
+            self._step("index", lambda: build_index(runs_path, current=self.folder.name))
         except Exception as exc:
             self._fail("index", exc)
             self.write_summary()

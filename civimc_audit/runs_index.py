@@ -17,7 +17,7 @@ from .words import OUTCOME_ORDER
 
 INDEX_NAME = "index.html"
 STATUS_COLOURS = {"ok": "#2e7d32", "threshold": "#b26a00", "failed": "#c62828",
-                  "running": "#555555"}
+                  "running": "#555555", "interrupted": "#c62828"}
 
 
 def read_summary(folder: Path) -> dict:
@@ -30,9 +30,17 @@ def read_summary(folder: Path) -> dict:
         return {"status": "failed", "message": "summary.json is not valid JSON"}
 
 
-def load_runs(runs_path: Path) -> list[tuple[Path, dict]]:
-    """(folder, summary) for every run, newest first."""
-    return [(f, read_summary(f)) for f in reversed(run_folders(runs_path))]
+def load_runs(runs_path: Path, current: str | None = None) -> list[tuple[Path, dict]]:
+    """(folder, summary) for every run, newest first. While `current` holds the run lock, any
+    other run still marked running was killed before it could finish: it is shown as such."""
+    runs = []
+    for folder in reversed(run_folders(runs_path)):
+        summary = read_summary(folder)
+        if current and folder.name != current and summary.get("status") == "running":
+            summary = {**summary, "status": "interrupted",
+                       "message": "the run was killed before it finished (see summary.json)"}
+        runs.append((folder, summary))
+    return runs
 
 
 def chart_png(runs: list[tuple[Path, dict]]) -> bytes | None:
@@ -119,11 +127,12 @@ th, td {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; }}
 """
 
 
-def build_index(runs_path: Path) -> Path:
-    """Write runs_path/index.html from the run folders on disk; returns its path."""
+def build_index(runs_path: Path, current: str | None = None) -> Path:
+    """Write runs_path/index.html from the run folders on disk; returns its path. `current` is
+    the run holding the lock, if any."""
     runs_path.mkdir(parents=True, exist_ok=True)
     target = runs_path / INDEX_NAME
     tmp = target.with_suffix(".html.tmp")
-    tmp.write_text(render_index(load_runs(runs_path)), encoding="utf-8")
+    tmp.write_text(render_index(load_runs(runs_path, current)), encoding="utf-8")
     tmp.replace(target)
     return target

@@ -375,3 +375,49 @@ def test_pruning_never_removes_the_latest_complete_snapshot(seeded, emulator, ru
     with store(config, read_only=True) as con:
         rows = con.execute("SELECT id, status FROM snapshots ORDER BY id").fetchall()
     assert rows == [(2, "complete"), (3, "complete")]
+
+
+def test_a_killed_run_does_not_block_the_next(seeded, emulator, run_cli):
+    """SIGKILL a real `civimc-audit run` mid-snapshot: the next run takes its lock over (the
+    pid is dead), and the index shows the killed run as interrupted."""
+    config = seeded()
+    in_page, release = threading.Event(), threading.Event()
+
+    def hold(emu, list_id, offset):
+        in_page.set()
+        release.wait(60)
+
+    emulator.on_members_page = hold
+    victim = subprocess.Popen([sys.executable, "-m", "civimc_audit.cli", "--config", str(config),
+                               "run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert in_page.wait(60), "the run never reached Mailchimp"
+        victim.kill()
+        victim.wait(30)
+    finally:
+        release.set()
+        emulator.on_members_page = None
+    runs = config.parent / "runs"
+    assert RunLock(runs).holder().pid == victim.pid  # left behind
+    (killed,) = runs_of(config)
+    assert summary_of(killed)["status"] == "running"
+    assert summary_of(killed)["steps"]["snapshot_mailchimp"] == "running"
+
+    code, _, err = run_cli("--config", config, "run")
+    assert code == 0, err
+    assert f"took over a stale run lock (pid {victim.pid} on " in err
+    assert f"process {victim.pid} is no longer running" in err
+    index = (runs / "index.html").read_text()
+    row = index[index.index(f"<td>{killed.name}</td>"):]
+    assert row[:row.index("</tr>")].count(">interrupted<") == 1
+    assert not (runs / LOCK_NAME).exists()
+
+
+def test_run_apply_is_refused_until_plan_and_apply_exist(seeded, run_cli):
+    config = seeded('auto_approve = ["add_to_mailchimp"]')
+    code, _, err = run_cli("--config", config, "run", "--apply")
+    assert code == 2
+    assert err.strip() == ("civimc-audit: `run --apply` needs the plan/apply workflow "
+                           "(civimc_audit.plan and .apply), which this installation does not "
+                           "have yet; run without --apply")
+    assert not (config.parent / "runs").exists()
