@@ -14,9 +14,11 @@ summary.json's `message` and on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -393,11 +395,22 @@ class ScheduledRun:
             try:
                 self._pipeline(runs_path)
             except BaseException as exc:  # a signal or Ctrl-C: say so before going down
-                self._fail("interrupted", exc)
-                self.summary["message"] = one_line(f"run interrupted ({type(exc).__name__})")
-                self.write_summary()
+                self._interrupted(exc)
                 raise
         return RunResult(self.folder, self.summary, self.error)
+
+    def _interrupted(self, exc: BaseException) -> None:
+        why, code = type(exc).__name__, 130
+        if isinstance(exc, SystemExit) and isinstance(exc.code, int) and exc.code > 128:
+            with contextlib.suppress(ValueError):
+                why, code = signal.Signals(exc.code - 128).name, exc.code
+        self.error = exc
+        self.summary.update(status="failed", failed_step="interrupted", exit_code=code,
+                            message=f"run interrupted by {why}", finished_at=iso(utcnow()))
+        for name, state in self.summary["steps"].items():
+            if state in ("pending", "running"):
+                self.summary["steps"][name] = "interrupted" if state == "running" else "skipped"
+        self.write_summary()
 
     def _pipeline(self, runs_path: Path) -> None:
         try:

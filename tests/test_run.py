@@ -421,3 +421,31 @@ def test_run_apply_is_refused_until_plan_and_apply_exist(seeded, run_cli):
                            "(civimc_audit.plan and .apply), which this installation does not "
                            "have yet; run without --apply")
     assert not (config.parent / "runs").exists()
+
+
+def test_sigterm_records_the_interruption_and_releases_the_lock(seeded, emulator):
+    """systemd and Airflow stop a job with SIGTERM: the run says so and unlocks."""
+    config = seeded()
+    in_page, release = threading.Event(), threading.Event()
+
+    def hold(emu, list_id, offset):
+        in_page.set()
+        release.wait(60)
+
+    emulator.on_members_page = hold
+    job = subprocess.Popen([sys.executable, "-m", "civimc_audit.cli", "--config", str(config),
+                            "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert in_page.wait(60), "the run never reached Mailchimp"
+        job.terminate()
+        job.communicate(timeout=60)
+    finally:
+        release.set()
+        emulator.on_members_page = None
+    assert job.returncode == 128 + 15
+    (folder,) = runs_of(config)
+    summary = summary_of(folder)
+    assert summary["status"] == "failed" and summary["message"] == "run interrupted by SIGTERM"
+    assert summary["steps"]["snapshot_mailchimp"] == "interrupted"
+    assert summary["steps"]["report"] == "skipped"
+    assert not (config.parent / "runs" / LOCK_NAME).exists()
