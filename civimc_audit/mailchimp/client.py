@@ -17,7 +17,7 @@ import hashlib
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -65,6 +65,7 @@ class MailchimpClient:
         self.timeout = settings.timeout if timeout is None else timeout
         self.max_connections = settings.max_connections
         self.stats: Counter = Counter()
+        self.pauses: deque[tuple[int, float]] = deque(maxlen=1000)  # (attempt, seconds slept)
         self._auth = ("civimc-audit", settings.api_key)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
@@ -109,6 +110,7 @@ class MailchimpClient:
         d = min(self.backoff_cap, self.backoff * (2 ** attempt))
         with self._lock:
             j = self._rng.uniform(0, d / 2)
+            self.pauses.append((attempt, d / 2 + j))
         time.sleep(d / 2 + j)
 
     def send(self, method: str, path: str, *, params=None, json=None) -> requests.Response:

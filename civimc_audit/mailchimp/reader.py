@@ -114,7 +114,9 @@ class Collected:
     """Every member copy read so far, as Arrow batches, plus what was seen of each re-read."""
 
     batches: list[pa.RecordBatch] = field(default_factory=list)
-    seen: dict[str, str] = field(default_factory=dict)  # id -> last_changed, re-reads only
+    # id -> the member as last re-read. Whole members are compared, not last_changed: two
+    # changes within one second share a last_changed.
+    seen: dict[str, dict] = field(default_factory=dict)
     rows_read: int = 0
 
     def add(self, members: list[dict], rnd: int) -> None:
@@ -243,8 +245,8 @@ class _Snapshotter:
 
         def keep(members):
             for m in members:
-                if self.got.seen.get(m["id"]) != m.get("last_changed"):
-                    self.got.seen[m["id"]] = m.get("last_changed")
+                if self.got.seen.get(m["id"]) != m:
+                    self.got.seen[m["id"]] = m
                     fresh.append(m)
 
         params = {"since_last_changed": _iso(since), "sort_field": "last_changed",
