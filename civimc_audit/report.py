@@ -173,6 +173,33 @@ def run_stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+def ipc_kernel_manager():
+    """A kernel manager class whose kernels talk over Unix sockets in a private temporary
+    folder. Over TCP, jupyter_client picks free ports and the kernel binds them a moment
+    later, so another process can take one first and the run fails at random ("Address
+    already in use"); sockets in a folder of our own cannot collide."""
+    import shutil
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import Unicode, default
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = Unicode("ipc")
+
+        @default("ip")
+        def _ip_default(self):
+            self._ipc_dir = tempfile.mkdtemp(prefix="civimc-kernel-")
+            return str(Path(self._ipc_dir) / "k")
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart and getattr(self, "_ipc_dir", None):
+                shutil.rmtree(self._ipc_dir, ignore_errors=True)
+
+    return IPCKernelManager
+
+
 def new_run_folder(base: Path) -> Path:
     """A new, empty runs/<UTC timestamp>/ folder (suffixed -2, -3… within the same second)."""
     stamp = run_stamp()
@@ -215,6 +242,7 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
             # when it is stopped after a failed cell) would break the
             # one-line-on-stderr contract that schedulers read.
             extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+            kernel_manager_class=ipc_kernel_manager(),
         )
     except pm.PapermillExecutionError as exc:
         status, message = "failed", f"report notebook failed: {exc.ename}: {exc.evalue}"

@@ -15,7 +15,6 @@ summary.json's `message` and on stderr.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import os
 import signal
@@ -187,15 +186,12 @@ class RunResult:
 
 
 def _snapshot_mailchimp(config: Config, store: Store, progress: bool):
-    """A Mailchimp snapshot: incremental when a previous complete one exists and this build's
-    reader supports it (issue 4), else full. Returns (snapshot, mode)."""
+    """A Mailchimp snapshot: incremental on top of the previous complete one (the reader falls
+    back to a full read when there is none). Returns (snapshot, mode)."""
     from .mailchimp.reader import snapshot_mailchimp
 
-    incremental = (store.latest_snapshot("mailchimp") is not None
-                   and "incremental" in inspect.signature(snapshot_mailchimp).parameters)
-    extra = {"incremental": True} if incremental else {}
-    snap = snapshot_mailchimp(config.mailchimp, store, progress=progress, **extra)
-    return snap, "incremental" if incremental else "full"
+    snap = snapshot_mailchimp(config.mailchimp, store, progress=progress, incremental=True)
+    return snap, snap.meta.get("mode", "full")
 
 
 @dataclass
