@@ -49,10 +49,16 @@ REASON_HELP = {
 }
 
 
+REPORT_CSS = """<style>
+table.civimc-table th, table.civimc-table td { text-align: left; }
+table.civimc-table td.num, table.civimc-table th.num { text-align: right; }
+</style>"""
+
+
 def html_table(frame: pd.DataFrame, max_rows: int | None = None) -> str:
-    """An escaped HTML table (names and emails are text, never markup)."""
-    return frame.to_html(index=False, escape=True, max_rows=max_rows, na_rep="",
-                         classes="civimc-table", border=0)
+    """An escaped, left-aligned HTML table (names and emails are text, never markup)."""
+    return REPORT_CSS + frame.to_html(index=False, escape=True, max_rows=max_rows, na_rep="",
+                                      classes="civimc-table", border=0)
 
 
 @dataclass
@@ -111,6 +117,7 @@ class AuditReport:
         import io
 
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
 
         data = self.counts()[::-1]
         fig = Figure(figsize=(7, 0.4 * len(data) + 1))
@@ -119,6 +126,7 @@ class AuditReport:
         for i, v in enumerate(data["People"]):
             ax.text(v, i, f" {v}", va="center")
         ax.set_xlabel("people")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=96)

@@ -40,6 +40,7 @@ from ..store import Snapshot, Store, utcnow
 from .client import MailchimpClient
 
 PAGE_SIZE = 1000
+STRIDE = PAGE_SIZE - 1  # pages overlap by one member, see MemberPager.read
 MEMBER_FIELDS = ("id", "email_address", "status", "last_changed", "merge_fields",
                  "unique_email_id", "contact_id", "timestamp_opt")
 #: Re-read window before the server time a snapshot started at: Mailchimp's times have whole
@@ -110,6 +111,16 @@ class Page:
 
 
 @dataclass
+class Read:
+    """What one paged query saw."""
+
+    total: int  # total_items of the first page
+    server_time: datetime | None  # the server's clock at the first page
+    totals: set[int]  # every total_items seen
+    consistent: bool  # no page boundary shifted while reading
+
+
+@dataclass
 class Collected:
     """Every member copy read so far, as Arrow batches, plus what was seen of each re-read."""
 
@@ -148,36 +159,44 @@ class MemberPager:
             self.bar.update(len(members))
         return Page(members, int(doc.get("total_items") or 0), self.client.server_time(resp))
 
-    def read(self, params: dict, fields: tuple[str, ...], on_page) -> tuple[int, datetime | None,
-                                                                            set[int]]:
+    def read(self, params: dict, fields: tuple[str, ...], on_page) -> Read:
         """Read every page of a query, calling `on_page(members)` for each (from worker
-        threads, one at a time). Returns (total_items of the first page, its server time,
-        the distinct totals seen on all pages)."""
+        threads, one at a time).
+
+        Pages overlap by one member (offsets 0, 999, 1998, …): the last member of one page must
+        be the first of the next. If members before a boundary were removed between the two
+        reads, the positions shifted and someone may have been skipped; `Read.consistent` then
+        says so instead of the gap going unnoticed."""
         params = {**params, "count": PAGE_SIZE,
                   "fields": ",".join(["total_items"] + [f"members.{f}" for f in fields])}
-        first = self.page({**params, "offset": 0})
         lock = threading.Lock()
-        totals = {first.total}
-        with lock:
-            on_page(first.members)
+        edges: dict[int, tuple] = {}
+        totals: set[int] = set()
 
-        def one(offset: int) -> None:
-            p = self.page({**params, "offset": offset})
+        def take(offset: int, p: Page) -> None:
+            ms = p.members
             with lock:
                 totals.add(p.total)
-                on_page(p.members)
+                edges[offset] = (ms[0]["id"] if ms else None,
+                                 ms[STRIDE]["id"] if len(ms) > STRIDE else None)
+                on_page(ms)
 
-        offsets = range(PAGE_SIZE, first.total, PAGE_SIZE)
+        first = self.page({**params, "offset": 0})
+        take(0, first)
+        offsets = range(STRIDE, first.total - 1, STRIDE)
         if offsets:
             with ThreadPoolExecutor(self.client.max_connections,
                                     thread_name_prefix="mailchimp-page") as pool:
-                futures = [pool.submit(one, o) for o in offsets]
+                futures = [pool.submit(lambda o: take(o, self.page({**params, "offset": o})), o)
+                           for o in offsets]
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
                 for f in futures:
                     f.cancel()
                 for f in done:
                     f.result()  # re-raises the first failure
-        return first.total, first.server_time, totals
+        consistent = all(edges[o - STRIDE][1] is not None and edges[o - STRIDE][1] == edges[o][0]
+                         for o in offsets)
+        return Read(first.total, first.server_time, totals, consistent)
 
     def count(self, **params) -> int:
         return self.page({**params, "count": 1, "fields": "total_items"}).total
@@ -214,13 +233,14 @@ class _Snapshotter:
         self.archived_separately = False
         self.rounds = 0
         self.repaired = False
+        self.shifted = False  # a page boundary moved during the full pass
         self.present: set[str] | None = None
         self.present_round = 0
 
     # --- reading ---------------------------------------------------------------------------
     def full_pass(self) -> tuple[int | None, datetime | None]:
         """Every page of the plain listing (+ archived if it leaves them out). Returns the
-        total the pages agree on (None if it changed while reading)."""
+        total, or None if the audience changed size or shifted while it was read."""
         self.bar.reset(total=None)
         statuses: set[str] = set()
 
@@ -228,19 +248,22 @@ class _Snapshotter:
             self.got.add(members, 0)
             statuses.update(m.get("status") for m in members)
 
-        total, when, totals = self.pager.read({}, MEMBER_FIELDS, keep)
+        r = self.pager.read({}, MEMBER_FIELDS, keep)
+        total, consistent = r.total, r.consistent and len(r.totals) == 1
+        self.shifted = not r.consistent
         self.bar.total = total
         self.bar.refresh()
         if "archived" not in statuses and self.pager.count(status="archived") > 0:
             self.archived_separately = True
-            a_total, _, a_totals = self.pager.read({"status": "archived"}, MEMBER_FIELDS, keep)
-            totals = {t + a_total for t in totals} | {total + t for t in a_totals}
-            total += a_total
-        return (total if len(totals) == 1 else None), when
+            a = self.pager.read({"status": "archived"}, MEMBER_FIELDS, keep)
+            total += a.total
+            consistent = consistent and a.consistent and len(a.totals) == 1
+            self.shifted |= not a.consistent
+        return (total if consistent else None), r.server_time
 
-    def changed_round(self, since: datetime, rnd: int) -> tuple[int, datetime | None]:
+    def changed_round(self, since: datetime, rnd: int) -> tuple[int, datetime, bool]:
         """Re-read members changed after `since`; returns (members not seen before, server
-        time of the round)."""
+        time of the round, whether the read was consistent)."""
         fresh: list[dict] = []
 
         def keep(members):
@@ -251,12 +274,15 @@ class _Snapshotter:
 
         params = {"since_last_changed": _iso(since), "sort_field": "last_changed",
                   "sort_dir": "DESC"}
-        _, when, _ = self.pager.read(params, MEMBER_FIELDS, keep)
+        r = self.pager.read(params, MEMBER_FIELDS, keep)
+        consistent = r.consistent
         if self.archived_separately:
-            self.pager.read({**params, "status": "archived"}, MEMBER_FIELDS, keep)
+            consistent &= self.pager.read({**params, "status": "archived"}, MEMBER_FIELDS,
+                                          keep).consistent
         self.got.add(fresh, rnd)
         self.rounds = rnd
-        return len(fresh), when
+        # A shifted read may have skipped a changed member: the caller reads the window again.
+        return len(fresh), r.server_time or utcnow(), consistent
 
     def audience_total(self) -> int:
         n = self.pager.count()
@@ -267,14 +293,17 @@ class _Snapshotter:
     def repair(self) -> None:
         """Find exactly which members exist (an id-only pass) and fetch the ones missing."""
         self.repaired = True
-        present: set[str] = set()
+        for _ in range(3):
+            present: set[str] = set()
 
-        def keep(members):
-            present.update(m["id"] for m in members)
+            def keep(members, present=present):
+                present.update(m["id"] for m in members)
 
-        self.pager.read({}, ("id",), keep)
-        if self.archived_separately:
-            self.pager.read({"status": "archived"}, ("id",), keep)
+            ok = self.pager.read({}, ("id",), keep).consistent
+            if self.archived_separately:
+                ok &= self.pager.read({"status": "archived"}, ("id",), keep).consistent
+            if ok:
+                break
         held = set(self.store.con.execute("SELECT DISTINCT id FROM _mc_final").fetchnumpy()["id"]
                    .tolist()) if self._has_final() else set()
         missing = sorted(present - held)[:MAX_REPAIR_FETCHES]
@@ -378,8 +407,11 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
         """Re-read changes in rounds until one brings nothing new."""
         nonlocal trusted_total
         for _ in range(MAX_ROUNDS):
-            fresh, when = run.changed_round(since, run.rounds + 1)
-            since = (when or utcnow()) - REREAD_OVERLAP
+            fresh, when, consistent = run.changed_round(since, run.rounds + 1)
+            if not consistent:  # the read shifted: read the same window again
+                trusted_total = None
+                continue
+            since = when - REREAD_OVERLAP
             if not fresh:
                 return True, since
             trusted_total = None  # members may have come or gone: count again
@@ -391,11 +423,13 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
     n = run.assemble(base_id)
     if settled:
         total = trusted_total if trusted_total is not None else run.audience_total()
-        if n != total:
+        # A shifted full pass may hide a skipped member behind a deleted one in the count.
+        if n != total or run.shifted:
             run.repair()
             settled, since = settle(since)
             n = run.assemble(base_id)
-            total = run.audience_total() if settled else total
+            if settled:
+                total = run.audience_total()
     complete = settled and n == total
     if not settled:
         message = f"members kept changing through {MAX_ROUNDS} re-reads; take it again later"
@@ -415,7 +449,7 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
         con.register("_mc_list", lst)
         con.execute(f"INSERT INTO mailchimp_list SELECT {int(snap_id)}, * FROM _mc_list")
         con.unregister("_mc_list")
-    meta = {"archived_listed_separately": run.archived_separately,
+    meta = {"archived_listed_separately": run.archived_separately, "shifted": run.shifted,
             "rounds": run.rounds, "repaired": run.repaired,
             "rows_read": run.got.rows_read, "total_items": total,
             "requests": client.stats["requests"] - requests_before,
