@@ -101,11 +101,13 @@ def table_reads(schema: Schema, settings: CiviCRMSettings) -> list[TableRead]:
     return [
         TableRead("civicrm_group_contact", "gc", "gc.group_id = %(g)s",
                   fields("civicrm_group_contact", "gc",
-                         "id:int group_id:int contact_id:int status:text"), bounded=True),
+                         "id:int group_id:int contact_id:int status:text"), bounded=True,
+                  index=schema.index_on("civicrm_group_contact", "group_id")),
         TableRead("civicrm_subscription_history", "h", "h.group_id = %(g)s",
                   fields("civicrm_subscription_history", "h",
                          "id:int contact_id:int group_id:int date:time method:text status:text"),
-                  time_zone=zone, bounded=True),
+                  time_zone=zone, bounded=True,
+                  index=schema.index_on("civicrm_subscription_history", "group_id")),
         # Everyone the rules can match or report: contacts touching the group and every owner
         # of an email address (any of them may be a Mailchimp member's address).
         TableRead("civicrm_contact", "c",

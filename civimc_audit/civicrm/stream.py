@@ -53,13 +53,18 @@ class Field:
     def plain(self) -> str:
         return f"{self.expr if self.expr is not None else 'NULL'} AS {self.name}"
 
+    @property
+    def arrow_type(self) -> pa.DataType:
+        """How pyarrow's CSV reader parses the packed column (numbers natively, in C)."""
+        return {"int": pa.int64(), "bool": pa.int8()}.get(self.kind, pa.string())
+
     def typed(self, time_zone: str | None = None) -> str:
         """DuckDB expression turning the packed text column back into a typed value."""
         col = f'"{self.name}"'
         if self.kind == "text":
             return f"decode(unhex({col})) AS {col}"
         if self.kind == "bool":
-            return f"(CAST({col} AS INTEGER) <> 0) AS {col}"
+            return f"({col} <> 0) AS {col}"
         if self.kind == "time":
             ts = f"TRY_CAST({col} AS TIMESTAMP)"
             # A DATETIME holding local wall-clock time → the UTC instant. A time inside the
@@ -67,14 +72,17 @@ class Field:
             if time_zone:
                 ts = f"timezone('UTC', timezone('{time_zone}', {ts}))"
             return f"{ts} AS {col}"
-        return f"CAST({col} AS BIGINT) AS {col}"
+        return f"{col}"
 
 
 @dataclass(frozen=True)
 class TableRead:
     """What to read from one table (`alias` names it in `where` and the field expressions):
     chunked on the integer primary key `id`; `where` may hold %(name)s parameters;
-    `bounded` says the key range may be computed with the filter (cheap through an index)."""
+    `bounded` says the key range may be computed with the filter (cheap through an index).
+    `index` names the index a filtered read goes through: InnoDB secondary indexes end with the
+    primary key, so `group_id = g AND id BETWEEN a AND b` is one short range of the group_id
+    index, where the optimizer's own choice would rescan the whole group for every chunk."""
 
     name: str
     alias: str
@@ -82,10 +90,12 @@ class TableRead:
     fields: tuple[Field, ...]
     time_zone: str | None = None  # for 'time' fields that are local DATETIMEs
     bounded: bool = False
+    index: str | None = None      # index to read key ranges through (e.g. (group_id, id))
 
     @property
     def source(self) -> str:
-        return f"{self.name} {self.alias}"
+        hint = f" FORCE INDEX (`{self.index}`)" if self.index else ""
+        return f"{self.name} {self.alias}{hint}"
 
     def plain_sql(self) -> str:
         """The same rows and columns as one ordinary SELECT (for baselines and debugging)."""
@@ -116,8 +126,11 @@ def stream_table(cur, duck: duckdb.DuckDBPyConnection, read: TableRead, target: 
     names = [f.name for f in read.fields]
     typed = ", ".join(f.typed(read.time_zone) for f in read.fields)
     if create:
+        sql_type = {"int": "BIGINT", "bool": "TINYINT"}
+        empty = ", ".join(f"NULL::{sql_type.get(f.kind, 'VARCHAR')} AS {f.name}"
+                          for f in read.fields)
         duck.execute(f"CREATE OR REPLACE TEMP TABLE {target} AS SELECT {typed} FROM "
-                     f"(SELECT {', '.join(f'NULL::VARCHAR AS {n}' for n in names)}) WHERE false")
+                     f"(SELECT {empty}) WHERE false")
     if low is None:
         return 0
     consts = constants or {}
@@ -130,7 +143,7 @@ def stream_table(cur, duck: duckdb.DuckDBPyConnection, read: TableRead, target: 
            f" AND {key} >= %(_lo)s AND {key} < %(_hi)s")
     options = (pacsv.ReadOptions(column_names=names, block_size=1 << 26),
                pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False),
-               pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+               pacsv.ConvertOptions(column_types={f.name: f.arrow_type for f in read.fields},
                                     null_values=[NULL], strings_can_be_null=True))
 
     def load(blob: bytes, count: int) -> None:
