@@ -136,7 +136,7 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
     LOCK TABLES) before failing; `on_chunk(table, rows so far)` is called as rows arrive.
     """
     conn = connect(settings, read_timeout=3600)
-    snap_id = None
+    snap_id = threads = None
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT @@max_allowed_packet")
@@ -162,6 +162,10 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
             })
             # Rows go straight into the store's tables inside one DuckDB transaction: a failure
             # rolls them all back, so no partial snapshot ever exists.
+            threads = store.con.execute("SELECT current_setting('threads')").fetchone()[0]
+            # One DuckDB thread per chunk insert: the server and the parser need the other
+            # cores, and small inserts gain nothing from more threads.
+            store.con.execute("SET threads = 1")
             with store.transaction() as con:
                 con.execute("INSERT INTO civicrm_group (snapshot_id, id, name, title, group_type,"
                             " saved_search_id, is_active, is_hidden) VALUES (?,?,?,?,?,?,?,?)",
@@ -187,6 +191,8 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
             raise
         raise CiviCRMError(msg) from None
     finally:
+        if threads is not None:
+            store.con.execute(f"SET threads = {int(threads)}")
         conn.close()
 
 def changed_since(settings: CiviCRMSettings, group_id: int, contact_ids, since_utc) -> set[int]:
