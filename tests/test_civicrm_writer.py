@@ -245,6 +245,8 @@ def test_datetime_history_is_written_and_compared_in_site_time(mysql_server, mon
     with variant_db(mysql_server, "4.x", timezone="Europe/London") as db:
         cid = db.fixture.contact("Old", "Site", email="old@example.org")
         db.fixture.commit()
+        with pytest.raises(ConfigError, match="timezone"):
+            CiviCRMWriter(settings_for(db, monkeypatch))
         settings = settings_for(db, monkeypatch, timezone="Europe/London")
         before = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
         with CiviCRMWriter(settings) as w:
