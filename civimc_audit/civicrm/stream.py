@@ -12,6 +12,7 @@ snapshot).
 from __future__ import annotations
 
 import io
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -162,7 +163,7 @@ def stream_table(cur, duck: duckdb.DuckDBPyConnection, read: TableRead, target: 
     with ThreadPoolExecutor(max_workers=1) as worker, \
             tqdm(total=high - low + 1, desc=f"CiviCRM {read.name}", unit="id", unit_scale=True,
                  disable=not progress, leave=False) as bar:
-        pending = None
+        pending: deque = deque()
         try:
             while start <= high:
                 end = min(start + span, high + 1)
@@ -175,11 +176,12 @@ def stream_table(cur, duck: duckdb.DuckDBPyConnection, read: TableRead, target: 
                                          "bytes")
                     span = max(1, (end - start) // 4)
                     continue
-                if pending is not None:
-                    pending.result()
-                    pending = None
+                # Up to two chunks wait for the worker, so neither side idles when the other
+                # has a slow chunk.
+                while len(pending) >= 2:
+                    pending.popleft().result()
                 if count:
-                    pending = worker.submit(load, blob, count)
+                    pending.append(worker.submit(load, blob, count))
                     total += count
                 bar.update(end - start)
                 if on_chunk:
@@ -189,6 +191,6 @@ def stream_table(cur, duck: duckdb.DuckDBPyConnection, read: TableRead, target: 
                 span = int(min(max(target_bytes / per_key, 1_000), 2_000_000))
                 start = end
         finally:
-            if pending is not None:
-                pending.result()
+            while pending:
+                pending.popleft().result()
     return total
