@@ -4,6 +4,7 @@ connection faults fail cleanly and a rerun succeeds."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import pytest
@@ -214,3 +215,56 @@ def test_smart_groups_are_refused(civi_db, tmp_path, monkeypatch):
         admin.commit()
     with Store(tmp_path / "a.duckdb") as store, pytest.raises(ConfigError, match="smart group"):
         snapshot_civicrm(settings_for(civi_db, monkeypatch, group_id=smart), store)
+
+
+def _config(path, db, emulator, extra=""):
+    from conftest import TEST_LIST_ID
+
+    path.write_text(f"""
+[civicrm]
+host = "{db.server.host}"
+port = {db.server.port}
+database = "{db.name}"
+user = "{db.server.user}"
+group_id = {db.group_id}
+{extra}
+
+[mailchimp]
+list_id = "{TEST_LIST_ID}"
+base_url = "{emulator.base_url}"
+
+[store]
+path = "audit.duckdb"
+""", encoding="utf-8")
+    return path
+
+
+def test_old_site_end_to_end_through_the_cli(mysql_server, emulator, run_cli, tmp_path,
+                                             monkeypatch):
+    """A 4.x-style site (DATETIME history in local time, utf8, ENUM statuses): without a
+    timezone the CLI stops with one line and exit 2; with it, the seed's outcomes come out
+    exactly as on a current site."""
+    from conftest import TEST_API_KEY, TEST_LIST_ID
+
+    from civimc_audit.config import ENV_CIVICRM_PASSWORD, ENV_MAILCHIMP_API_KEY
+    from civimc_audit.demo import load_seed, seed_email
+
+    monkeypatch.setenv(ENV_CIVICRM_PASSWORD, mysql_server.password)
+    monkeypatch.setenv(ENV_MAILCHIMP_API_KEY, TEST_API_KEY)
+    with variant_db(mysql_server, "4.x", timezone="Australia/Sydney") as db:
+        load_seed(db.fixture, db.group_id, emulator, TEST_LIST_ID, 2026)
+        db.fixture.commit()
+        config = _config(tmp_path / "civimc-audit.toml", db, emulator)
+        code, out, err = run_cli("--config", config, "snapshot", "--civicrm-only")
+        assert code == 2 and "set [civicrm] timezone" in err and len(err.strip().splitlines()) == 1
+        _config(config, db, emulator, 'timezone = "Australia/Sydney"')
+        code, out, err = run_cli("--config", config, "snapshot")
+        assert code == 0, err
+        code, out, err = run_cli("--config", config, "reconcile")
+        assert code == 0, err
+        code, out, err = run_cli("--config", config, "outcomes", "--format", "json")
+        rows = {r["email"]: r for r in json.loads(out)}
+        assert {first: rows[seed_email(first)]["rule"] for first in
+                ("Wilma", "Barney", "Fred", "Betty", "Pebbles")} == {
+            "Wilma": "R5", "Barney": "R2", "Fred": "R9", "Betty": "R6", "Pebbles": "R3"}
+        assert rows[seed_email("Barney")]["civicrm_changed"] == "2026-01-01T10:00:00Z"

@@ -23,7 +23,7 @@ TEXT = st.one_of(st.none(), st.sampled_from(["", "N", "\\N", "\t", "\n", "NULL"]
 def _copy(civi_db, max_bytes, first_span=20_000):
     duck = duckdb.connect()
     with civi_db.server.connect(civi_db.name) as conn, conn.cursor() as cur:
-        n = stream_table(cur, duck, READ, "t", {"t": "Individual"}, max_bytes=max_bytes,
+        n = stream_table(cur, duck, READ, "t", {"t": "Individual"}, max_bytes=max_bytes, create=True,
                          first_span=first_span)
     rows = duck.execute("SELECT * FROM t ORDER BY id").fetchall()
     return n, rows

@@ -245,6 +245,8 @@ def test_datetime_history_is_written_and_compared_in_site_time(mysql_server, mon
     with variant_db(mysql_server, "4.x", timezone="Europe/London") as db:
         cid = db.fixture.contact("Old", "Site", email="old@example.org")
         db.fixture.commit()
+        with pytest.raises(ConfigError, match="timezone"):
+            CiviCRMWriter(settings_for(db, monkeypatch))
         settings = settings_for(db, monkeypatch, timezone="Europe/London")
         before = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
         with CiviCRMWriter(settings) as w:
@@ -255,3 +257,21 @@ def test_datetime_history_is_written_and_compared_in_site_time(mysql_server, mon
         assert before <= as_utc <= datetime.now(UTC) + timedelta(seconds=1)
         assert changed_since(settings, db.group_id, [cid], before) == {cid}
         assert changed_since(settings, db.group_id, [cid], as_utc) == set()
+
+
+def test_the_documented_writer_grants_are_enough(civi_db, monkeypatch):
+    f, g = civi_db.fixture, civi_db.group_id
+    member = f.contact("M", "Ember", email="m@example.org")
+    f.add_to_group(member, g, "2024-01-01T00:00:00Z")
+    f.commit()
+    grants = ("SELECT", "INSERT, UPDATE ON civicrm_group_contact",
+              "INSERT ON civicrm_subscription_history", "INSERT ON civicrm_contact",
+              "INSERT, UPDATE ON civicrm_email")  # as README.md documents them
+    with db_user(civi_db, *grants) as (user, pw):
+        settings = settings_for(civi_db, monkeypatch, write_user=user, write_password=pw,
+                                on_hold_when_cleaned=True)
+        with CiviCRMWriter(settings) as w:
+            new = w.create_contact("new@example.org", "New", "Person", tracking="plan 5")
+            assert w.add_to_group(g, [new], "plan 5") == {new: "done"}
+            assert w.remove_from_group(g, [member], "plan 5") == {member: "done"}
+            assert w.put_on_hold("m@example.org") == 1

@@ -38,8 +38,10 @@ class Column:
 class Schema:
     """Columns per table for the CiviCRM tables this toolkit touches."""
 
-    def __init__(self, columns: dict[str, dict[str, Column]]):
+    def __init__(self, columns: dict[str, dict[str, Column]],
+                 indexes: dict[str, dict[str, str]] | None = None):
         self.columns = columns
+        self.indexes = indexes or {}  # table → first column → an index name starting with it
 
     @classmethod
     def read(cls, cur, database: str) -> Schema:
@@ -53,7 +55,18 @@ class Schema:
             columns.setdefault(_text(table), {})[_text(name).lower()] = Column(
                 _text(name), _text(dtype).lower(), _text(ctype).lower(), _text(nullable) == "YES",
                 _text(charset) if charset else None)
-        return cls(columns)
+        cur.execute(
+            "SELECT TABLE_NAME, COLUMN_NAME, INDEX_NAME FROM information_schema.STATISTICS"
+            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME IN %s AND SEQ_IN_INDEX = 1"
+            " ORDER BY NON_UNIQUE, INDEX_NAME", (database, TABLES))
+        indexes: dict[str, dict[str, str]] = {}
+        for table, column, index in cur.fetchall():
+            indexes.setdefault(_text(table), {}).setdefault(_text(column).lower(), _text(index))
+        return cls(columns, indexes)
+
+    def index_on(self, table: str, column: str) -> str | None:
+        """The name of an index whose first column is `column`, if the table has one."""
+        return self.indexes.get(table, {}).get(column)
 
     def require(self, table: str, *needed: str) -> dict[str, Column]:
         """The table's columns; a CiviCRMError if the table or a needed column is missing."""

@@ -12,7 +12,9 @@ snapshot).
 from __future__ import annotations
 
 import io
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
@@ -28,24 +30,34 @@ NULL = "N"
 @dataclass(frozen=True)
 class Field:
     """One output column: its name, the SQL expression that reads it (None: the site's schema
-    has no such column, so it is NULL) and its kind: 'int', 'bool', 'text' or 'time'."""
+    has no such column, so it is NULL), its kind ('int', 'bool', 'text' or 'time'), whether it
+    can be NULL, and whether a text column must be converted to UTF-8 first (not utf8/utf8mb4,
+    or an ENUM/SET whose HEX would otherwise be of its number)."""
 
     name: str
     expr: str | None
     kind: str
+    nullable: bool = True
+    convert: bool = True
 
     def packed(self) -> str:
-        """The expression as it travels inside the packed text."""
+        """The expression as it travels inside the packed text. Every function call costs
+        server time on millions of rows, so NOT NULL columns skip IFNULL and UTF-8 columns skip
+        CONVERT; numbers and dates go as MariaDB prints them."""
         if self.expr is None:
             return f"'{NULL}'"
+        value = self.expr
         if self.kind == "text":
-            return f"IFNULL(HEX(CONVERT({self.expr} USING utf8mb4)), '{NULL}')"
-        if self.kind == "time":
-            return f"IFNULL(CAST({self.expr} AS CHAR(19)), '{NULL}')"
-        return f"IFNULL(({self.expr}) + 0, '{NULL}')"
+            value = f"HEX(CONVERT({value} USING utf8mb4))" if self.convert else f"HEX({value})"
+        return f"IFNULL({value}, '{NULL}')" if self.nullable else value
 
     def plain(self) -> str:
         return f"{self.expr if self.expr is not None else 'NULL'} AS {self.name}"
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        """How pyarrow's CSV reader parses the packed column (numbers natively, in C)."""
+        return {"int": pa.int64(), "bool": pa.int8()}.get(self.kind, pa.string())
 
     def typed(self, time_zone: str | None = None) -> str:
         """DuckDB expression turning the packed text column back into a typed value."""
@@ -53,7 +65,7 @@ class Field:
         if self.kind == "text":
             return f"decode(unhex({col})) AS {col}"
         if self.kind == "bool":
-            return f"(CAST({col} AS INTEGER) <> 0) AS {col}"
+            return f"({col} <> 0) AS {col}"
         if self.kind == "time":
             ts = f"TRY_CAST({col} AS TIMESTAMP)"
             # A DATETIME holding local wall-clock time → the UTC instant. A time inside the
@@ -61,14 +73,17 @@ class Field:
             if time_zone:
                 ts = f"timezone('UTC', timezone('{time_zone}', {ts}))"
             return f"{ts} AS {col}"
-        return f"CAST({col} AS BIGINT) AS {col}"
+        return f"{col}"
 
 
 @dataclass(frozen=True)
 class TableRead:
     """What to read from one table (`alias` names it in `where` and the field expressions):
     chunked on the integer primary key `id`; `where` may hold %(name)s parameters;
-    `bounded` says the key range may be computed with the filter (cheap through an index)."""
+    `bounded` says the key range may be computed with the filter (cheap through an index).
+    `index` names the index a filtered read goes through: InnoDB secondary indexes end with the
+    primary key, so `group_id = g AND id BETWEEN a AND b` is one short range of the group_id
+    index, where the optimizer's own choice would rescan the whole group for every chunk."""
 
     name: str
     alias: str
@@ -76,10 +91,12 @@ class TableRead:
     fields: tuple[Field, ...]
     time_zone: str | None = None  # for 'time' fields that are local DATETIMEs
     bounded: bool = False
+    index: str | None = None      # index to read key ranges through (e.g. (group_id, id))
 
     @property
     def source(self) -> str:
-        return f"{self.name} {self.alias}"
+        hint = f" FORCE INDEX (`{self.index}`)" if self.index else ""
+        return f"{self.name} {self.alias}{hint}"
 
     def plain_sql(self) -> str:
         """The same rows and columns as one ordinary SELECT (for baselines and debugging)."""
@@ -88,14 +105,18 @@ class TableRead:
 
 
 def stream_table(cur, duck: duckdb.DuckDBPyConnection, read: TableRead, target: str,
-                 params: dict, *, max_bytes: int, progress: bool = False,
+                 params: dict, *, max_bytes: int, constants: dict[str, int] | None = None,
+                 create: bool = False, progress: bool = False,
                  on_chunk: Callable[[str, int], None] | None = None,
                  first_span: int = 20_000) -> int:
-    """Copy the rows of `read` into the DuckDB table `target` (created here); returns the count.
+    """Copy the rows of `read` into the DuckDB table `target`; returns the count.
 
-    Chunks are key ranges sized to stay well under `max_bytes` (the session's
-    group_concat_max_len); a chunk that still overflows is split and read again. `on_chunk`
-    is called with (table, rows so far) after each chunk.
+    `constants` are extra integer columns written on every row (the snapshot id); `create`
+    makes `target` a new temp table first. Chunks are key ranges sized to stay well under
+    `max_bytes` (the session's group_concat_max_len); a chunk that still overflows is read again
+    in smaller ranges. While the server packs the next chunk, a worker thread parses and inserts
+    the previous one (both sides release the GIL), so the two overlap. `on_chunk` is called
+    with (table, rows so far) after each chunk.
     """
     key = f"{read.alias}.id"
     if read.bounded:
@@ -105,10 +126,17 @@ def stream_table(cur, duck: duckdb.DuckDBPyConnection, read: TableRead, target: 
     low, high = cur.fetchone()
     names = [f.name for f in read.fields]
     typed = ", ".join(f.typed(read.time_zone) for f in read.fields)
-    duck.execute(f"CREATE OR REPLACE TEMP TABLE {target} AS SELECT {typed} FROM "
-                 f"(SELECT {', '.join(f'NULL::VARCHAR AS {n}' for n in names)}) WHERE false")
+    if create:
+        sql_type = {"int": "BIGINT", "bool": "TINYINT"}
+        empty = ", ".join(f"NULL::{sql_type.get(f.kind, 'VARCHAR')} AS {f.name}"
+                          for f in read.fields)
+        duck.execute(f"CREATE OR REPLACE TEMP TABLE {target} AS SELECT {typed} FROM "
+                     f"(SELECT {empty}) WHERE false")
     if low is None:
         return 0
+    consts = constants or {}
+    insert = (f"INSERT INTO {target} ({', '.join([*consts, *names])})"
+              f" SELECT {', '.join([*(str(int(v)) for v in consts.values()), typed])} FROM _chunk")
     packed = ", ".join(f.packed() for f in read.fields)
     sql = (f"SELECT COUNT(*), CAST(GROUP_CONCAT(CONCAT(CONCAT_WS(CHAR(9), {packed}), CHAR(10))"
            " SEPARATOR '') AS BINARY)"
@@ -116,33 +144,53 @@ def stream_table(cur, duck: duckdb.DuckDBPyConnection, read: TableRead, target: 
            f" AND {key} >= %(_lo)s AND {key} < %(_hi)s")
     options = (pacsv.ReadOptions(column_names=names, block_size=1 << 26),
                pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False),
-               pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+               pacsv.ConvertOptions(column_types={f.name: f.arrow_type for f in read.fields},
                                     null_values=[NULL], strings_can_be_null=True))
+
+    def load(blob: bytes, count: int) -> None:
+        table = pacsv.read_csv(io.BytesIO(blob), *options)
+        if table.num_rows != count:
+            raise ValueError(f"{read.name}: a chunk unpacked to {table.num_rows} rows, "
+                             f"expected {count}")
+        duck.register("_chunk", table)
+        try:
+            duck.execute(insert)
+        finally:
+            duck.unregister("_chunk")
+
     target_bytes = max_bytes // 3
     total, start, span = 0, low, first_span
-    with tqdm(total=high - low + 1, desc=f"CiviCRM {read.name}", unit="id", unit_scale=True,
-              disable=not progress, leave=False) as bar:
-        while start <= high:
-            end = min(start + span, high + 1)
-            cur.execute(sql, {**params, "_lo": start, "_hi": end})
-            count, blob = cur.fetchone()
-            blob = blob or b""
-            if count and (len(blob) >= max_bytes or blob.count(b"\n") != count):
-                if end - start <= 1:
-                    raise ValueError(f"one row of {read.name} is larger than {max_bytes} bytes")
-                span = max(1, (end - start) // 4)  # overflowed: read this range again, smaller
-                continue
-            if count:
-                table = pacsv.read_csv(io.BytesIO(blob), *options)
-                duck.register("_chunk", table)
-                duck.execute(f"INSERT INTO {target} SELECT {typed} FROM _chunk")
-                duck.unregister("_chunk")
-                total += count
-            bar.update(end - start)
-            if on_chunk:
-                on_chunk(read.name, total)
-            # Size the next range from this one's bytes per key.
-            per_key = max(len(blob), 1) / (end - start)
-            span = int(min(max(target_bytes / per_key, 1_000), 2_000_000))
-            start = end
+    with ThreadPoolExecutor(max_workers=1) as worker, \
+            tqdm(total=high - low + 1, desc=f"CiviCRM {read.name}", unit="id", unit_scale=True,
+                 disable=not progress, leave=False) as bar:
+        pending: deque = deque()
+        try:
+            while start <= high:
+                end = min(start + span, high + 1)
+                cur.execute(sql, {**params, "_lo": start, "_hi": end})
+                count, blob = cur.fetchone()
+                blob = blob or b""
+                if len(blob) >= max_bytes:  # GROUP_CONCAT cut it short: smaller ranges
+                    if end - start <= 1:
+                        raise ValueError(f"one row of {read.name} is larger than {max_bytes} "
+                                         "bytes")
+                    span = max(1, (end - start) // 4)
+                    continue
+                # Up to two chunks wait for the worker, so neither side idles when the other
+                # has a slow chunk.
+                while len(pending) >= 2:
+                    pending.popleft().result()
+                if count:
+                    pending.append(worker.submit(load, blob, count))
+                    total += count
+                bar.update(end - start)
+                if on_chunk:
+                    on_chunk(read.name, total)
+                # Size the next range from this one's bytes per key.
+                per_key = max(len(blob), 1) / (end - start)
+                span = int(min(max(target_bytes / per_key, 1_000), 2_000_000))
+                start = end
+        finally:
+            while pending:
+                pending.popleft().result()
     return total

@@ -22,8 +22,8 @@ from datetime import UTC
 import pymysql
 
 from ..config import CiviCRMSettings
-from ..errors import CiviCRMError
-from .columns import Schema, history_sql_time, local_now
+from ..errors import CiviCRMError, ConfigError
+from .columns import Schema, history_sql_time, local_now, site_zone
 from .db import connect, describe_error
 
 METHOD = "API"
@@ -83,6 +83,12 @@ class CiviCRMWriter:
             self.conn.close()
             raise CiviCRMError(f"CiviCRM writer could not start: {describe_error(exc, self.user)}"
                                ) from None
+        if self.schema.history_date_is_datetime:
+            try:
+                site_zone(settings)  # a DATETIME history date needs the site's zone: say so now
+            except ConfigError:
+                self.conn.close()
+                raise
         self.schema.require("civicrm_group_contact", "group_id", "contact_id", "status")
         self.schema.require("civicrm_subscription_history", "contact_id", "group_id", "date",
                             "method", "status", "tracking")
