@@ -51,7 +51,7 @@ def check(obj):
     from .check import check as run_check
 
     for line in run_check(obj.config):
-        click.echo(line)
+        click.echo(line, err=line.startswith("warning:"))
 
 
 @cli.command()
@@ -70,6 +70,11 @@ def snapshot(obj, civicrm_only, mailchimp_only):
         if not mailchimp_only:
             snap = snapshot_civicrm(obj.config.civicrm, store, progress=progress)
             click.echo(_snapshot_line(snap))
+            if snap.meta.get("is_mailing_list") is False:
+                from .words import mailing_list_warning
+
+                click.echo(mailing_list_warning(snap.meta.get("group_id"),
+                                                snap.meta.get("group_title")), err=True)
         if not civicrm_only:
             snap = snapshot_mailchimp(obj.config.mailchimp, store, progress=progress)
             click.echo(_snapshot_line(snap))
