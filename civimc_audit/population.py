@@ -185,6 +185,14 @@ class Case:
         object.__setattr__(self, "members", parse_mc(self.mc))
         object.__setattr__(self, "expected", parse_expect(self.expect))
 
+    @classmethod
+    def of(cls, name: str, contacts: Sequence[ContactSpec], members: Sequence[MemberSpec]) -> Case:
+        """A world given as specs (e.g. drawn by hypothesis), with no expectation."""
+        case = cls(name)
+        object.__setattr__(case, "contacts", tuple(contacts))
+        object.__setattr__(case, "members", tuple(members))
+        return case
+
 
 # -- the archetypes: every rule, reason code and flag ------------------------------------------
 ARCHETYPES: tuple[Case, ...] = (
