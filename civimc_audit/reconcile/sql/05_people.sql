@@ -6,26 +6,48 @@
 --   best_email_is_member / shared_with R6 email_shared_with_other_contact
 --   member_on_hold                     R7 email_on_hold
 --   duplicate_contacts, contact_deleted  the flags of the same names
-CREATE OR REPLACE TEMP TABLE people AS
+-- (Joins on small per-key aggregates rather than window functions: this is the step that sees
+-- every person, and it must stay close to the cost of one join at a million people.)
+
+-- Per matched contact, its MC-in members (R2: another member matched to the same contact).
+CREATE OR REPLACE TEMP TABLE m_contact_in AS
+SELECT mm.contact_id, count(*) AS n_in, min(m.email_address) AS in_email
+FROM m_match mm JOIN m_member m USING (member_id)
+WHERE m.mc_in
+GROUP BY mm.contact_id;
+
+-- The contact each member's address was matched to (R6: another contact's member).
+CREATE OR REPLACE TEMP TABLE m_owner AS
+SELECT m.norm, min(mm.contact_id) AS contact_id
+FROM m_member m JOIN m_match mm USING (member_id)
+GROUP BY m.norm;
+
+CREATE OR REPLACE TEMP TABLE c_owner_count AS
+SELECT norm, count(*) AS n FROM c_owner GROUP BY norm;
+
+-- The rows themselves, narrow, each with its person_id: a sort on the data alone (address,
+-- then contact id, then member id), so the result does not depend on row order.
+CREATE OR REPLACE TEMP TABLE p_rows AS
 WITH rows AS (
-    SELECT m.member_id, mm.contact_id, mm.n_owners, mm.match_step
+    SELECT m.member_id, mm.contact_id, mm.n_owners
     FROM m_member m LEFT JOIN m_match mm USING (member_id)
     UNION ALL
-    SELECT NULL, s.contact_id, NULL, NULL
+    SELECT NULL, s.contact_id, NULL
     FROM c_state s
     WHERE s.in_population
       AND NOT EXISTS (SELECT 1 FROM m_match mm WHERE mm.contact_id = s.contact_id)
-), member_owner AS (
-    -- the contact each member's address was matched to (R6: another contact's member)
-    SELECT m.norm, min(mm.contact_id) AS contact_id
-    FROM m_member m JOIN m_match mm USING (member_id)
-    GROUP BY m.norm
-), owners AS (
-    SELECT norm, count(*) AS n FROM c_owner GROUP BY norm
 )
-SELECT r.member_id,
+SELECT r.member_id, r.contact_id, r.n_owners,
+       row_number() OVER (ORDER BY coalesce(m.norm, b.best_norm) NULLS LAST,
+                          r.contact_id NULLS LAST, r.member_id NULLS LAST) AS person_id
+FROM rows r
+LEFT JOIN m_member m USING (member_id)
+LEFT JOIN c_best b ON b.contact_id = r.contact_id;
+
+CREATE OR REPLACE TEMP VIEW people AS
+SELECT r.person_id,
+       r.member_id,
        r.contact_id,
-       r.match_step,
        m.email_address,
        m.norm AS member_norm,
        m.status AS mailchimp_status,
@@ -42,28 +64,27 @@ SELECT r.member_id,
        s.consent_words,
        b.best_email,
        b.best_norm,
-       -- R2: another member matched to the same contact is MC-in. (The window counts this
-       -- row too, so it is taken off; R2 rows are MC-out, so min() never names this row.)
-       coalesce(r.contact_id IS NOT NULL AND
-                count(*) FILTER (WHERE m.mc_in) OVER (PARTITION BY r.contact_id)
-                  - CASE WHEN m.mc_in THEN 1 ELSE 0 END > 0, false) AS other_member_in,
-       CASE WHEN r.contact_id IS NOT NULL THEN
-           min(m.email_address) FILTER (WHERE m.mc_in) OVER (PARTITION BY r.contact_id)
-       END AS other_in_email,
+       -- R2: the contact's MC-in members, less this one if it is MC-in itself. R2 rows are
+       -- MC-out, so in_email then names another member.
+       coalesce(ci.n_in - CASE WHEN m.mc_in THEN 1 ELSE 0 END > 0, false) AS other_member_in,
+       ci.in_email AS other_in_email,
        -- R6: the best email is already a member; on a contact's own row that member was matched
        -- to another contact (had it matched this one, the contact would have no row of its own).
        mo.contact_id IS NOT NULL AS best_email_is_member,
        mo.contact_id AS shared_with,
        -- R7: the member's address is on hold anywhere in CiviCRM.
-       coalesce(m.norm IN (SELECT norm FROM c_on_hold), false) AS member_on_hold,
+       oh.norm IS NOT NULL AS member_on_hold,
        CASE WHEN r.member_id IS NOT NULL THEN coalesce(r.n_owners, 0) > 1
             ELSE coalesce(ob.n, 0) > 1
        END AS duplicate_contacts,
-       coalesce(m.norm IN (SELECT norm FROM c_trashed_email), false) AS contact_deleted
-FROM rows r
+       te.norm IS NOT NULL AS contact_deleted
+FROM p_rows r
 LEFT JOIN m_member m USING (member_id)
 LEFT JOIN c_contact c ON c.contact_id = r.contact_id
 LEFT JOIN c_state s ON s.contact_id = r.contact_id
 LEFT JOIN c_best b ON b.contact_id = r.contact_id
-LEFT JOIN member_owner mo ON r.member_id IS NULL AND mo.norm = b.best_norm
-LEFT JOIN owners ob ON r.member_id IS NULL AND ob.norm = b.best_norm;
+LEFT JOIN m_contact_in ci ON ci.contact_id = r.contact_id
+LEFT JOIN c_on_hold oh ON oh.norm = m.norm
+LEFT JOIN c_trashed_email te ON te.norm = m.norm
+LEFT JOIN m_owner mo ON r.member_id IS NULL AND mo.norm = b.best_norm
+LEFT JOIN c_owner_count ob ON r.member_id IS NULL AND ob.norm = b.best_norm;

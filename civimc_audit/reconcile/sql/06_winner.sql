@@ -4,7 +4,7 @@
 --   otherwise the later date, compared as UTC instants to the second;
 --   a tie in the same second => CiviCRM (policy tie_winner may give ties to Mailchimp).
 -- A member without last_changed (never seen from the real API) loses, as in the sync.
-CREATE OR REPLACE TEMP TABLE decided AS
+CREATE OR REPLACE TEMP VIEW decided AS
 WITH t AS (
     SELECT p.*,
            date_trunc('second', p.civicrm_changed) AS c_sec,

@@ -15,7 +15,7 @@
 --   R9  CiviCRM wins,   Civi-out, MC-in            -> unsubscribe_in_mailchimp
 --   R10 CiviCRM wins,   Civi-out, MC-out / absent  -> no_change
 -- A member with no matching contact is Civi-out (R3/R4); Mailchimp always wins it (step 6).
-CREATE OR REPLACE TEMP TABLE ruled AS
+CREATE OR REPLACE TEMP VIEW ruled AS
 WITH r AS (
     SELECT d.*,
         CASE

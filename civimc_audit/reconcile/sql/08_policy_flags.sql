@@ -13,7 +13,7 @@
 --   needs_confirmation  R7 for an unsubscribed member, when a resubscribe is planned: Mailchimp
 --                       refuses "subscribed" (compliance state), only "pending" is possible
 --   email_differs       the member's address is not the contact's best email
-CREATE OR REPLACE TEMP TABLE flagged AS
+CREATE OR REPLACE TEMP VIEW flagged AS
 WITH f AS (
     SELECT r.*,
         consent_withheld AND (

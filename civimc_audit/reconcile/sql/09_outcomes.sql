@@ -2,8 +2,8 @@
 -- can read without the rules table — which date decided (who wins, for R1–R10) and what happens,
 -- or why nothing can (the cannot_sync codes of R2, R6, R7, R8; policy honor_civicrm_consent).
 -- When both dates fall on the same day, the time is shown too, so a decision to the second reads.
--- person_id follows a sort on the data itself, so the result does not depend on row order.
-CREATE OR REPLACE TEMP TABLE worded AS
+-- person_id comes from step 5.
+CREATE OR REPLACE TEMP VIEW worded AS
 WITH d AS (
     SELECT f.*,
         coalesce(civicrm_changed::DATE = mailchimp_changed::DATE, false) AS same_day
@@ -31,7 +31,7 @@ SELECT d.*,
     END AS gc_words
 FROM d;
 
-CREATE OR REPLACE TEMP TABLE reasoned AS
+CREATE OR REPLACE TEMP VIEW reasoned AS
 SELECT w.*,
     CASE
         WHEN NOT has_member AND has_history
@@ -102,8 +102,7 @@ FROM worded w;
 
 INSERT INTO outcomes
 SELECT getvariable('reconciliation_id') AS reconciliation_id,
-       row_number() OVER (ORDER BY coalesce(member_norm, best_norm) NULLS LAST,
-                          contact_id NULLS LAST, member_id NULLS LAST) AS person_id,
+       person_id,
        coalesce(email_address, best_email) AS email,
        contact_id,
        member_id,
