@@ -23,6 +23,7 @@ WITH gc AS (
     GROUP BY contact_id
 )
 SELECT c.contact_id,
+       c.display_name,
        gc.gc_status,
        coalesce(gc.gc_status = 'Added', false) AS civi_in,
        h.last_date AS civicrm_changed,

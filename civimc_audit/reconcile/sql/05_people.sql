@@ -16,15 +16,6 @@ FROM m_match mm JOIN m_member m USING (member_id)
 WHERE m.mc_in
 GROUP BY mm.contact_id;
 
--- The contact each member's address was matched to (R6: another contact's member).
-CREATE OR REPLACE TEMP TABLE m_owner AS
-SELECT m.norm, min(mm.contact_id) AS contact_id
-FROM m_member m JOIN m_match mm USING (member_id)
-GROUP BY m.norm;
-
-CREATE OR REPLACE TEMP TABLE c_owner_count AS
-SELECT norm, count(*) AS n FROM c_owner GROUP BY norm;
-
 -- The rows themselves, narrow, each with its person_id: a sort on the data alone (address,
 -- then contact id, then member id), so the result does not depend on row order.
 CREATE OR REPLACE TEMP TABLE p_rows AS
@@ -44,6 +35,24 @@ FROM rows r
 LEFT JOIN m_member m USING (member_id)
 LEFT JOIN c_best b ON b.contact_id = r.contact_id;
 
+-- For the best addresses of contacts' own rows (the R6 candidates): how many live contacts own
+-- the address (flag duplicate_contacts) and the contact its member, if any, was matched to
+-- (R6 email_shared_with_other_contact).
+CREATE OR REPLACE TEMP TABLE c_addr_owner AS
+WITH wanted AS (
+    SELECT DISTINCT b.best_norm AS norm
+    FROM p_rows r JOIN c_best b USING (contact_id)
+    WHERE r.member_id IS NULL
+), o AS (
+    SELECT norm, count(*) AS n_owners FROM c_owner SEMI JOIN wanted USING (norm) GROUP BY norm
+), mo AS (
+    SELECT m.norm, min(mm.contact_id) AS member_contact
+    FROM m_member m SEMI JOIN wanted USING (norm) JOIN m_match mm USING (member_id)
+    GROUP BY m.norm
+)
+SELECT o.norm, o.n_owners, mo.member_contact
+FROM o LEFT JOIN mo USING (norm);
+
 CREATE OR REPLACE TEMP VIEW people AS
 SELECT r.person_id,
        r.member_id,
@@ -54,7 +63,7 @@ SELECT r.person_id,
        m.last_changed AS mailchimp_changed,
        coalesce(m.mc_in, false) AS mc_in,
        r.member_id IS NOT NULL AS has_member,
-       c.display_name,
+       s.display_name,
        coalesce(s.civi_in, false) AS civi_in,
        s.gc_status,
        s.history_status,
@@ -70,21 +79,18 @@ SELECT r.person_id,
        ci.in_email AS other_in_email,
        -- R6: the best email is already a member; on a contact's own row that member was matched
        -- to another contact (had it matched this one, the contact would have no row of its own).
-       mo.contact_id IS NOT NULL AS best_email_is_member,
-       mo.contact_id AS shared_with,
+       ao.member_contact IS NOT NULL AS best_email_is_member,
+       ao.member_contact AS shared_with,
        -- R7: the member's address is on hold anywhere in CiviCRM.
-       oh.norm IS NOT NULL AS member_on_hold,
+       coalesce(ad.on_hold, false) AS member_on_hold,
        CASE WHEN r.member_id IS NOT NULL THEN coalesce(r.n_owners, 0) > 1
-            ELSE coalesce(ob.n, 0) > 1
+            ELSE coalesce(ao.n_owners, 0) > 1
        END AS duplicate_contacts,
-       te.norm IS NOT NULL AS contact_deleted
+       coalesce(ad.trashed, false) AS contact_deleted
 FROM p_rows r
 LEFT JOIN m_member m USING (member_id)
-LEFT JOIN c_contact c ON c.contact_id = r.contact_id
 LEFT JOIN c_state s ON s.contact_id = r.contact_id
 LEFT JOIN c_best b ON b.contact_id = r.contact_id
 LEFT JOIN m_contact_in ci ON ci.contact_id = r.contact_id
-LEFT JOIN c_on_hold oh ON oh.norm = m.norm
-LEFT JOIN c_trashed_email te ON te.norm = m.norm
-LEFT JOIN m_owner mo ON r.member_id IS NULL AND mo.norm = b.best_norm
-LEFT JOIN c_owner_count ob ON r.member_id IS NULL AND ob.norm = b.best_norm;
+LEFT JOIN c_addr ad ON ad.norm = m.norm
+LEFT JOIN c_addr_owner ao ON r.member_id IS NULL AND ao.norm = b.best_norm;
