@@ -2,7 +2,9 @@
 
 A benchmark is a module `bench/bench_<name>.py` with a function `bench()` returning a list of
 results, each a dict with `name`, `seconds`, `baseline` (what it is compared with),
-`baseline_seconds`, and optionally `target_ratio` and `note`. Timings are only ever reported
+`baseline_seconds`, and optionally `cpu_seconds` / `baseline_cpu_seconds` (CPU time of the
+process, steadier than wall-clock on a shared machine; printed as a second ratio),
+`target_ratio` (checked against the wall-clock ratio) and `note`. Timings are only ever reported
 as ratios against a baseline measured in the same run, never asserted in tests.
 Run a subset with `python -m bench reconcile ...` (names without the `bench_` prefix).
 """
@@ -32,6 +34,9 @@ def main(argv: list[str]) -> int:
                 verdict = f"  (target ≤ {target:g}×: {'met' if ok else 'MISSED'})"
             print(f"{r['name']}: {r['seconds']:.2f} s; baseline {r['baseline']}: "
                   f"{r['baseline_seconds']:.2f} s; ratio {ratio:.2f}×{verdict}")
+            if r.get("cpu_seconds") and r.get("baseline_cpu_seconds"):
+                print(f"    CPU time: {r['cpu_seconds']:.2f} s vs {r['baseline_cpu_seconds']:.2f} s;"
+                      f" ratio {r['cpu_seconds'] / r['baseline_cpu_seconds']:.2f}×")
             if r.get("note"):
                 print(f"    {r['note']}")
     return 1 if missed else 0
