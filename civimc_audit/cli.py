@@ -126,7 +126,7 @@ def outcomes(obj, run_id, fmt, outcome):
         records = json.loads(frame.to_json(orient="records"))
         click.echo(json.dumps(records, indent=2, ensure_ascii=False))
     else:
-        shown = frame.drop(columns=["reason"]).fillna("")
+        shown = frame.drop(columns=["reason"]).astype(object).fillna("")
         click.echo(shown.to_string(index=False) if len(shown) else "(no rows)")
 
 

@@ -265,6 +265,10 @@ def test_generated_population_gets_its_expected_outcomes(civi_db, emulator, make
     assert {r["rule"] for r in got} == {f"R{i}" for i in range(1, 11)}
     assert {r["reason_code"] for r in got} - {""} == set(REASON_CODES)
     assert set().union(*(set(r["flags"].split()) for r in got)) == set(FLAGS)
+    # The table format copes with rows that have no contact (new contacts, R3/R4).
+    code, out, err = run_cli("--config", make_config(), "outcomes")
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == population.people + 1
 
 
 def test_generation_is_deterministic_and_scales():

@@ -238,3 +238,16 @@ def test_copies_scale_every_count(world, copies):
     one, _, _ = run(population, PolicySettings())
     many, _, _ = run(population, PolicySettings(), copies=copies)
     assert many["counts"] == {k: v * copies for k, v in one["counts"].items()}
+
+
+def test_reconcile_leaves_no_temporary_objects_and_can_run_again():
+    from civimc_audit.population import ARCHETYPES
+
+    with Store(":memory:") as store:
+        write_store(store, instantiate(ARCHETYPES))
+        first = reconcile(store, PolicySettings())
+        left = store.con.execute(
+            "SELECT (SELECT count(*) FROM duckdb_tables() WHERE temporary)"
+            " + (SELECT count(*) FROM duckdb_views() WHERE temporary AND NOT internal)").fetchone()
+        assert left == (0,)
+        assert reconcile(store, PolicySettings())["counts"] == first["counts"]
