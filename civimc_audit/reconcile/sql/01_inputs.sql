@@ -4,7 +4,7 @@
 -- no address (R6 no_usable_email). Dates arrive as naive UTC: the CiviCRM reader reads
 -- TIMESTAMPs with session time_zone '+00:00', the Mailchimp reader converts last_changed.
 CREATE OR REPLACE TEMP TABLE c_contact AS
-SELECT id AS contact_id, display_name, first_name, last_name,
+SELECT id AS contact_id, display_name,
        coalesce(is_deleted, false) AS is_deleted,
        coalesce(do_not_email, false) AS do_not_email,
        coalesce(is_opt_out, false) AS is_opt_out,
@@ -24,7 +24,7 @@ WHERE snapshot_id = getvariable('civicrm_snapshot')
 -- a status Mailchimp adds later can never cause a subscribe (R8 catches it when CiviCRM wins).
 CREATE OR REPLACE TEMP TABLE m_member AS
 SELECT id AS member_id, trim(email_address) AS email_address,
-       lower(trim(email_address)) AS norm, status, last_changed, fname, lname,
+       lower(trim(email_address)) AS norm, status, last_changed,
        coalesce(status IN ('subscribed', 'pending'), false) AS mc_in
 FROM mailchimp_member
 WHERE snapshot_id = getvariable('mailchimp_snapshot');
