@@ -154,6 +154,22 @@ TABLE = [
 
 MATRIX = [Case(*row) for row in TABLE]
 
+# What every reason must say, in words, for each reason code (DESIGN: "reason is one sentence a
+# person understands without the rules table").
+REASON_PHRASES = {
+    "other_email_subscribed": "while their other address",
+    "no_usable_email": "no email address that is not on hold",
+    "email_shared_with_other_contact": "is already the Mailchimp member of contact",
+    "email_on_hold": "on hold in CiviCRM",
+    "cleaned_at_mailchimp": "Mailchimp cleaned the address",
+}
+OUTCOME_PHRASES = {
+    "add_to_mailchimp": "subscribe ", "resubscribe_in_mailchimp": "resubscribe in Mailchimp",
+    "unsubscribe_in_mailchimp": "unsubscribe in Mailchimp",
+    "add_to_civicrm_group": "add", "remove_from_civicrm_group": "remove from the CiviCRM group",
+    "no_change": "nothing to do",
+}
+
 POLICY_TOML = {"": "", "tie_winner=mailchimp": '[policy]\ntie_winner = "mailchimp"',
                "honor_civicrm_consent": "[policy]\nhonor_civicrm_consent = true"}
 
@@ -227,6 +243,16 @@ def check_population(population, rows_by_policy) -> list[str]:
                 if have != want:
                     problems.append(f"{name} [{who}]: got {_fmt(have)}, expected {_fmt(want)}"
                                     f" — reason: {row['reason']}")
+                reason = row["reason"]
+                if policy == "honor_civicrm_consent" and "consent_conflict" in e.flags:
+                    phrase = "because CiviCRM says"
+                else:
+                    phrase = REASON_PHRASES.get(e.reason_code) or OUTCOME_PHRASES[e.outcome]
+                decided = row["mailchimp_status"] is None or any(w in reason for w in (
+                    ", after ", "same second", "so Mailchimp decides", "this address"))
+                if phrase not in reason or not decided:
+                    problems.append(f"{name} [{who}]: reason does not say what decided or "
+                                    f"what happens ({phrase!r}): {reason}")
                 contact = e.contact or (int(who[1:]) if who.startswith("#") else None)
                 if contact is not None and row["contact_id"] != inst.contact_ids[contact - 1]:
                     problems.append(f"{name} [{who}]: contact {row['contact_id']}, expected "
