@@ -4,7 +4,7 @@ The snapshot tables are written straight into a DuckDB store (population.write_s
 generated archetypes, repeated inside DuckDB), since this measures the reconciliation only.
 Baseline: a full outer join of the Mailchimp members and the CiviCRM emails on the normalised
 address, written into the store as the outcomes are (a second line compares with the same join
-kept in memory, for information). Both are timed in the same run, best of
+kept in memory, for information). All are timed in the same run, taking turns, best of
 `BENCH_REPEAT` (default 3). `BENCH_PEOPLE` sets the size (default 1,000,000).
 """
 
@@ -34,16 +34,22 @@ FULL OUTER JOIN (SELECT * FROM civicrm_email WHERE snapshot_id = $civi) e
 """
 
 
-def _best(fn, repeat: int) -> tuple[float, float]:
-    """Best wall-clock and best CPU seconds (all threads of this process) over `repeat` runs;
-    CPU time is the steadier figure on a machine shared with other work."""
-    walls, cpus = [], []
+def _timed(fn) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (all threads of this process) of one call; CPU time is the
+    steadier figure on a machine shared with other work."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _interleaved(fns: dict, repeat: int) -> dict[str, tuple[float, float]]:
+    """Best wall-clock and best CPU time of each function, the runs taking turns so that load
+    from elsewhere falls on all of them alike."""
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
     for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return min(walls), min(cpus)
+        for name, fn in fns.items():
+            runs[name].append(_timed(fn))
+    return {name: (min(w for w, _ in r), min(c for _, c in r)) for name, r in runs.items()}
 
 
 def bench() -> list[dict]:
@@ -71,9 +77,11 @@ def bench() -> list[dict]:
             rec.update(reconcile(store, PolicySettings(), civicrm_snapshot_id=civi,
                                  mailchimp_snapshot_id=mc))
 
-        baseline_s, baseline_cpu = _best(baseline, repeat)
-        memory_s, memory_cpu = _best(baseline_in_memory, repeat)
-        reconcile_s, reconcile_cpu = _best(run, repeat)
+        best = _interleaved({"baseline": baseline, "memory": baseline_in_memory,
+                             "reconcile": run}, repeat)
+        baseline_s, baseline_cpu = best["baseline"]
+        memory_s, memory_cpu = best["memory"]
+        reconcile_s, reconcile_cpu = best["reconcile"]
     rows = sum(rec["counts"].values())
     expected = {k: v * copies for k, v in base.expected_counts().items()}
     check = "matches" if rec["counts"] == expected else f"DIFFERS from {expected}"
