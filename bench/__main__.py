@@ -3,7 +3,8 @@ print each result as a ratio to its same-run baseline.
 
 A bench module is `bench/bench_<name>.py` with `run(argv: list[str]) -> list[dict]`; each dict
 has `name`, `seconds`, `baseline`, `baseline_seconds` and optionally `target` (the highest
-acceptable ratio) and `notes`.
+acceptable ratio), `cpu_seconds` / `baseline_cpu_seconds` (process CPU time, steadier than
+wall-clock on a shared machine; printed as a second ratio) and `notes`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def main(argv: list[str]) -> int:
             failed |= target is not None and ratio > target
             print(f"{r['name']}: {r['seconds']:.2f}s vs {r['baseline']} {r['baseline_seconds']:.2f}s"
                   f" = {ratio:.2f}x" + (f" (target ≤ {target}x)" if target else "") + verdict)
+            if r.get("cpu_seconds") and r.get("baseline_cpu_seconds"):
+                print(f"    CPU time: {r['cpu_seconds']:.2f}s vs {r['baseline_cpu_seconds']:.2f}s"
+                      f" = {r['cpu_seconds'] / r['baseline_cpu_seconds']:.2f}x")
             for note in r.get("notes", []):
                 print(f"    {note}")
     return 1 if failed else 0

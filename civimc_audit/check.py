@@ -7,6 +7,7 @@ from .civicrm.reader import find_group
 from .config import Config
 from .errors import CiviCRMError
 from .mailchimp.client import MailchimpClient
+from .words import mailing_list_warning
 
 CIVICRM_TABLES = ("civicrm_contact", "civicrm_email", "civicrm_group", "civicrm_group_contact",
                   "civicrm_subscription_history")
@@ -31,6 +32,8 @@ def check(config: Config) -> list[str]:
     lines.append(f"CiviCRM: can read {len(CIVICRM_TABLES)} tables as '{config.civicrm.user}'")
     lines.append(f"CiviCRM: group {group.id} '{group.title}' is a normal group"
                  + ("" if group.is_mailing_list else " (warning: not marked as a mailing list)"))
+    if not group.is_mailing_list:
+        lines.append(mailing_list_warning(group.id, group.title))
     client = MailchimpClient(config.mailchimp)
     try:
         client.ping()

@@ -51,7 +51,7 @@ def check(obj):
     from .check import check as run_check
 
     for line in run_check(obj.config):
-        click.echo(line)
+        click.echo(line, err=line.startswith("warning:"))
 
 
 @cli.command()
@@ -72,6 +72,11 @@ def snapshot(obj, civicrm_only, mailchimp_only, incremental):
         if not mailchimp_only:
             snap = snapshot_civicrm(obj.config.civicrm, store, progress=progress)
             click.echo(_snapshot_line(snap))
+            if snap.meta.get("is_mailing_list") is False:
+                from .words import mailing_list_warning
+
+                click.echo(mailing_list_warning(snap.meta.get("group_id"),
+                                                snap.meta.get("group_title")), err=True)
         if not civicrm_only:
             snap = snapshot_mailchimp(obj.config.mailchimp, store, progress=progress,
                                       incremental=incremental)
@@ -127,7 +132,7 @@ def outcomes(obj, run_id, fmt, outcome):
         records = json.loads(frame.to_json(orient="records"))
         click.echo(json.dumps(records, indent=2, ensure_ascii=False))
     else:
-        shown = frame.drop(columns=["reason"]).fillna("")
+        shown = frame.drop(columns=["reason"]).astype(object).fillna("")
         click.echo(shown.to_string(index=False) if len(shown) else "(no rows)")
 
 

@@ -1,7 +1,9 @@
 """`make demo`: the seed page's five people, end to end on a local MariaDB and the emulator.
 
-Loads Wilma, Barney, Fred, Betty and Pebbles with the seed's dates into a demo CiviCRM database
-(written the way CiviCRM core writes it) and into the Mailchimp emulator, then runs the real CLI:
+Loads Wilma, Barney, Fred, Betty and Pebbles with the seed's dates, plus a generated population
+of a few hundred people covering every rule, reason code and flag (civimc_audit.population), into
+a demo CiviCRM database (written the way CiviCRM core writes it) and into the Mailchimp emulator,
+then runs the real CLI:
 snapshot → reconcile → report, and prints where the HTML report is.
 """
 
@@ -18,6 +20,7 @@ from .civicrm.fixture import CiviFixture, create_database
 from .config import ENV_CIVICRM_PASSWORD, ENV_CIVICRM_WRITE_PASSWORD, ENV_MAILCHIMP_API_KEY
 from .emulator import Emulator, EmulatorServer
 from .localdb import Server, ensure_server
+from .population import generate, load_people
 
 # A made-up key in Mailchimp's format; the emulator accepts only it.
 DEMO_API_KEY = "0123456789abcdef0123456789abcdef-us1"
@@ -25,6 +28,7 @@ DEMO_LIST_ID = "a1b2c3d4e5"
 DEMO_DATABASE = "civimc_demo"
 DEMO_READER = "civimc_demo_reader"
 DEMO_WRITER = "civimc_demo_writer"
+GENERATED_PEOPLE = 300
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,8 @@ def prepare(folder: Path, year: int | None = None):
     emu = Emulator(api_key=DEMO_API_KEY)
     emu.add_list(list_id=DEMO_LIST_ID, name="Bedrock Newsletter")
     load_seed(fixture, group_id, emu, DEMO_LIST_ID, year)
+    # Besides the seed's five: a generated crowd with every rule, reason code and flag.
+    load_people(fixture, group_id, emu, DEMO_LIST_ID, generate(GENERATED_PEOPLE, seed=1))
     conn.close()
     reader_pw, writer_pw = create_users(server, DEMO_DATABASE)
     os.environ[ENV_CIVICRM_PASSWORD] = reader_pw

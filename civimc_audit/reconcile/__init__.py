@@ -58,14 +58,29 @@ def reconcile(store: Store, policy: PolicySettings | None = None, *,
         }
         for name, value in variables.items():
             con.execute(f"SET VARIABLE {name} = ?", [value])
-        for _name, text in sql_steps():
-            con.execute(text)
+        try:
+            for _name, text in sql_steps():
+                con.execute(text)
+        finally:
+            _drop_temporaries(con)
         counts = dict(con.execute(
             "SELECT outcome, count(*) FROM outcomes WHERE reconciliation_id = ? GROUP BY 1",
             [rid]).fetchall())
         con.execute("UPDATE reconciliations SET counts = ? WHERE id = ?",
                     [json.dumps(counts), rid])
     return store.reconciliation(rid)
+
+
+def _drop_temporaries(con) -> None:
+    """Drop the steps' temp views and tables: at a million people they hold gigabytes, and a
+    notebook keeps its store connection open."""
+    views = con.execute("SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal"
+                        ).fetchall()
+    tables = con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
+    for (name,) in views:
+        con.execute(f'DROP VIEW IF EXISTS temp.main."{name}"')
+    for (name,) in tables:
+        con.execute(f'DROP TABLE IF EXISTS temp.main."{name}"')
 
 
 OUTCOME_COLUMNS = ["person_id", "email", "contact_id", "display_name", "mailchimp_status",

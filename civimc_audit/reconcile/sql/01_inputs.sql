@@ -1,7 +1,10 @@
--- Step 1 — inputs. The two snapshots as clean relations for the steps below.
--- Matching rule: emails compare trimmed and lower-cased (`norm`). Empty addresses are no address.
+-- Step 1 — inputs: the two snapshots as clean relations for the steps below.
+-- Serves: the Terms of DESIGN "The rules" (MC-in for R1/R3/R5/R9, MC-out for R2/R4/R7/R8/R10)
+-- and the matching rule (emails compare trimmed and lower-cased, `norm`). An empty address is
+-- no address (R6 no_usable_email). Dates arrive as naive UTC: the CiviCRM reader reads
+-- TIMESTAMPs with session time_zone '+00:00', the Mailchimp reader converts last_changed.
 CREATE OR REPLACE TEMP TABLE c_contact AS
-SELECT id AS contact_id, display_name, first_name, last_name,
+SELECT id AS contact_id, display_name,
        coalesce(is_deleted, false) AS is_deleted,
        coalesce(do_not_email, false) AS do_not_email,
        coalesce(is_opt_out, false) AS is_opt_out,
@@ -17,9 +20,11 @@ FROM civicrm_email
 WHERE snapshot_id = getvariable('civicrm_snapshot')
   AND contact_id IS NOT NULL AND email IS NOT NULL AND trim(email) <> '';
 
+-- Every member of the audience, any status (who gets a row). Unknown statuses are MC-out, so
+-- a status Mailchimp adds later can never cause a subscribe (R8 catches it when CiviCRM wins).
 CREATE OR REPLACE TEMP TABLE m_member AS
-SELECT id AS member_id, email_address, lower(trim(email_address)) AS norm, status,
-       last_changed, fname, lname,
-       status IN ('subscribed', 'pending') AS mc_in  -- Terms: MC-in
+SELECT id AS member_id, trim(email_address) AS email_address,
+       lower(trim(email_address)) AS norm, status, last_changed,
+       coalesce(status IN ('subscribed', 'pending'), false) AS mc_in
 FROM mailchimp_member
 WHERE snapshot_id = getvariable('mailchimp_snapshot');

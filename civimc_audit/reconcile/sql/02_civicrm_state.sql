@@ -1,31 +1,40 @@
--- Step 2 — CiviCRM state of every live contact for the audited group.
--- Terms: Civi-in = civicrm_group_contact.status 'Added' for a contact that is not deleted;
--- otherwise Civi-out. civicrm_changed = date of the latest history row for (contact, group),
--- any status (latest by date, then by id, as core lists history). Trashed contacts are left out
--- here: they never match and get no row of their own (matching rule, flag contact_deleted).
+-- Step 2 — the CiviCRM side of every live contact for the audited group.
+-- Serves: Civi-in / Civi-out (R1–R10: Added in civicrm_group_contact is in; Removed, Pending and
+-- no row are out), civicrm_changed for "who wins" (the latest history row of any status, as UTC;
+-- no row ⇒ Mailchimp wins), who gets a row (a group_contact row or any history row), the
+-- consent fields (flag consent_conflict, policy honor_civicrm_consent) and the flags
+-- civicrm_pending and no_civicrm_history.
+-- Trashed contacts are left out here: they never match and get no row of their own (flag
+-- contact_deleted is set on the member's row instead, step 3).
+-- The latest history status is taken by (date, id): core lists history by date, and the sync
+-- extension takes the highest id; the two agree unless dates were back-filled.
 CREATE OR REPLACE TEMP TABLE c_state AS
 WITH gc AS (
-    SELECT contact_id, any_value(status) AS gc_status
+    SELECT contact_id, arg_max(status, id) AS gc_status
     FROM civicrm_group_contact
     WHERE snapshot_id = getvariable('civicrm_snapshot') AND group_id = getvariable('group_id')
     GROUP BY contact_id
 ), h AS (
     SELECT contact_id,
            max(date) AS last_date,
-           arg_max(status, (date, id)) AS last_status,
-           count(*) AS n_history
+           arg_max(status, (date, id)) AS last_status
     FROM civicrm_subscription_history
     WHERE snapshot_id = getvariable('civicrm_snapshot') AND group_id = getvariable('group_id')
     GROUP BY contact_id
 )
 SELECT c.contact_id,
+       c.display_name,
        gc.gc_status,
        coalesce(gc.gc_status = 'Added', false) AS civi_in,
        h.last_date AS civicrm_changed,
        h.last_status AS history_status,
        h.contact_id IS NOT NULL AS has_history,
        (gc.contact_id IS NOT NULL OR h.contact_id IS NOT NULL) AS in_population,
-       c.do_not_email OR c.is_opt_out OR c.is_deceased AS consent_withheld
+       c.do_not_email OR c.is_opt_out OR c.is_deceased AS consent_withheld,
+       concat_ws(', ',
+                 CASE WHEN c.do_not_email THEN 'do not email' END,
+                 CASE WHEN c.is_opt_out THEN 'opted out of bulk email' END,
+                 CASE WHEN c.is_deceased THEN 'deceased' END) AS consent_words
 FROM c_contact c
 LEFT JOIN gc USING (contact_id)
 LEFT JOIN h USING (contact_id)

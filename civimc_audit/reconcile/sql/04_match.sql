@@ -1,20 +1,22 @@
--- Step 4 — matching a member to a contact (DESIGN "Matching a member to a contact"):
+-- Step 4 — matching a member to a contact (DESIGN "Matching a member to a contact"), which
+-- decides whose CiviCRM state every member row is judged by (R1–R5, R7–R9):
 --   1) the one live contact owning the email; else
 --   2) the lowest contact id owning it that is Civi-in; else
 --   3) the lowest id with any history for the group; else
 --   4) the lowest id owning it.
--- More than one owner sets flag duplicate_contacts. Deleted contacts never match.
+-- Deleted contacts never match (c_owner holds live contacts only). More than one owner sets
+-- flag duplicate_contacts. A member no contact owns stays unmatched (R3 creates a contact).
 CREATE OR REPLACE TEMP TABLE m_match AS
 SELECT m.member_id,
-       count(o.contact_id) AS n_owners,
+       count(*) AS n_owners,
        CASE
-           WHEN count(o.contact_id) = 1 THEN min(o.contact_id)
+           WHEN count(*) = 1 THEN min(o.contact_id)
            WHEN bool_or(s.civi_in) THEN min(o.contact_id) FILTER (WHERE s.civi_in)
            WHEN bool_or(s.has_history) THEN min(o.contact_id) FILTER (WHERE s.has_history)
            ELSE min(o.contact_id)
        END AS contact_id,
        CASE
-           WHEN count(o.contact_id) = 1 THEN 1
+           WHEN count(*) = 1 THEN 1
            WHEN bool_or(s.civi_in) THEN 2
            WHEN bool_or(s.has_history) THEN 3
            ELSE 4

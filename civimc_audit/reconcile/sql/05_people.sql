@@ -1,49 +1,96 @@
--- Step 5 — who gets a row: every member of the audience (any status), and every live contact
--- with a group_contact row or any history row for the group that no member matched.
--- Each row gathers both sides' state, the contact's best email, and the facts the rules test.
-CREATE OR REPLACE TEMP TABLE people AS
+-- Step 5 — who gets a row (DESIGN "Who gets a row"): every member of the audience, any status,
+-- and every live contact with a group_contact row or any history row for the group that no
+-- member matched (the candidates for R6 and R10 with Mailchimp absent). Each row gathers both
+-- sides' state and the facts the exceptions test:
+--   other_member_in / other_in_email   R2 other_email_subscribed
+--   best_email_is_member / shared_with R6 email_shared_with_other_contact
+--   member_on_hold                     R7 email_on_hold
+--   duplicate_contacts, contact_deleted  the flags of the same names
+-- (Joins on small per-key aggregates rather than window functions: this is the step that sees
+-- every person, and it must stay close to the cost of one join at a million people.)
+
+-- Per matched contact, its MC-in members (R2: another member matched to the same contact).
+CREATE OR REPLACE TEMP TABLE m_contact_in AS
+SELECT mm.contact_id, count(*) AS n_in, min(m.email_address) AS in_email
+FROM m_match mm JOIN m_member m USING (member_id)
+WHERE m.mc_in
+GROUP BY mm.contact_id;
+
+-- The rows themselves, narrow, each with its person_id: a sort on the data alone (address,
+-- then contact id, then member id), so the result does not depend on row order.
+CREATE OR REPLACE TEMP TABLE p_rows AS
 WITH rows AS (
-    SELECT m.member_id, mm.contact_id, mm.n_owners, mm.match_step
+    SELECT m.member_id, mm.contact_id, mm.n_owners
     FROM m_member m LEFT JOIN m_match mm USING (member_id)
     UNION ALL
-    SELECT NULL, s.contact_id, NULL, NULL
+    SELECT NULL, s.contact_id, NULL
     FROM c_state s
     WHERE s.in_population
-      AND s.contact_id NOT IN (SELECT contact_id FROM m_match)
+      AND NOT EXISTS (SELECT 1 FROM m_match mm WHERE mm.contact_id = s.contact_id)
 )
-SELECT r.member_id,
+SELECT r.member_id, r.contact_id, r.n_owners,
+       row_number() OVER (ORDER BY coalesce(m.norm, b.best_norm) NULLS LAST,
+                          r.contact_id NULLS LAST, r.member_id NULLS LAST) AS person_id
+FROM rows r
+LEFT JOIN m_member m USING (member_id)
+LEFT JOIN c_best b ON b.contact_id = r.contact_id;
+
+-- For the best addresses of contacts' own rows (the R6 candidates): how many live contacts own
+-- the address (flag duplicate_contacts) and the contact its member, if any, was matched to
+-- (R6 email_shared_with_other_contact).
+CREATE OR REPLACE TEMP TABLE c_addr_owner AS
+WITH wanted AS (
+    SELECT DISTINCT b.best_norm AS norm
+    FROM p_rows r JOIN c_best b USING (contact_id)
+    WHERE r.member_id IS NULL
+), o AS (
+    SELECT norm, count(*) AS n_owners FROM c_owner SEMI JOIN wanted USING (norm) GROUP BY norm
+), mo AS (
+    SELECT m.norm, min(mm.contact_id) AS member_contact
+    FROM m_member m SEMI JOIN wanted USING (norm) JOIN m_match mm USING (member_id)
+    GROUP BY m.norm
+)
+SELECT o.norm, o.n_owners, mo.member_contact
+FROM o LEFT JOIN mo USING (norm);
+
+CREATE OR REPLACE TEMP VIEW people AS
+SELECT r.person_id,
+       r.member_id,
        r.contact_id,
-       r.match_step,
        m.email_address,
        m.norm AS member_norm,
        m.status AS mailchimp_status,
        m.last_changed AS mailchimp_changed,
        coalesce(m.mc_in, false) AS mc_in,
-       m.member_id IS NOT NULL AS has_member,
-       c.display_name,
+       r.member_id IS NOT NULL AS has_member,
+       s.display_name,
        coalesce(s.civi_in, false) AS civi_in,
        s.gc_status,
        s.history_status,
        s.civicrm_changed,
        coalesce(s.has_history, false) AS has_history,
-       coalesce(s.in_population, false) AS in_population,
        coalesce(s.consent_withheld, false) AS consent_withheld,
+       s.consent_words,
        b.best_email,
        b.best_norm,
-       -- R2: another member matched to the same contact is MC-in.
-       coalesce(r.contact_id IS NOT NULL AND
-                count(*) FILTER (WHERE m.mc_in) OVER (PARTITION BY r.contact_id)
-                  - CASE WHEN m.mc_in THEN 1 ELSE 0 END > 0, false) AS other_member_in,
-       -- R6: the best email is already a member (which, being unmatched here, is another's).
-       b.best_norm IN (SELECT norm FROM m_member) AS best_email_is_member,
+       -- R2: the contact's MC-in members, less this one if it is MC-in itself. R2 rows are
+       -- MC-out, so in_email then names another member.
+       coalesce(ci.n_in - CASE WHEN m.mc_in THEN 1 ELSE 0 END > 0, false) AS other_member_in,
+       ci.in_email AS other_in_email,
+       -- R6: the best email is already a member; on a contact's own row that member was matched
+       -- to another contact (had it matched this one, the contact would have no row of its own).
+       ao.member_contact IS NOT NULL AS best_email_is_member,
+       ao.member_contact AS shared_with,
        -- R7: the member's address is on hold anywhere in CiviCRM.
-       m.norm IN (SELECT norm FROM c_on_hold) AS member_on_hold,
-       CASE WHEN m.member_id IS NOT NULL THEN coalesce(r.n_owners, 0) > 1
-            ELSE (SELECT count(*) FROM c_owner o WHERE o.norm = b.best_norm) > 1
+       coalesce(ad.on_hold, false) AS member_on_hold,
+       CASE WHEN r.member_id IS NOT NULL THEN coalesce(r.n_owners, 0) > 1
+            ELSE coalesce(ao.n_owners, 0) > 1
        END AS duplicate_contacts,
-       m.norm IN (SELECT norm FROM c_trashed_email) AS contact_deleted
-FROM rows r
+       coalesce(ad.trashed, false) AS contact_deleted
+FROM p_rows r
 LEFT JOIN m_member m USING (member_id)
-LEFT JOIN c_contact c ON c.contact_id = r.contact_id
 LEFT JOIN c_state s ON s.contact_id = r.contact_id
-LEFT JOIN c_best b ON b.contact_id = r.contact_id;
+LEFT JOIN c_best b ON b.contact_id = r.contact_id
+LEFT JOIN m_contact_in ci ON ci.contact_id = r.contact_id
+LEFT JOIN c_addr ad ON ad.norm = m.norm
+LEFT JOIN c_addr_owner ao ON r.member_id IS NULL AND ao.norm = b.best_norm;

@@ -1,19 +1,24 @@
--- Step 6 — who wins (DESIGN "Who wins"): no CiviCRM history row => Mailchimp (if a member
--- exists); member absent => CiviCRM; otherwise the later date; a tie to the second goes to
--- CiviCRM (policy tie_winner may give it to Mailchimp). A member with no last_changed loses.
-CREATE OR REPLACE TEMP TABLE decided AS
-SELECT p.*,
+-- Step 6 — who wins (DESIGN "Who wins"), which splits R1–R4 (Mailchimp) from R5–R10 (CiviCRM):
+--   no CiviCRM history row   => Mailchimp, if a member exists (also: no contact at all);
+--   member absent            => CiviCRM;
+--   otherwise the later date, compared as UTC instants to the second;
+--   a tie in the same second => CiviCRM (policy tie_winner may give ties to Mailchimp).
+-- A member without last_changed (never seen from the real API) loses, as in the sync.
+CREATE OR REPLACE TEMP VIEW decided AS
+WITH t AS (
+    SELECT p.*,
+           date_trunc('second', p.civicrm_changed) AS c_sec,
+           date_trunc('second', p.mailchimp_changed) AS m_sec
+    FROM people p
+)
+SELECT t.* EXCLUDE (c_sec, m_sec),
        CASE
-           WHEN NOT p.has_member THEN 'civicrm'
-           WHEN NOT p.has_history THEN 'mailchimp'
-           WHEN p.mailchimp_changed IS NULL THEN 'civicrm'
-           WHEN date_trunc('second', p.civicrm_changed) > date_trunc('second', p.mailchimp_changed)
-               THEN 'civicrm'
-           WHEN date_trunc('second', p.civicrm_changed) = date_trunc('second', p.mailchimp_changed)
-               THEN getvariable('tie_winner')
+           WHEN NOT has_member THEN 'civicrm'
+           WHEN NOT has_history THEN 'mailchimp'
+           WHEN m_sec IS NULL THEN 'civicrm'
+           WHEN c_sec > m_sec THEN 'civicrm'
+           WHEN c_sec = m_sec THEN getvariable('tie_winner')
            ELSE 'mailchimp'
        END AS winner,
-       p.has_member AND p.has_history AND p.mailchimp_changed IS NOT NULL
-           AND date_trunc('second', p.civicrm_changed) = date_trunc('second', p.mailchimp_changed)
-           AS tie
-FROM people p;
+       coalesce(has_member AND has_history AND c_sec = m_sec, false) AS tie
+FROM t;

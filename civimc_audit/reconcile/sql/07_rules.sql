@@ -1,4 +1,4 @@
--- Step 7 — the rules table R1–R10 (DESIGN "The rules"), with its cannot_sync exceptions.
+-- Step 7 — the rules table R1–R10 (DESIGN "The rules") and its cannot_sync exceptions.
 --   R1  Mailchimp wins, Civi-in,  MC-in            -> no_change
 --   R2  Mailchimp wins, Civi-in,  MC-out           -> remove_from_civicrm_group
 --                                                     (cannot_sync other_email_subscribed)
@@ -14,7 +14,8 @@
 --   R8  CiviCRM wins,   Civi-in,  cleaned          -> cannot_sync cleaned_at_mailchimp
 --   R9  CiviCRM wins,   Civi-out, MC-in            -> unsubscribe_in_mailchimp
 --   R10 CiviCRM wins,   Civi-out, MC-out / absent  -> no_change
-CREATE OR REPLACE TEMP TABLE ruled AS
+-- A member with no matching contact is Civi-out (R3/R4); Mailchimp always wins it (step 6).
+CREATE OR REPLACE TEMP VIEW ruled AS
 WITH r AS (
     SELECT d.*,
         CASE
@@ -26,24 +27,23 @@ WITH r AS (
             WHEN civi_in AND NOT has_member THEN 'R6'
             WHEN civi_in AND mailchimp_status IN ('unsubscribed', 'archived', 'transactional')
                 THEN 'R7'
-            WHEN civi_in THEN 'R8'  -- cleaned, or any status Mailchimp may add later
+            WHEN civi_in THEN 'R8'  -- cleaned, or a status Mailchimp may add later
             WHEN mc_in THEN 'R9'
             ELSE 'R10'
         END AS rule
     FROM decided d
+), x AS (
+    SELECT r.*,
+        CASE
+            WHEN rule = 'R2' AND other_member_in THEN 'other_email_subscribed'
+            WHEN rule = 'R6' AND best_email IS NULL THEN 'no_usable_email'
+            WHEN rule = 'R6' AND best_email_is_member THEN 'email_shared_with_other_contact'
+            WHEN rule = 'R7' AND member_on_hold THEN 'email_on_hold'
+            WHEN rule = 'R8' THEN 'cleaned_at_mailchimp'
+        END AS reason_code
+    FROM r
 )
-SELECT r.*,
-    CASE
-        WHEN rule = 'R2' AND other_member_in THEN 'other_email_subscribed'
-        WHEN rule = 'R6' AND best_email IS NULL THEN 'no_usable_email'
-        WHEN rule = 'R6' AND best_email_is_member THEN 'email_shared_with_other_contact'
-        WHEN rule = 'R7' AND member_on_hold THEN 'email_on_hold'
-        WHEN rule = 'R8' THEN 'cleaned_at_mailchimp'
-    END AS reason_code
-FROM r;
-
-CREATE OR REPLACE TEMP TABLE ruled2 AS
-SELECT r.*,
+SELECT x.*,
     CASE
         WHEN reason_code IS NOT NULL THEN 'cannot_sync'
         WHEN rule IN ('R1', 'R4', 'R5', 'R10') THEN 'no_change'
@@ -53,4 +53,4 @@ SELECT r.*,
         WHEN rule = 'R7' THEN 'resubscribe_in_mailchimp'
         WHEN rule = 'R9' THEN 'unsubscribe_in_mailchimp'
     END AS rule_outcome
-FROM ruled r;
+FROM x;

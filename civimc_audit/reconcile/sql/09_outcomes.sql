@@ -1,74 +1,98 @@
--- Step 9 — the outcome rows (DESIGN "Outcome rows"), each with a reason a person can read
--- without the rules table: which date decided, and what happens. Ordered deterministically so
--- the result does not depend on the order rows arrived in.
-CREATE OR REPLACE TEMP TABLE worded AS
-SELECT f.*,
-    strftime(civicrm_changed, '%-d %b %Y') AS cdate,
-    strftime(mailchimp_changed, '%-d %b %Y') AS mdate,
+-- Step 9 — the outcome rows (DESIGN "Outcome rows"): one per person, each with a reason a person
+-- can read without the rules table — which date decided (who wins, for R1–R10) and what happens,
+-- or why nothing can (the cannot_sync codes of R2, R6, R7, R8; policy honor_civicrm_consent).
+-- When both dates fall on the same day, the time is shown too, so a decision to the second reads.
+-- person_id comes from step 5.
+CREATE OR REPLACE TEMP VIEW worded AS
+WITH d AS (
+    SELECT f.*,
+        coalesce(civicrm_changed::DATE = mailchimp_changed::DATE, false) AS same_day
+    FROM flagged f
+)
+SELECT d.*,
+    CASE WHEN same_day THEN strftime(civicrm_changed, '%-d %b %Y %H:%M:%S UTC')
+         ELSE strftime(civicrm_changed, '%-d %b %Y') END AS cdate,
+    CASE WHEN same_day THEN strftime(mailchimp_changed, '%-d %b %Y %H:%M:%S UTC')
+         ELSE strftime(mailchimp_changed, '%-d %b %Y') END AS mdate,
     CASE history_status
-        WHEN 'Added' THEN 'added' WHEN 'Removed' THEN 'removed'
-        WHEN 'Pending' THEN 'marked pending' WHEN 'Deleted' THEN 'deleted'
-        ELSE lower(history_status)
-    END AS hverb
-FROM flagged f;
+        WHEN 'Added' THEN 'added them' WHEN 'Removed' THEN 'removed them'
+        WHEN 'Pending' THEN 'marked them pending' WHEN 'Deleted' THEN 'deleted their membership'
+        ELSE concat('recorded "', history_status, '"')
+    END AS hverb,
+    CASE mailchimp_status
+        WHEN 'pending' THEN 'marked pending' WHEN 'transactional' THEN 'marked transactional'
+        ELSE mailchimp_status
+    END AS mverb,
+    CASE lower(gc_status)
+        WHEN 'added' THEN 'in the group' WHEN 'removed' THEN 'removed from the group'
+        WHEN 'pending' THEN 'pending in the group' ELSE coalesce(lower(gc_status), 'unknown')
+    END AS gc_words
+FROM d;
 
-CREATE OR REPLACE TEMP TABLE reasoned AS
+-- (concat() rather than ||: one allocation per sentence, which matters at a million rows.)
+CREATE OR REPLACE TEMP VIEW reasoned AS
 SELECT w.*,
     CASE
         WHEN NOT has_member AND has_history
-            THEN 'Not in the Mailchimp audience; CiviCRM ' || hverb || ' them on ' || cdate
+            THEN concat('Not in the Mailchimp audience, and CiviCRM ', hverb, ' on ', cdate)
         WHEN NOT has_member
-            THEN 'Not in the Mailchimp audience; CiviCRM lists them as ' || lower(gc_status)
-                 || ' with no subscription history'
+            THEN concat('Not in the Mailchimp audience, and CiviCRM lists them as ', gc_words,
+                        ' with no subscription history')
         WHEN contact_id IS NULL
-            THEN 'Mailchimp ' || mailchimp_status || coalesce(' on ' || mdate, '')
-                 || '; no CiviCRM contact has this address'
+            THEN concat('Mailchimp ', mverb, CASE WHEN mdate IS NOT NULL THEN ' on ' END, mdate,
+                        CASE WHEN contact_deleted
+                             THEN ', and the only CiviCRM contact with this address is in the trash'
+                             ELSE ', and no CiviCRM contact has this address' END)
         WHEN NOT has_history
-            THEN 'Mailchimp ' || mailchimp_status || coalesce(' on ' || mdate, '')
-                 || '; CiviCRM has no subscription history for this group, so Mailchimp decides'
+            THEN concat('Mailchimp ', mverb, CASE WHEN mdate IS NOT NULL THEN ' on ' END, mdate,
+                        ', and CiviCRM has no subscription history for them in this group, so ',
+                        'Mailchimp decides')
         WHEN mailchimp_changed IS NULL
-            THEN 'CiviCRM ' || hverb || ' them on ' || cdate
-                 || '; Mailchimp has no change date, so CiviCRM decides'
+            THEN concat('CiviCRM ', hverb, ' on ', cdate,
+                        ', and Mailchimp has no change date, so CiviCRM decides')
         WHEN tie
-            THEN 'CiviCRM ' || hverb || ' them on ' || cdate || ' in the same second as '
-                 || 'Mailchimp''s last change (' || mailchimp_status || '); a tie goes to '
-                 || CASE winner WHEN 'civicrm' THEN 'CiviCRM' ELSE 'Mailchimp (policy)' END
+            THEN concat('CiviCRM ', hverb, ' on ', cdate, ', the same second as Mailchimp''s ',
+                        'last change (', mailchimp_status, '), and a tie goes to ',
+                        CASE winner WHEN 'civicrm' THEN 'CiviCRM'
+                                    ELSE 'Mailchimp (policy tie_winner)' END)
         WHEN winner = 'civicrm'
-            THEN 'CiviCRM ' || hverb || ' them on ' || cdate || ', after Mailchimp '
-                 || mailchimp_status || ' on ' || mdate
-        ELSE 'Mailchimp ' || mailchimp_status || ' on ' || mdate || ', after CiviCRM '
-             || hverb || ' them on ' || cdate
+            THEN concat('CiviCRM ', hverb, ' on ', cdate, ', after Mailchimp ', mverb, ' on ',
+                        mdate)
+        ELSE concat('Mailchimp ', mverb, ' on ', mdate, ', after CiviCRM ', hverb, ' on ', cdate)
     END AS why,
     CASE
         WHEN consent_applied AND outcome = 'unsubscribe_in_mailchimp'
-            THEN 'but CiviCRM says not to email them, so (honor_civicrm_consent) unsubscribe '
-                 || 'in Mailchimp'
+            THEN concat('unsubscribe in Mailchimp, because CiviCRM says ', consent_words,
+                        ' (policy honor_civicrm_consent)')
         WHEN consent_applied
-            THEN 'but CiviCRM says not to email them, so (honor_civicrm_consent) leave them '
-                 || 'out of Mailchimp'
+            THEN concat('leave them out of Mailchimp, because CiviCRM says ', consent_words,
+                        ' (policy honor_civicrm_consent)')
         WHEN reason_code = 'other_email_subscribed'
-            THEN 'but another of their addresses is subscribed at Mailchimp, so they cannot be '
-                 || 'removed from the group'
+            THEN concat('cannot remove them from the CiviCRM group while their other address ',
+                        other_in_email, ' is subscribed at Mailchimp')
         WHEN reason_code = 'no_usable_email'
-            THEN 'but they have no email address that is not on hold, so they cannot be added '
-                 || 'to Mailchimp'
+            THEN 'cannot add them to Mailchimp, because they have no email address that is not '
+                 'on hold'
         WHEN reason_code = 'email_shared_with_other_contact'
-            THEN 'but their address ' || best_email || ' is already the Mailchimp member of '
-                 || 'another contact, so they cannot be added'
+            THEN concat('cannot add them to Mailchimp, because their address ', best_email,
+                        ' is already the Mailchimp member of contact ', shared_with)
         WHEN reason_code = 'email_on_hold'
-            THEN 'but the address is on hold in CiviCRM, so they cannot be resubscribed'
+            THEN 'cannot resubscribe them in Mailchimp, because the address is on hold in CiviCRM'
         WHEN reason_code = 'cleaned_at_mailchimp'
-            THEN 'but Mailchimp cleaned the address (it bounced) and will not resubscribe it'
-        WHEN rule IN ('R1', 'R5') THEN 'subscribed on both sides: nothing to do'
-        WHEN rule IN ('R4', 'R10') THEN 'not subscribed on either side: nothing to do'
+            THEN 'cannot resubscribe them in Mailchimp, because Mailchimp cleaned the address '
+                 '(it bounced) and will not take it back'
+        WHEN rule IN ('R1', 'R5') THEN 'subscribed on both sides, nothing to do'
+        WHEN rule IN ('R4', 'R10') AND has_member AND contact_id IS NOT NULL
+            THEN 'not subscribed on either side, nothing to do'
+        WHEN rule IN ('R4', 'R10') THEN 'nothing to do'
         WHEN rule = 'R2' THEN 'remove from the CiviCRM group'
         WHEN rule = 'R3' AND contact_id IS NULL
             THEN 'create a CiviCRM contact and add it to the group'
         WHEN rule = 'R3' THEN 'add to the CiviCRM group'
-        WHEN rule = 'R6' THEN 'subscribe ' || best_email || ' in Mailchimp'
+        WHEN rule = 'R6' THEN concat('subscribe ', best_email, ' in Mailchimp')
         WHEN rule = 'R7' AND needs_confirmation
-            THEN 'resubscribe in Mailchimp as pending (Mailchimp emails them to confirm, '
-                 || 'because they unsubscribed themselves)'
+            THEN 'resubscribe in Mailchimp as pending, because they unsubscribed themselves '
+                 '(Mailchimp emails them to confirm)'
         WHEN rule = 'R7' THEN 'resubscribe in Mailchimp'
         WHEN rule = 'R9' THEN 'unsubscribe in Mailchimp'
     END AS action
@@ -76,8 +100,7 @@ FROM worded w;
 
 INSERT INTO outcomes
 SELECT getvariable('reconciliation_id') AS reconciliation_id,
-       row_number() OVER (ORDER BY coalesce(member_norm, best_norm) NULLS LAST,
-                          contact_id NULLS LAST, member_id NULLS LAST) AS person_id,
+       person_id,
        coalesce(email_address, best_email) AS email,
        contact_id,
        member_id,
@@ -92,7 +115,7 @@ SELECT getvariable('reconciliation_id') AS reconciliation_id,
        outcome,
        rule,
        coalesce(reason_code, '') AS reason_code,
-       why || ': ' || action || '.' AS reason,
+       concat(why, ': ', action, '.') AS reason,
        flags,
        CASE WHEN outcome = 'add_to_mailchimp' THEN best_email ELSE email_address END
            AS target_email
