@@ -156,6 +156,92 @@ def emulator(host, port, list_id, api_key, members):
     emulator_main(argv)
 
 
+@cli.command()
+@click.option("--run", "run_id", type=int, help="Reconciliation id (default: latest).")
+@click.option("--show", is_flag=True, help="Summarise the latest plan instead of building one.")
+@click.option("--plan", "plan_id", type=int, help="With --show: this plan (default: latest).")
+@click.pass_obj
+def plan(obj, run_id, show, plan_id):
+    """Build a change set from the latest reconciliation (or summarise one with --show)."""
+    from .plan import build_plan, summary_lines
+
+    with obj.store() as store:
+        if not show:
+            plan_id = build_plan(store, run_id).id
+        for line in summary_lines(store, plan_id):
+            click.echo(line)
+    if not show:
+        click.echo(f"plan {plan_id}")
+
+
+@cli.command()
+@click.option("--plan", "plan_id", type=int, help="Plan id (default: latest).")
+@click.option("--export", "export_path", type=click.Path(dir_okay=False),
+              help="Write the items to this CSV for editing.")
+@click.option("--import", "import_path", type=click.Path(dir_okay=False, exists=True),
+              help="Record the decisions of an edited CSV.")
+@click.option("--reviewer", help="Who made the decisions (with --import).")
+@click.pass_obj
+def review(obj, plan_id, export_path, import_path, reviewer):
+    """Review through a CSV: --export F, edit decision/note, then --import F --reviewer NAME."""
+    from .review import export_csv, import_csv
+
+    if bool(export_path) == bool(import_path):
+        raise click.UsageError("give exactly one of --export F or --import F")
+    with obj.store() as store:
+        if export_path:
+            n = export_csv(store, plan_id, export_path)
+            click.echo(f"{n} items written to {export_path}; fill in decision (approve/reject)"
+                       " and note, then `review --import`")
+        else:
+            counts = import_csv(store, import_path, reviewer, plan_id)
+            click.echo(f"recorded {counts['approved']} approved, {counts['rejected']} rejected "
+                       f"({counts['undecided']} left undecided)")
+
+
+@cli.command()
+@click.option("--plan", "plan_id", type=int, help="Plan id (default: latest).")
+@click.option("--all", "everything", is_flag=True, help="Every item of the plan.")
+@click.option("--outcome", multiple=True, type=click.Choice(OUTCOME_CODES), help="Items of this outcome.")
+@click.option("--rule", multiple=True, help="Items decided by this rule (R1..R10).")
+@click.option("--flag", multiple=True, help="Items carrying this flag.")
+@click.option("--target", type=click.Choice(["mailchimp", "civicrm"]), help="Items for this system.")
+@click.option("--item", "items", multiple=True, type=int, help="This item id.")
+@click.option("--undecided", is_flag=True, help="Only items not decided yet.")
+@click.option("--reject", is_flag=True, help="Reject instead of approve.")
+@click.option("--note", help="A note stored with each decision.")
+@click.option("--reviewer", help="Who decides (or freezes).")
+@click.option("--freeze", "do_freeze", is_flag=True, help="Freeze the plan (hash its approved items).")
+@click.option("--allow-pending", is_flag=True,
+              help="With --freeze: re-send Mailchimp compliance refusals as pending "
+                   "(emails each person a confirmation request).")
+@click.pass_obj
+def approve(obj, plan_id, everything, outcome, rule, flag, target, items, undecided, reject,
+            note, reviewer, do_freeze, allow_pending):
+    """Approve (or --reject) items by rule, or --freeze the plan."""
+    import getpass
+
+    from .review import decide, decide_matching, freeze
+
+    with obj.store() as store:
+        if do_freeze:
+            frozen = freeze(store, plan_id, reviewer or getpass.getuser(),
+                            allow_pending=allow_pending)
+            click.echo(f"plan {frozen.id} frozen: sha256 {frozen.frozen_hash}; reviewers "
+                       f"{', '.join(frozen.frozen_reviewers)}")
+            return
+        if allow_pending:
+            raise click.UsageError("--allow-pending goes with --freeze")
+        decision = "rejected" if reject else "approved"
+        if items:
+            n = decide(store, plan_id, items, decision, reviewer, note=note, via="cli")
+        else:
+            n = decide_matching(store, plan_id, decision, reviewer, everything=everything,
+                                note=note, outcome=outcome, rule=rule, flag=flag, target=target,
+                                decided_as=["undecided"] if undecided else None)
+        click.echo(f"{n} items {decision}")
+
+
 def main(argv=None) -> int:
     """Console entry point: run the CLI, mapping our errors to one line and an exit code."""
     try:
