@@ -242,6 +242,62 @@ def approve(obj, plan_id, everything, outcome, rule, flag, target, items, undeci
         click.echo(f"{n} items {decision}")
 
 
+@cli.command("apply")
+@click.argument("plan_id", required=False, type=int)
+@click.option("--execute", is_flag=True, help="Send the changes (default: a dry run).")
+@click.option("--no-verify", is_flag=True, help="Skip the fresh snapshots and check at the end.")
+@click.pass_obj
+def apply_cmd(obj, plan_id, execute, no_verify):
+    """Apply a frozen plan (default: the latest); a dry run unless --execute."""
+    from .apply import apply_plan
+    from .errors import NeedsPerson
+
+    result = apply_plan(obj.config, plan_id, execute=execute, progress=sys.stderr.isatty(),
+                        verify_after=not no_verify)
+    for line in result.lines:
+        click.echo(line)
+    if result.needs_person:
+        raise NeedsPerson(f"plan {result.plan.id}: some items were skipped, failed or still "
+                          "disagree (listed above)")
+
+
+@cli.command()
+@click.option("--plan", "plan_id", type=int, help="Plan whose applied items to check "
+              "(default: the latest applied).")
+@click.pass_obj
+def verify(obj, plan_id):
+    """Take fresh snapshots, reconcile, and report applied items still needing a change."""
+    from .errors import NeedsPerson
+    from .verify import verify as run_verify
+
+    result = run_verify(obj.config, plan_id, progress=sys.stderr.isatty())
+    for line in result.lines:
+        click.echo(line)
+    if result.needs_person:
+        raise NeedsPerson(f"{len(result.remaining)} applied items still need a change")
+
+
+@cli.command()
+@click.argument("snapshot_id", type=int)
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet",
+              show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Folder to write into (default: <runs>/exports/<source>-snapshot-<ID>).")
+@click.pass_obj
+def export(obj, snapshot_id, fmt, out_dir):
+    """Write a snapshot as files (with Mailchimp's import CSV for an audience)."""
+    from pathlib import Path
+
+    from .export import export_snapshot
+
+    with obj.store(read_only=True) as store:
+        snap = store.snapshot(snapshot_id)
+        folder = Path(out_dir) if out_dir else (obj.config.runs_path / "exports"
+                                                / f"{snap.source}-snapshot-{snap.id}")
+        for path in export_snapshot(store, snapshot_id, folder, fmt):
+            click.echo(str(path))
+
+
 def main(argv=None) -> int:
     """Console entry point: run the CLI, mapping our errors to one line and an exit code."""
     try:
