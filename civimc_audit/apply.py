@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -44,7 +44,9 @@ MAILCHIMP_CHUNK = 500
 CIVICRM_CHUNK = 200
 COMPLIANCE = "Member In Compliance State"
 FINAL_STATES = ("done", "failed", "stale")
-DIE_ENV = "CIVIMC_TEST_DIE_AT"  # tests only: "<checkpoint>:<n>" SIGKILLs at the nth pass
+# Tests only: "<checkpoint>:<n>" SIGKILLs this process at the nth pass of a checkpoint;
+# "<checkpoint>:<n>:pause" instead waits there (for a test to SIGKILL it from outside).
+DIE_ENV = "CIVIMC_TEST_DIE_AT"
 _passes: Counter = Counter()
 
 
@@ -58,10 +60,14 @@ def checkpoint(name: str) -> None:
     spec = os.environ.get(DIE_ENV)
     if not spec:
         return
-    point, _, nth = spec.partition(":")
+    point, nth, how = (spec.split(":") + ["1", "die"])[:3]
     if point == name:
         _passes[name] += 1
         if _passes[name] == int(nth or 1):
+            if how == "pause":
+                print(f"paused at {name}", flush=True)
+                while True:
+                    time.sleep(1)
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -240,8 +246,10 @@ class _Run:
 
         if items.empty:
             return items
-        mc_since = snapshots["mailchimp"].started_at.replace(tzinfo=UTC)
-        civi_since = snapshots["civicrm"].started_at.replace(tzinfo=UTC)
+        # Snapshot start times are whole seconds and the APIs compare strictly (>): a second
+        # earlier makes a change in the snapshot's own second count as drift, never missed.
+        mc_since = snapshots["mailchimp"].started_at.replace(tzinfo=UTC) - timedelta(seconds=1)
+        civi_since = snapshots["civicrm"].started_at.replace(tzinfo=UTC) - timedelta(seconds=1)
         mc_changed = self.mc_writer().changed_since(mc_since)
         ids = sorted({int(c) for c in items["contact_id"].dropna()})
         civi_changed = (changed_since(self.config.civicrm, self.plan.group_id, ids, civi_since)
