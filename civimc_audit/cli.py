@@ -146,14 +146,18 @@ def report(obj, run_id):
               help="JSON array of members to load.")
 def emulator(host, port, list_id, api_key, members):
     """Serve the Mailchimp emulator in the foreground (no Mailchimp account needed)."""
+    import os
+
+    from .config import ENV_MAILCHIMP_API_KEY
     from .emulator.__main__ import main as emulator_main
 
     argv = ["--host", host, "--port", str(port), "--list-id", list_id]
+    api_key = api_key or os.environ.get(ENV_MAILCHIMP_API_KEY)
     if api_key:
         argv += ["--api-key", api_key]
     if members:
         argv += ["--members", members]
-    emulator_main(argv)
+    raise SystemExit(emulator_main(argv))
 
 
 @cli.command()

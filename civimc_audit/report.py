@@ -101,24 +101,28 @@ class AuditReport:
         lines = []
         for row in self.counts().itertuples():
             if row.People:
-                noun = "person" if row.People == 1 else "people"
-                lines.append(f"{row.People} {noun} {OUTCOME_HEADLINES[row.Outcome]}.")
+                singular, plural = OUTCOME_HEADLINES[row.Outcome]
+                text = f"1 person {singular}" if row.People == 1 else f"{row.People} people {plural}"
+                lines.append(text + ".")
         return lines or ["Nobody is in the group or the audience."]
 
-    def chart(self):
-        import matplotlib
+    def chart_png(self) -> bytes:
+        """The outcome counts as a horizontal bar chart (PNG bytes, no display backend needed)."""
+        import io
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
 
         data = self.counts()[::-1]
-        fig, ax = plt.subplots(figsize=(7, 0.4 * len(data) + 1))
+        fig = Figure(figsize=(7, 0.4 * len(data) + 1))
+        ax = fig.subplots()
         ax.barh(data["Outcome"], data["People"], color="#3b6ea5")
         for i, v in enumerate(data["People"]):
             ax.text(v, i, f" {v}", va="center")
         ax.set_xlabel("people")
         fig.tight_layout()
-        return fig
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=96)
+        return buf.getvalue()
 
     # 3. the people
     def people(self) -> pd.DataFrame:

@@ -16,14 +16,15 @@ OUTCOME_WORDS = {
     "cannot_sync": "cannot be synced",
 }
 
-OUTCOME_HEADLINES = {
-    "remove_from_civicrm_group": "would be removed from the CiviCRM group",
-    "unsubscribe_in_mailchimp": "would be unsubscribed in Mailchimp",
-    "cannot_sync": "cannot be synced and need a person to look at them",
-    "add_to_mailchimp": "would be added to Mailchimp",
-    "resubscribe_in_mailchimp": "would be resubscribed in Mailchimp",
-    "add_to_civicrm_group": "would be added to the CiviCRM group",
-    "no_change": "need no change",
+OUTCOME_HEADLINES = {  # (after "1 person", after "N people")
+    "remove_from_civicrm_group": ("would be removed from the CiviCRM group",) * 2,
+    "unsubscribe_in_mailchimp": ("would be unsubscribed in Mailchimp",) * 2,
+    "cannot_sync": ("cannot be synced and needs a person to look at them",
+                    "cannot be synced and need a person to look at them"),
+    "add_to_mailchimp": ("would be added to Mailchimp",) * 2,
+    "resubscribe_in_mailchimp": ("would be resubscribed in Mailchimp",) * 2,
+    "add_to_civicrm_group": ("would be added to the CiviCRM group",) * 2,
+    "no_change": ("needs no change", "need no change"),
 }
 
 # Removals first, then what cannot be synced, then additions, then nothing to do.

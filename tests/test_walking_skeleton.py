@@ -167,3 +167,27 @@ def test_unreachable_mailchimp_is_a_source_failure(civi_db, emulator, make_confi
     code, _, err = run_cli("--config", config, "snapshot", "--mailchimp-only")
     assert code == 3
     assert "unreachable" in err and TEST_API_KEY.split("-")[0] not in err
+
+
+def test_snapshot_needs_nothing_but_select(civi_db, emulator, make_config, run_cli, monkeypatch):
+    load_seed(civi_db.fixture, civi_db.group_id, emulator, TEST_LIST_ID, YEAR)
+    user = f"ro_{civi_db.name[-10:]}"
+    with civi_db.conn.cursor() as cur:
+        cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'ro-pass'")
+        cur.execute(f"CREATE USER '{user}'@'localhost' IDENTIFIED BY 'ro-pass'")
+        cur.execute(f"GRANT SELECT ON `{civi_db.name}`.* TO '{user}'@'%'")
+        cur.execute(f"GRANT SELECT ON `{civi_db.name}`.* TO '{user}'@'localhost'")
+    try:
+        config = make_config(user=user)
+        monkeypatch.setenv("CIVIMC_CIVICRM_PASSWORD", "ro-pass")
+        code, out, err = run_cli("--config", config, "snapshot")
+        assert code == 0, err
+        code, out, err = run_cli("--config", config, "reconcile")
+        assert code == 0 and "add_to_mailchimp            1" in out
+        monkeypatch.setenv("CIVIMC_CIVICRM_PASSWORD", "wrong")
+        code, _, err = run_cli("--config", config, "snapshot", "--civicrm-only")
+        assert code == 3 and "access denied" in err and "wrong" not in err
+    finally:
+        with civi_db.conn.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'localhost'")

@@ -6,17 +6,31 @@ dates) arrive as UTC whatever the server's or CiviCRM's own time zone is.
 
 from __future__ import annotations
 
+import re
+
 import pymysql
 import pymysql.cursors
 
 from ..config import CiviCRMSettings
-from ..errors import CiviCRMError
+from ..errors import CiviCRMError, ConfigError
+
+# Server-side errors that mean the connection is gone; the work can simply be rerun.
+CONNECTION_LOST = {2006, 2013, 2055, 1927, 1053}
+LOCK_WAIT_TIMEOUT = 1205
+DENIED = {1142, 1143, 1044, 1227, 1370}
 
 
 def connect(settings: CiviCRMSettings, *, write: bool = False, database: str | None = None,
             **kwargs) -> pymysql.connections.Connection:
-    """Open a connection as the read-only user, or the write user when `write` is set."""
-    user = (settings.write_user or settings.user) if write else settings.user
+    """Open a connection as the read-only user, or the write user when `write` is set.
+
+    Writing needs its own account (`write_user`, password in CIVIMC_CIVICRM_WRITE_PASSWORD), so
+    the snapshot account can stay SELECT-only.
+    """
+    if write and not settings.write_user:
+        raise ConfigError("[civicrm] write_user is not set: applying changes needs its own "
+                          "account (password in CIVIMC_CIVICRM_WRITE_PASSWORD)")
+    user = settings.write_user if write else settings.user
     password = settings.write_password if write else settings.password
     where = settings.socket or f"{settings.host}:{settings.port}"
     params = dict(
@@ -50,3 +64,22 @@ def connect(settings: CiviCRMSettings, *, write: bool = False, database: str | N
         else:
             hint = msg
         raise CiviCRMError(f"CiviCRM database at {where}: {hint}") from None
+
+
+def describe_error(exc: pymysql.err.MySQLError, user: str) -> str:
+    """One line for a server error: what failed and what to do, never the password."""
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    msg = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+    if code in CONNECTION_LOST or isinstance(exc, pymysql.err.InterfaceError):
+        return f"lost the connection to the server ({msg})"
+    if code == LOCK_WAIT_TIMEOUT:
+        return f"lock wait timeout ({msg}): another session holds a lock"
+    if code in DENIED:
+        denied = re.match(r"(\w+) command denied to user '([^']*)'@'[^']*' for table [`']?([\w.`]+)",
+                          msg)
+        if denied:
+            priv, table = denied.group(1), denied.group(3).replace("`", "").split(".")[-1]
+            return (f"user '{user}' lacks the {priv} privilege on {table} "
+                    f"(GRANT {priv} ON {table} TO '{user}')")
+        return f"user '{user}' lacks a privilege: {msg}"
+    return msg

@@ -15,7 +15,8 @@ Modules: ``state`` (Emulator: data and set-up helpers), ``writes`` (the API's
 member write rules), ``views`` (cached filtered/sorted member views),
 ``render`` (JSON shapes, partial responses), ``api`` (routing, handlers),
 ``batches`` (/batches and result archives), ``faults`` (fault injection),
-``problems`` (error documents), ``server`` (HTTP), ``__main__`` (CLI).
+``problems`` (error documents), ``server`` (HTTP), ``spec`` (optional check of all
+traffic against the Swagger spec), ``__main__`` (CLI).
 
 Choices where the real API's behaviour is unverified are listed in
 ``EMULATOR_CHOICES`` below (also shown by ``python -m civimc_audit.emulator --choices``).
@@ -26,6 +27,7 @@ from .faults import Faults
 from .problems import ApiError
 from .records import member_hash
 from .server import EmulatorServer
+from .spec import SpecChecker
 from .state import DEFAULT_API_KEY, Emulator, RecordedRequest
 
 EMULATOR_CHOICES = """\
@@ -49,4 +51,4 @@ EMULATOR_CHOICES = """\
 """
 
 __all__ = ["ApiError", "ApiResponse", "DEFAULT_API_KEY", "EMULATOR_CHOICES", "Emulator",
-           "EmulatorServer", "Faults", "RecordedRequest", "member_hash"]
+           "EmulatorServer", "Faults", "RecordedRequest", "SpecChecker", "member_hash"]

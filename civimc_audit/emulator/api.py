@@ -65,7 +65,6 @@ class Call:
 
     def json(self):
         if not self._parsed:
-            self._parsed = True
             raw = self.raw
             if raw is None or raw == b"" or raw == "":
                 self._json = None
@@ -73,9 +72,10 @@ class Call:
                 try:
                     self._json = orjson.loads(raw)
                 except orjson.JSONDecodeError:
-                    raise P.json_parse_error() from None
+                    raise P.json_parse_error() from None  # stays unparsed: raises again
             else:
                 self._json = raw
+            self._parsed = True
         return self._json
 
     def lst(self):
@@ -481,34 +481,40 @@ def h_batch_delete(call: Call):
 # --- routing ----------------------------------------------------------------------
 
 _SEG = r"([^/]+)"
+_L = "/lists/{list_id}"
+_M = _L + "/members/{subscriber_hash}"
+# (pattern, spec path template, handlers by method)
 ROUTES = [
-    (re.compile(r"^/?$"), {"GET": h_root}),
-    (re.compile(r"^/ping$"), {"GET": h_ping}),
-    (re.compile(r"^/lists$"), {"GET": h_lists}),
-    (re.compile(rf"^/lists/{_SEG}$"), {"GET": h_list, "POST": h_batch_subscribe}),
-    (re.compile(rf"^/lists/{_SEG}/merge-fields$"), {"GET": h_merge_fields}),
-    (re.compile(rf"^/lists/{_SEG}/members$"), {"GET": h_members, "POST": h_member_post}),
-    (re.compile(rf"^/lists/{_SEG}/members/{_SEG}$"),
+    (re.compile(r"^/?$"), "/", {"GET": h_root}),
+    (re.compile(r"^/ping$"), "/ping", {"GET": h_ping}),
+    (re.compile(r"^/lists$"), "/lists", {"GET": h_lists}),
+    (re.compile(rf"^/lists/{_SEG}$"), _L, {"GET": h_list, "POST": h_batch_subscribe}),
+    (re.compile(rf"^/lists/{_SEG}/merge-fields$"), _L + "/merge-fields", {"GET": h_merge_fields}),
+    (re.compile(rf"^/lists/{_SEG}/members$"), _L + "/members",
+     {"GET": h_members, "POST": h_member_post}),
+    (re.compile(rf"^/lists/{_SEG}/members/{_SEG}$"), _M,
      {"GET": h_member_get, "PUT": h_member_put, "PATCH": h_member_patch,
       "DELETE": h_member_delete}),
     (re.compile(rf"^/lists/{_SEG}/members/{_SEG}/actions/delete-permanent$"),
-     {"POST": h_member_forget}),
-    (re.compile(rf"^/lists/{_SEG}/members/{_SEG}/tags$"), {"GET": h_tags_get, "POST": h_tags_post}),
-    (re.compile(r"^/batches$"), {"GET": h_batches_get, "POST": h_batches_post}),
-    (re.compile(rf"^/batches/{_SEG}$"), {"GET": h_batch_get, "DELETE": h_batch_delete}),
+     _M + "/actions/delete-permanent", {"POST": h_member_forget}),
+    (re.compile(rf"^/lists/{_SEG}/members/{_SEG}/tags$"), _M + "/tags",
+     {"GET": h_tags_get, "POST": h_tags_post}),
+    (re.compile(r"^/batches$"), "/batches", {"GET": h_batches_get, "POST": h_batches_post}),
+    (re.compile(rf"^/batches/{_SEG}$"), "/batches/{batch_id}",
+     {"GET": h_batch_get, "DELETE": h_batch_delete}),
 ]
 
 
 def route(method: str, path: str):
-    """Return ``(handler, args)``; raises 404/405 problems."""
+    """Return ``(handler, args, spec template)``; raises 404/405 problems."""
     path = path.rstrip("/") if len(path) > 1 else path
-    for rx, methods in ROUTES:
+    for rx, template, methods in ROUTES:
         m = rx.match(path)
         if m:
             h = methods.get(method)
             if h is None:
                 raise P.method_not_allowed(", ".join(methods))
-            return h, tuple(unquote(g) for g in m.groups())
+            return h, tuple(unquote(g) for g in m.groups()), template
     raise P.not_found()
 
 
@@ -516,19 +522,36 @@ def dispatch(emu, method: str, path: str, query: dict, body, base: str,
              request_id: str | None = None) -> ApiResponse:
     """Run one API call and turn every outcome into an :class:`ApiResponse`."""
     call = None
+    template = None
+    checker = emu.spec_checker
+    method = method.upper()
     try:
-        handler, args = route(method.upper(), path)
-        call = Call(emu, method.upper(), args, query, body, base)
+        handler, args, template = route(method, path)
+        call = Call(emu, method, args, query, body, base)
+        if checker is not None:
+            _check_request(checker, call, template, path)
         result = handler(call)
         req = call.json() if call._parsed else None
-        if result is None:
-            return ApiResponse(204, None, request_json=req)
-        return ApiResponse(200, result, request_json=req)
+        resp = (ApiResponse(204, None, request_json=req) if result is None
+                else ApiResponse(200, result, request_json=req))
     except P.ApiError as e:
-        return _problem(e, request_id, call)
+        resp = _problem(e, request_id, call)
     except Exception:  # an emulator bug: still answer like the API would
         traceback.print_exc(file=sys.stderr)
-        return _problem(P.internal_error(), request_id, call)
+        resp = _problem(P.internal_error(), request_id, call)
+    if checker is not None and template is not None:
+        checker.check_response(method, template, path, resp.status, resp.body)
+    return resp
+
+
+def _check_request(checker, call: Call, template: str, path: str) -> None:
+    try:
+        body = call.json()
+    except P.ApiError:
+        return  # unparseable: the handler answers "JSON Parse Error"
+    msgs = checker.check_request(call.method, template, path, call.query, body)
+    if msgs and checker.mode == "reject":
+        raise P.invalid_resource([{"field": "", "message": m} for m in msgs])
 
 
 def _problem(e: P.ApiError, request_id: str | None, call: Call | None) -> ApiResponse:

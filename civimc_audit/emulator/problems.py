@@ -1,7 +1,7 @@
 """Mailchimp problem documents (RFC 7807 style errors) and their canonical texts.
 
 Clients switch on ``title`` and show ``detail``, so both are copied from real
-responses (see shared/reference/mailchimp-api.md §9).  Every error the
+responses (Mailchimp's error glossary).  Every error the
 emulator can produce is built here so the wording lives in one place.
 """
 

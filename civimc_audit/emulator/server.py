@@ -145,6 +145,12 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
             status, payload, ctype, headers, resp_obj, req_obj, fault = self._process(
                 emu, method, path, query, body, gated)
+            if req_obj is None and body and emu.record_bodies:  # refused before dispatch
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    req_obj = orjson.loads(body)
+            # Recorded before answering, so a client that got its response can rely
+            # on finding the request in emu.requests.
+            self._record(emu, method, path, query, req_obj, status, resp_obj, rid, fault, started)
             if fault == "drop":
                 self._drop()
             else:
@@ -158,8 +164,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         finally:
             emu._leave()
-        self._record(emu, method, path, query, req_obj, status if fault != "drop" else 0,
-                     resp_obj, rid, fault, started)
 
     def _process(self, emu: Emulator, method, path, query, body, gated):
         """Returns (status, payload bytes, content type, headers, response obj,
@@ -201,6 +205,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve_archive(self, emu, method, path, query, rid, started):
         batch_id = path[len(RESULTS_PREFIX):].removesuffix(".tar.gz")
         data = emu.batches.archive_bytes(batch_id) if method == "GET" else None
+        self._record(emu, method, path, query, None, 200 if data is not None else 404,
+                     None, rid, None, started)
         try:
             if data is None:
                 self._send(404, b"Not Found", "text/plain", rid)
@@ -208,8 +214,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, data, "application/x-gzip", rid)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
-        self._record(emu, method, path, query, None, 200 if data is not None else 404,
-                     None, rid, None, started)
 
     def _record(self, emu, method, path, query, req_obj, status, resp_obj, rid, fault, started):
         if not emu.record_requests:

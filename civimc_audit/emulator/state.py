@@ -58,6 +58,10 @@ class RecordedRequest:
     duration: float = 0.0
     extra: dict = field(default_factory=dict)
 
+    @property
+    def response_body(self):
+        return self.response
+
     def __getitem__(self, key):
         return getattr(self, key)
 
@@ -205,6 +209,7 @@ class Emulator:
     ``batch_results_per_file`` / ``batch_shuffle_results``  shape of the results archive
     ``clock``              ``callable() -> epoch seconds | datetime`` used for "now"
     ``gzip``               gzip JSON responses when the client accepts it
+    ``spec_checker``       a :class:`~.spec.SpecChecker` (None = off)
     """
 
     def __init__(self, api_key: str = DEFAULT_API_KEY, *, seed: int | None = 0,
@@ -227,6 +232,7 @@ class Emulator:
         self.fake_domains = {d.lower() for d in fake_domains}
         self.clock = clock
         self.gzip = False
+        self.spec_checker = None  # a spec.SpecChecker to check all traffic against the spec
         self.batch_polls_to_finish: int | None = 2
         self.batch_finish_after: float | None = 2.0
         self.batch_results_per_file = 200
@@ -398,8 +404,11 @@ class Emulator:
                 if new not in _STATUS_SET:
                     raise ValueError(f"bad status {new!r}")
                 lst.counts[rec.status] -= 1
-                if new == "archived" and rec.status != "archived":
-                    rec.prev_status = rec.status
+                if new == "archived":
+                    if rec.status != "archived":
+                        rec.prev_status = rec.status
+                else:
+                    rec.prev_status = None
                 rec.status = new
                 lst.counts[new] += 1
             _apply_admin(lst, rec, changes)

@@ -1,7 +1,7 @@
 """The API's member write rules: add, upsert, update, archive, forget, batch subscribe.
 
 These are the behaviours a sync client trips over in production, so they are
-modelled on observed responses (shared/reference/mailchimp-api.md §6, §9):
+modelled on observed responses of the real API:
 
 * POST of an existing member -> "Member Exists", except archived members,
   which are revived with the new status.
