@@ -355,9 +355,15 @@ class _Run:
             self._settle_failed(chunk, str(exc))
             return
         checkpoint("civicrm_after_call")
-        self.journal([{"item_id": i, "state": "done",
-                       "detail": f"{result.get(cid, 'done')} in CiviCRM"}
-                      for i, cid in zip(chunk["item_id"], ids, strict=True)])
+        rows = []
+        for i, cid in zip(chunk["item_id"], ids, strict=True):
+            outcome = result.get(cid, "done")
+            if outcome == "missing":
+                rows.append({"item_id": i, "state": "failed", "title": "contact missing",
+                             "detail": f"contact {cid} no longer exists in CiviCRM"})
+            else:
+                rows.append({"item_id": i, "state": "done", "detail": f"{outcome} in CiviCRM"})
+        self.journal(rows)
         checkpoint("civicrm_after_journal")
 
     def _create(self, w, row) -> None:
