@@ -540,3 +540,31 @@ def journal_frame(store: Store, plan_id: int) -> pd.DataFrame:
         " j.journaled_at, j.title, j.detail FROM journal j JOIN plan_items i"
         " ON i.plan_id = j.plan_id AND i.item_id = j.item_id WHERE j.plan_id = ?"
         " ORDER BY j.seq", [plan_id]).df()
+
+
+def results_table(result: ApplyResult) -> pd.DataFrame:
+    """Items per system and journal state (the apply notebook's table and chart)."""
+    items = result.items.assign(state=result.items["journal_state"].fillna("not sent"))
+    return items.groupby(["target", "state"]).size().unstack(fill_value=0)
+
+
+def results_chart_png(result: ApplyResult) -> bytes:
+    """The results as a stacked bar chart (PNG bytes, no display backend needed)."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    table = results_table(result)
+    fig = Figure(figsize=(7, 2.5))
+    ax = fig.add_subplot()
+    left = None
+    for state in table.columns:
+        ax.barh(table.index, table[state], left=left, label=state)
+        left = table[state] if left is None else left + table[state]
+    ax.set_xlabel("items")
+    ax.set_title(f"plan {result.plan.id}: items by state")
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=96)
+    return buf.getvalue()
