@@ -35,8 +35,11 @@ def check(config: Config) -> list[str]:
     try:
         client.ping()
         info = client.get_list(config.mailchimp.list_id)
+        members = client.get(f"/lists/{config.mailchimp.list_id}/members", count=1,
+                             fields="total_items")
     finally:
         client.close()
     lines.append(f"Mailchimp: API at {client.base_url} answers")
-    lines.append(f"Mailchimp: audience {info['id']} '{info.get('name', '')}' exists")
+    lines.append(f"Mailchimp: audience {info['id']} '{info.get('name', '')}' exists; "
+                 f"its members can be read ({members.get('total_items', 0)} of any status)")
     return lines

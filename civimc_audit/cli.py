@@ -13,7 +13,7 @@ import click
 
 from . import __version__
 from .config import OUTCOME_CODES, load_config
-from .errors import CivimcError, exit_code_for
+from .errors import CivimcError, MailchimpError, exit_code_for
 from .store import Store
 
 
@@ -57,8 +57,10 @@ def check(obj):
 @cli.command()
 @click.option("--civicrm-only", is_flag=True, help="Snapshot only the CiviCRM group.")
 @click.option("--mailchimp-only", is_flag=True, help="Snapshot only the Mailchimp audience.")
+@click.option("--incremental", is_flag=True,
+              help="Mailchimp: read only members changed since the previous complete snapshot.")
 @click.pass_obj
-def snapshot(obj, civicrm_only, mailchimp_only):
+def snapshot(obj, civicrm_only, mailchimp_only, incremental):
     """Take a complete snapshot of each side into the store."""
     from .civicrm.reader import snapshot_civicrm
     from .mailchimp.reader import snapshot_mailchimp
@@ -71,8 +73,12 @@ def snapshot(obj, civicrm_only, mailchimp_only):
             snap = snapshot_civicrm(obj.config.civicrm, store, progress=progress)
             click.echo(_snapshot_line(snap))
         if not civicrm_only:
-            snap = snapshot_mailchimp(obj.config.mailchimp, store, progress=progress)
+            snap = snapshot_mailchimp(obj.config.mailchimp, store, progress=progress,
+                                      incremental=incremental)
             click.echo(_snapshot_line(snap))
+            if snap.status != "complete":
+                raise MailchimpError(f"Mailchimp snapshot {snap.id} is incomplete and will not "
+                                     f"be reconciled: {snap.message}")
 
 
 def _snapshot_line(snap) -> str:

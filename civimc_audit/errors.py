@@ -41,11 +41,12 @@ class CiviCRMError(SourceError):
 class MailchimpError(SourceError):
     """The Mailchimp API answered with an error or could not be reached."""
 
-    def __init__(self, message, status=None, title=None, detail=None):
+    def __init__(self, message, status=None, title=None, detail=None, errors=None):
         super().__init__(message)
         self.status = status
         self.title = title
         self.detail = detail
+        self.errors = errors  # the problem document's field errors, if any
 
 
 class NeedsPerson(CivimcError):

@@ -44,3 +44,26 @@ def query(civi_db, sql: str, args=()) -> list[tuple]:
     with civi_db.server.connect(civi_db.name) as conn, conn.cursor() as cur:
         cur.execute(sql, args)
         return list(cur.fetchall())
+
+
+@contextmanager
+def variant_db(mysql_server, variant: str, timezone: str | None = None):
+    """A fresh fixture database of a schema variant, with a 'newsletter' group; yields a
+    CiviDB-like object (server, name, conn, fixture, group_id) and drops the database after."""
+    from conftest import CiviDB
+
+    from civimc_audit.civicrm.fixture import CiviFixture, create_database
+
+    name = f"civimc_test_{uuid.uuid4().hex[:10]}"
+    conn = mysql_server.connect(autocommit=False)
+    try:
+        create_database(conn, name, variant=variant)
+        db = CiviDB(mysql_server, name, conn, CiviFixture(conn, timezone=timezone))
+        db.group_id = db.fixture.group("newsletter", "Newsletter")
+        db.fixture.commit()
+        yield db
+    finally:
+        conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()

@@ -237,3 +237,21 @@ def test_server_errors_are_mysql_errors():
     exc = pymysql.err.OperationalError(1205, "Lock wait timeout exceeded")
     from civimc_audit.civicrm.db import describe_error
     assert describe_error(exc, "u").startswith("lock wait timeout")
+
+
+def test_datetime_history_is_written_and_compared_in_site_time(mysql_server, monkeypatch):
+    from civicrm_helpers import variant_db
+
+    with variant_db(mysql_server, "4.x", timezone="Europe/London") as db:
+        cid = db.fixture.contact("Old", "Site", email="old@example.org")
+        db.fixture.commit()
+        settings = settings_for(db, monkeypatch, timezone="Europe/London")
+        before = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+        with CiviCRMWriter(settings) as w:
+            assert w.add_to_group(db.group_id, [cid], "plan 2") == {cid: "done"}
+        (stored,) = query(db, "SELECT `date` FROM civicrm_subscription_history")
+        from zoneinfo import ZoneInfo
+        as_utc = stored[0].replace(tzinfo=ZoneInfo("Europe/London")).astimezone(UTC)
+        assert before <= as_utc <= datetime.now(UTC) + timedelta(seconds=1)
+        assert changed_since(settings, db.group_id, [cid], before) == {cid}
+        assert changed_since(settings, db.group_id, [cid], as_utc) == set()

@@ -7,29 +7,99 @@ GroupContact BAO does (REPLACE for adds, history-then-row for removals), with th
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
+from zoneinfo import ZoneInfo
 
 import pymysql
 
 MAILING_LIST = "\x012\x01"
 
 
-def schema_statements(path: str = "schema.sql") -> list[str]:
-    """The fixture DDL split into statements."""
+@dataclass(frozen=True)
+class SchemaVariant:
+    """How one generation of CiviCRM sites differs from a fresh current install (civicrm.md §1)."""
+
+    name: str
+    charset: str = "utf8mb4"              # sites created 4.3–5.32 use utf8 (utf8mb3)
+    nullable_group_names: bool = False    # name/title/frontend_title NULL-able before 5.65
+    history_datetime: bool = False        # subscription_history.date DATETIME (local time)
+    tinyint4_booleans: bool = False       # booleans shown as tinyint(4) on upgraded sites
+    cache_fill_took: bool = True          # added 5.67
+    frontend_title: bool = True           # added 5.31
+    legacy_group: bool = False            # 4.x: title varchar(64), is_active NULL-able
+    enum_status: bool = False             # ancient DAOs: status/method as ENUMs
+
+
+VARIANTS = {v.name: v for v in (
+    SchemaVariant("current"),
+    # A CiviCRM 5.6x site upgraded in place (the public MariaDB 10.5 dump in civicrm.md §1.8).
+    SchemaVariant("5.6x", nullable_group_names=True, tinyint4_booleans=True,
+                  cache_fill_took=False),
+    # Created before 5.33 and upgraded to 5.3x: utf8 tables, no frontend title yet.
+    SchemaVariant("5.2x-utf8", charset="utf8", nullable_group_names=True,
+                  tinyint4_booleans=True, cache_fill_took=False, frontend_title=False),
+    # An old 4.x site: DATETIME history dates, utf8, legacy group columns and ENUM statuses.
+    SchemaVariant("4.x", charset="utf8", nullable_group_names=True, history_datetime=True,
+                  tinyint4_booleans=True, cache_fill_took=False, frontend_title=False,
+                  legacy_group=True, enum_status=True),
+)}
+
+
+def _apply_variant(stmt: str, v: SchemaVariant) -> str:
+    if v.charset != "utf8mb4":
+        stmt = stmt.replace("CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+                            f"CHARSET={v.charset} COLLATE={v.charset}_unicode_ci")
+    if v.tinyint4_booleans:
+        stmt = stmt.replace("tinyint(1)", "tinyint(4)")
+    if stmt.startswith("CREATE TABLE civicrm_group ("):
+        if v.nullable_group_names:
+            stmt = re.sub(r"\b(name varchar\(64\)|title varchar\(255\)|frontend_title "
+                          r"varchar\(255\)) NOT NULL", r"\1 DEFAULT NULL", stmt)
+        if not v.cache_fill_took:
+            stmt = re.sub(r"\n\s*cache_fill_took double DEFAULT NULL,", "", stmt)
+        if not v.frontend_title:
+            stmt = re.sub(r"\n\s*frontend_(title|description) [^\n]*,", "", stmt)
+        if v.legacy_group:
+            stmt = re.sub(r"\btitle varchar\(255\)", "title varchar(64)", stmt)
+            stmt = re.sub(r"is_active tinyint\(\d\) NOT NULL DEFAULT 1",
+                          "is_active tinyint(4) DEFAULT NULL", stmt)
+    if stmt.startswith("CREATE TABLE civicrm_subscription_history ("):
+        if v.history_datetime:
+            stmt = stmt.replace("`date` timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP",
+                                "`date` datetime NOT NULL")
+        if v.enum_status:
+            stmt = stmt.replace("method varchar(8) DEFAULT NULL",
+                                "method enum('Admin','Email','Web','API') DEFAULT NULL")
+            stmt = stmt.replace("status varchar(8) DEFAULT NULL",
+                                "status enum('Added','Removed','Pending','Deleted') DEFAULT NULL")
+    if stmt.startswith("CREATE TABLE civicrm_group_contact (") and v.enum_status:
+        stmt = stmt.replace("status varchar(8) DEFAULT NULL",
+                            "status enum('Added','Removed','Pending') DEFAULT NULL")
+    return stmt
+
+
+def schema_statements(path: str = "schema.sql", variant: str = "current") -> list[str]:
+    """The fixture DDL split into statements, as the named schema variant has it."""
     text = resources.files("civimc_audit.civicrm").joinpath(path).read_text(encoding="utf-8")
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    return [s.strip() for s in body.split(";") if s.strip()]
+    v = VARIANTS[variant]
+    return [_apply_variant(s.strip(), v) for s in body.split(";") if s.strip()]
 
 
 def create_database(conn: pymysql.connections.Connection, database: str,
-                    schema: str = "schema.sql") -> None:
-    """(Re)create `database` holding the fixture schema; the connection is left using it."""
+                    schema: str = "schema.sql", variant: str = "current") -> None:
+    """(Re)create `database` holding the fixture schema (of a schema variant, see VARIANTS);
+    the connection is left using it."""
+    charset = VARIANTS[variant].charset
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
-        cur.execute(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        cur.execute(f"CREATE DATABASE `{database}` CHARACTER SET {charset}"
+                    f" COLLATE {charset}_unicode_ci")
         cur.execute(f"USE `{database}`")
-        for stmt in schema_statements(schema):
+        for stmt in schema_statements(schema, variant):
             cur.execute(stmt)
     conn.commit()
 
@@ -51,10 +121,26 @@ class CiviFixture:
     strings written here land in TIMESTAMP columns as the instants meant.
     """
 
-    def __init__(self, conn: pymysql.connections.Connection):
+    def __init__(self, conn: pymysql.connections.Connection, timezone: str | None = None):
         self.conn = conn
+        self.zone = ZoneInfo(timezone) if timezone else None
         with conn.cursor() as cur:
             cur.execute("SET time_zone = '+00:00'")
+            cur.execute("SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS"
+                        " WHERE TABLE_SCHEMA = DATABASE()")
+            self.columns = {(t, c): d for t, c, d in cur.fetchall()}
+        if self.columns.get(("civicrm_subscription_history", "date")) == "datetime" \
+                and self.zone is None:
+            raise ValueError("this fixture database stores history dates as DATETIME (local "
+                             "time): pass the site's timezone")
+
+    def _history_time(self, when) -> str | None:
+        """A history date as this database stores it: UTC, or local time in a DATETIME."""
+        utc = _utc(when)
+        if utc is None or self.columns.get(("civicrm_subscription_history", "date")) != "datetime":
+            return utc
+        local = datetime.fromisoformat(utc).replace(tzinfo=UTC).astimezone(self.zone)
+        return local.strftime("%Y-%m-%d %H:%M:%S")
 
     def _exec(self, sql: str, args=()) -> int:
         with self.conn.cursor() as cur:
@@ -67,12 +153,14 @@ class CiviFixture:
     def group(self, name: str, title: str | None = None, *, mailing: bool = True,
               saved_search_id: int | None = None, is_active: bool = True) -> int:
         title = title or name
+        values = {"name": name, "title": title, "frontend_title": title,
+                  "group_type": MAILING_LIST if mailing else "\x011\x01",
+                  "saved_search_id": saved_search_id, "is_active": int(is_active),
+                  "visibility": "User and User Admin Only"}
+        values = {k: v for k, v in values.items() if ("civicrm_group", k) in self.columns}
         return self._exec(
-            "INSERT INTO civicrm_group (name, title, frontend_title, group_type, saved_search_id,"
-            " is_active, visibility) VALUES (%s, %s, %s, %s, %s, %s, 'User and User Admin Only')",
-            (name, title, title, MAILING_LIST if mailing else "\x011\x01", saved_search_id,
-             int(is_active)),
-        )
+            f"INSERT INTO civicrm_group ({', '.join(values)})"
+            f" VALUES ({', '.join(['%s'] * len(values))})", tuple(values.values()))
 
     def contact(self, first_name: str | None = None, last_name: str | None = None, *,
                 contact_type: str = "Individual", is_deleted: bool = False,
@@ -107,7 +195,7 @@ class CiviFixture:
         return self._exec(
             "INSERT INTO civicrm_subscription_history (contact_id, group_id, `date`, method,"
             " status, tracking) VALUES (%s,%s,%s,%s,%s,%s)",
-            (contact_id, group_id, _utc(when), method, status, tracking),
+            (contact_id, group_id, self._history_time(when), method, status, tracking),
         )
 
     def set_membership(self, contact_id: int, group_id: int, status: str) -> None:

@@ -56,7 +56,9 @@ class Field:
             return f"(CAST({col} AS INTEGER) <> 0) AS {col}"
         if self.kind == "time":
             ts = f"TRY_CAST({col} AS TIMESTAMP)"
-            if time_zone:  # a DATETIME holding local wall-clock time → the UTC instant
+            # A DATETIME holding local wall-clock time → the UTC instant. A time inside the
+            # repeated hour of a DST fall-back is ambiguous there; it is read as the later one.
+            if time_zone:
                 ts = f"timezone('UTC', timezone('{time_zone}', {ts}))"
             return f"{ts} AS {col}"
         return f"CAST({col} AS BIGINT) AS {col}"

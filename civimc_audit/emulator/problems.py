@@ -118,6 +118,11 @@ def api_key_invalid() -> ApiError:
                                             "to access the wrong datacenter.")
 
 
+def wrong_datacenter() -> ApiError:
+    return ApiError(403, "Wrong Datacenter",
+                    "The API key provided is linked to a different datacenter")
+
+
 def too_many_requests(limit: int) -> ApiError:
     return ApiError(429, "Too Many Requests",
                     f"You have exceeded the limit of {limit} simultaneous connections.")

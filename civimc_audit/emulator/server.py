@@ -110,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             phrase = ""
         head = [f"HTTP/1.1 {status} {phrase}", "Server: openresty",
-                f"Date: {self.date_time_string()}", f"X-Request-Id: {rid}",
+                f"Date: {self.date_time_string(self.server.emu.now())}", f"X-Request-Id: {rid}",
                 f"Content-Length: {len(body)}", "Vary: Accept-Encoding"]
         if content_type:
             head.append(f"Content-Type: {content_type}")
@@ -151,7 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
             # Recorded before answering, so a client that got its response can rely
             # on finding the request in emu.requests.
             self._record(emu, method, path, query, req_obj, status, resp_obj, rid, fault, started)
-            if fault == "drop":
+            if fault in ("drop", "drop-after"):
                 self._drop()
             else:
                 if (emu.gzip and payload and ctype and "gzip" in
@@ -176,6 +176,10 @@ class _Handler(BaseHTTPRequestHandler):
         if key is None:
             return self._problem(P.api_key_missing())
         if key != emu.api_key:
+            # The right account's key sent to another data centre's host.
+            secret, _, dc = key.rpartition("-")
+            if secret and secret == emu.api_key.rpartition("-")[0] and dc != emu.dc:
+                return self._problem(P.wrong_datacenter())
             return self._problem(P.api_key_invalid())
         if not (path == API_PREFIX or path.startswith(API_PREFIX + "/")):
             return self._problem(P.not_found())
@@ -185,6 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(delay)
         if kind == "drop":
             return 0, b"", None, {}, None, None, "drop"
+        # "drop-after" falls through: the call is handled, then the answer is dropped below.
         if kind in ("403", "429-bare"):
             return int(kind[:3]), b"", None, {}, None, None, kind
         if kind in ("429", "500", "503"):
@@ -196,7 +201,10 @@ class _Handler(BaseHTTPRequestHandler):
         req_obj = resp.request_json
         payload = b"" if resp.body is None else orjson.dumps(resp.body)
         ctype = None if resp.body is None else (PROBLEM_TYPE if resp.problem else JSON_TYPE)
-        return resp.status, payload, ctype, resp.headers, resp.body, req_obj, kind
+        body = resp.body
+        if resp.fragments and emu.record_bodies and emu.record_requests:
+            body = orjson.loads(payload)  # the log holds plain JSON, not cached fragments
+        return resp.status, payload, ctype, resp.headers, body, req_obj, kind
 
     def _problem(self, err: P.ApiError, fault: str | None = None):
         doc = err.document(self._rid)

@@ -93,11 +93,14 @@ class ListState:
         self._log: list[tuple[int, Record, Record | None]] = []
         self._log_floor = 0
         self.views = ViewCache()
+        self._renders: dict[tuple, dict[Record, bytes]] = {}
         self.contact_mask = int(hashlib.md5(("contact:" + list_id).encode()).hexdigest(), 16)
         self._contexts: dict[str, ListContext] = {}
 
     # --- change tracking (drives the view cache) --------------------------
     def note_change(self, rec: Record, before: Record | None) -> None:
+        for cache in self._renders.values():
+            cache.pop(rec, None)
         self.version += 1
         self._log.append((self.version, rec, before))
         if len(self._log) > _LOG_MAX:
@@ -105,6 +108,7 @@ class ListState:
             self._log_floor = self._log[0][0] - 1
 
     def bulk_changed(self) -> None:
+        self._renders.clear()
         self.version += 1
         self._log.clear()
         self._log_floor = self.version
@@ -162,6 +166,17 @@ class ListState:
         else:
             self.moved[rec.origin] = rec
 
+    def render_cache(self, base: str, fields: str | None, keep: int = 3) -> dict:
+        """Serialized members for one (base URL, ``fields``) projection; a few are kept."""
+        key = (base, fields)
+        cache = self._renders.pop(key, None)
+        if cache is None:
+            cache = {}
+        self._renders[key] = cache  # most recently used last
+        while len(self._renders) > keep:
+            self._renders.pop(next(iter(self._renders)))
+        return cache
+
     def tag_id(self, name: str) -> int:
         tid = self.tag_ids.get(name)
         if tid is None:
@@ -210,6 +225,9 @@ class Emulator:
     ``clock``              ``callable() -> epoch seconds | datetime`` used for "now"
     ``gzip``               gzip JSON responses when the client accepts it
     ``spec_checker``       a :class:`~.spec.SpecChecker` (None = off)
+    ``archived_in_default_listing``  GET /members without ``status`` includes archived
+                           members (default; real behaviour unverified, False hides them)
+    ``render_cache``       cache projected member JSON between pages (see ``api``)
     """
 
     def __init__(self, api_key: str = DEFAULT_API_KEY, *, seed: int | None = 0,
@@ -233,6 +251,8 @@ class Emulator:
         self.clock = clock
         self.gzip = False
         self.spec_checker = None  # a spec.SpecChecker to check all traffic against the spec
+        self.archived_in_default_listing = True
+        self.render_cache = True
         self.batch_polls_to_finish: int | None = 2
         self.batch_finish_after: float | None = 2.0
         self.batch_results_per_file = 200
@@ -462,8 +482,13 @@ class Emulator:
     def dispatch(self, method: str, path: str, query: dict | None = None, body=None):
         """Run one API call in-process (no auth, faults or connection limit);
         ``path`` is relative to /3.0.  Returns an :class:`~.api.ApiResponse`."""
+        import orjson
+
         from .api import dispatch
-        return dispatch(self, method, path, query or {}, body, self.base_url)
+        resp = dispatch(self, method, path, query or {}, body, self.base_url)
+        if resp.fragments:
+            resp.body, resp.fragments = orjson.loads(orjson.dumps(resp.body)), False
+        return resp
 
     def clear_requests(self) -> None:
         self.requests.clear()

@@ -36,6 +36,7 @@ class Query(NamedTuple):
     unique_email_id: str | None = None
     sort_field: str | None = None
     desc: bool = False
+    hide_archived: bool = False
 
     @property
     def trivial(self) -> bool:
@@ -68,6 +69,8 @@ def _matcher(q: Query):
         tests.append(lambda r: r.email_type == et)
     if q.vip_only:
         tests.append(lambda r: r.vip)
+    if q.hide_archived:
+        tests.append(lambda r: r.status != "archived")
     if q.unique_email_id is not None:
         from .render import unique_email_id
         uid = q.unique_email_id
