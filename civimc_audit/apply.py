@@ -305,9 +305,14 @@ class _Run:
                                  "sending: run apply again to settle them and go on") from None
         checkpoint("mailchimp_after_call")
         by_email = {r.email_address.strip().lower(): r for r in results}
-        rows, refused = [], []
+        rows, refused, unknown = [], [], None
         for row, payload in zip(chunk.to_dict("records"), payloads, strict=True):
             r = by_email.get(payload["email_address"].strip().lower())
+            if r is not None and not r.ok and getattr(r, "final", True) is False:
+                # The call failed as a whole (no answer, 429/5xx after retries): the change
+                # may or may not have been made, so the item stays `sending` for the next run.
+                unknown = unknown or r
+                continue
             if r is None:
                 rows.append({"item_id": row["item_id"], "state": "failed",
                              "title": "no result", "detail": "Mailchimp's answer did not name "
@@ -325,6 +330,10 @@ class _Run:
                              "detail": r.detail})
         self.journal(rows)
         checkpoint("mailchimp_after_journal")
+        if unknown is not None:
+            raise MailchimpError(f"apply stopped: a Mailchimp batch call failed ({unknown.title}: "
+                                 f"{unknown.detail}); its items are journaled as sending: run "
+                                 "apply again to settle them and go on")
         return chunk[chunk["item_id"].isin(refused)]
 
     def send_civicrm(self, items: pd.DataFrame) -> None:

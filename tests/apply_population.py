@@ -1,7 +1,7 @@
 """A small population with every rule (R1–R10), every cannot_sync reason that apply meets, a
 new contact, a duplicate, a member without CiviCRM history, a compliance refusal and an
 address Mailchimp refuses as fake — written to CiviCRM the way core writes it and into the
-emulator. (issue 3's generated population was not on main when issue 6 was built.)"""
+emulator. (issue 3's generated population module was not on main when this was written.)"""
 
 from __future__ import annotations
 

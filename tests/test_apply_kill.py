@@ -10,26 +10,22 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
-import writers_fallback  # noqa: F401  (installs stand-ins only where the real writers are missing)
 from apply_population import load_every_rule
 from conftest import TEST_LIST_ID
 from test_apply import cli_ok, journal_states, plan_and_freeze
 
 from civimc_audit.apply import DIE_ENV
 
-LAUNCHER = Path(__file__).with_name("writers_fallback.py")
-
 
 def start_apply(config, die_at: str | None) -> subprocess.Popen:
     env = dict(os.environ)
     if die_at:
         env[DIE_ENV] = die_at
-    return subprocess.Popen([sys.executable, str(LAUNCHER), "--config", str(config), "apply",
-                             "--execute", "--no-verify"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "civimc_audit.cli", "--config", str(config),
+                             "apply", "--execute", "--no-verify"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def changed_at_mailchimp(emu) -> Counter:

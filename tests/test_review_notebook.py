@@ -8,7 +8,6 @@ from pathlib import Path
 
 import papermill as pm
 import pytest
-import writers_fallback  # noqa: F401  (installs stand-ins only where the real writers are missing)
 from conftest import TEST_API_KEY, TEST_LIST_ID
 from test_apply import cli_ok
 
