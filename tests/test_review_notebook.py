@@ -127,8 +127,11 @@ def test_apply_notebook_dry_run_then_journal_and_chart(planned, run_cli, tmp_pat
     text = outputs_text(nb)
     assert "dry run of plan 1" in text and text.count("would send:") == 5
     assert not [r for r in emulator.requests if r.method == "POST"]
-    code, out, err = run_cli("--config", planned, "apply", "--execute", "--no-verify")
-    assert code == 0, out + err
+    nb = execute("apply.ipynb", tmp_path / "run.ipynb", planned, plan_id=1, execute=True)
+    text = outputs_text(nb)
+    assert "applied plan 1" in text and "done 5" in text
+    assert "plan 1: all 5 applied items agree on both sides" in text
+    assert emulator.get_member(TEST_LIST_ID, seed_email("Betty"))["status"] == "subscribed"
     nb = execute("apply.ipynb", tmp_path / "after.ipynb", planned, plan_id=1)
     text = outputs_text(nb)
     assert "5 items already finished by an earlier apply" in text
