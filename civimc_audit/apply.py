@@ -40,8 +40,9 @@ from .report import run_stamp
 from .review import approved_items, check_frozen
 from .store import Store, utcnow
 
-MAILCHIMP_CHUNK = 500
-CIVICRM_CHUNK = 200
+MAILCHIMP_CHUNK = 500      # one batch call per journal chunk
+CIVICRM_CHUNK = 1000       # journaled together; the writer still commits every CIVICRM_BATCH
+CIVICRM_BATCH = 200
 COMPLIANCE = "Member In Compliance State"
 FINAL_STATES = ("done", "failed", "stale")
 # Tests only: "<checkpoint>:<n>" SIGKILLs this process at the nth pass of a checkpoint;
@@ -233,7 +234,7 @@ class _Run:
         """Contacts created by an interrupted run but not yet added: add them now."""
         from .civicrm.writer import CiviCRMWriter
 
-        with CiviCRMWriter(self.config.civicrm, batch_size=CIVICRM_CHUNK) as w:
+        with CiviCRMWriter(self.config.civicrm, batch_size=CIVICRM_BATCH) as w:
             w.add_to_group(self.plan.group_id, [cid for _, cid in pairs], self.tracking)
         self.journal([_settled(row, f"contact {cid} created and added to the group")
                       for row, cid in pairs])
@@ -342,7 +343,7 @@ class _Run:
         from .civicrm.writer import CiviCRMWriter
 
         bar = tqdm(total=len(items), desc="CiviCRM", unit=" contacts", disable=not self.progress)
-        with CiviCRMWriter(self.config.civicrm, batch_size=CIVICRM_CHUNK) as w:
+        with CiviCRMWriter(self.config.civicrm, batch_size=CIVICRM_BATCH) as w:
             for action in ("remove_from_group", "add_to_group"):
                 todo = items[items["action"] == action]
                 for start in range(0, len(todo), CIVICRM_CHUNK):
