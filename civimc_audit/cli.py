@@ -308,6 +308,34 @@ def export(obj, snapshot_id, fmt, out_dir):
             click.echo(str(path))
 
 
+@cli.command()
+@click.option("--apply", "apply_", is_flag=True,
+              help="Apply the items [schedule] auto_approve allows (standing approvals).")
+@click.option("--reuse-snapshots", is_flag=True,
+              help="Reconcile the latest complete snapshots instead of taking new ones.")
+@click.pass_obj
+def run(obj, apply_, reuse_snapshots):
+    """The scheduled pipeline: snapshot, reconcile, report into data/runs/<UTC timestamp>/.
+
+    Exit 0 all well, 1 a [schedule] threshold was crossed, 2 configuration (or another run is
+    in progress), 3 a source system failed; the reason is one line here and in summary.json."""
+    import signal
+
+    from .runner import run_scheduled
+
+    def stop(signum, _frame):  # systemd/Airflow stop a job with SIGTERM: record it, unlock
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    result = run_scheduled(obj.config, apply=apply_, reuse_snapshots=reuse_snapshots,
+                           progress=sys.stderr.isatty(),
+                           on_warning=lambda m: click.echo(f"civimc-audit: warning: {m}",
+                                                           err=True))
+    click.echo(f"run {result.folder.name}: {result.status}: {result.message}")
+    click.echo(f"summary: {result.folder / 'summary.json'}")
+    click.echo(f"report: {result.folder / 'audit.html'}")
+
+
 def main(argv=None) -> int:
     """Console entry point: run the CLI, mapping our errors to one line and an exit code."""
     try:

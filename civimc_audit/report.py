@@ -49,10 +49,16 @@ REASON_HELP = {
 }
 
 
+REPORT_CSS = """<style>
+table.civimc-table th, table.civimc-table td { text-align: left; }
+table.civimc-table td.num, table.civimc-table th.num { text-align: right; }
+</style>"""
+
+
 def html_table(frame: pd.DataFrame, max_rows: int | None = None) -> str:
-    """An escaped HTML table (names and emails are text, never markup)."""
-    return frame.to_html(index=False, escape=True, max_rows=max_rows, na_rep="",
-                         classes="civimc-table", border=0)
+    """An escaped, left-aligned HTML table (names and emails are text, never markup)."""
+    return REPORT_CSS + frame.to_html(index=False, escape=True, max_rows=max_rows, na_rep="",
+                                      classes="civimc-table", border=0)
 
 
 @dataclass
@@ -111,6 +117,7 @@ class AuditReport:
         import io
 
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
 
         data = self.counts()[::-1]
         fig = Figure(figsize=(7, 0.4 * len(data) + 1))
@@ -119,6 +126,7 @@ class AuditReport:
         for i, v in enumerate(data["People"]):
             ax.text(v, i, f" {v}", va="center")
         ax.set_xlabel("people")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=96)
@@ -173,23 +181,62 @@ def run_stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+def ipc_kernel_manager():
+    """A kernel manager class whose kernels talk over Unix sockets in a private temporary
+    folder. Over TCP, jupyter_client picks free ports and the kernel binds them a moment
+    later, so another process can take one first and the run fails at random ("Address
+    already in use"); sockets in a folder of our own cannot collide."""
+    import shutil
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import Unicode, default
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = Unicode("ipc")
+
+        @default("ip")
+        def _ip_default(self):
+            self._ipc_dir = tempfile.mkdtemp(prefix="civimc-kernel-")
+            return str(Path(self._ipc_dir) / "k")
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart and getattr(self, "_ipc_dir", None):
+                shutil.rmtree(self._ipc_dir, ignore_errors=True)
+
+    return IPCKernelManager
+
+
+def new_run_folder(base: Path) -> Path:
+    """A new, empty runs/<UTC timestamp>/ folder (suffixed -2, -3… within the same second)."""
+    stamp = run_stamp()
+    folder = base / stamp
+    n = 1
+    while True:
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            n += 1
+            folder = base / f"{stamp}-{n}"
+
+
 def run_report(config: Config, *, reconciliation_id: int | None = None,
-               runs_dir: Path | None = None, notebook: Path | None = None) -> Path:
+               runs_dir: Path | None = None, notebook: Path | None = None,
+               folder: Path | None = None, parameters: dict | None = None) -> Path:
     """Execute notebooks/audit.ipynb with papermill into a new run folder (.ipynb, .html,
-    summary.json); returns the folder. Only the config path is passed: never a secret."""
+    summary.json); returns the folder. Only the config path is passed: never a secret.
+
+    `folder` (an existing run folder) and extra notebook `parameters` are for the scheduled
+    run (runner.py), which writes the full summary.json itself afterwards."""
     import papermill as pm
 
     if config.source is None:
         raise StoreError("the report needs a config file on disk (its path is the notebook's "
                          "only parameter)")
     notebook = notebook or NOTEBOOKS / "audit.ipynb"
-    base = runs_dir or config.runs_path
-    folder = base / run_stamp()
-    n = 1
-    while folder.exists():
-        n += 1
-        folder = base / f"{run_stamp()}-{n}"
-    folder.mkdir(parents=True)
+    folder = folder or new_run_folder(runs_dir or config.runs_path)
     out = folder / "audit.ipynb"
     started = time.monotonic()
     status, message = "ok", "report written"
@@ -197,8 +244,13 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
         pm.execute_notebook(
             str(notebook), str(out),
             parameters={"config_path": str(config.source),
-                        "reconciliation_id": reconciliation_id},
+                        "reconciliation_id": reconciliation_id, **(parameters or {})},
             progress_bar=False, cwd=str(config.base_dir), kernel_name="python3",
+            # The kernel's chatter on stderr (a TCP transport warning, "KeyboardInterrupt caught"
+            # when it is stopped after a failed cell) would break the
+            # one-line-on-stderr contract that schedulers read.
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+            kernel_manager_class=ipc_kernel_manager(),
         )
     except pm.PapermillExecutionError as exc:
         status, message = "failed", f"report notebook failed: {exc.ename}: {exc.evalue}"
