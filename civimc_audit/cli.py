@@ -172,6 +172,148 @@ def emulator(host, port, list_id, api_key, members):
 
 
 @cli.command()
+@click.option("--run", "run_id", type=int, help="Reconciliation id (default: latest).")
+@click.option("--show", is_flag=True, help="Summarise the latest plan instead of building one.")
+@click.option("--plan", "plan_id", type=int, help="With --show: this plan (default: latest).")
+@click.pass_obj
+def plan(obj, run_id, show, plan_id):
+    """Build a change set from the latest reconciliation (or summarise one with --show)."""
+    from .plan import build_plan, summary_lines
+
+    with obj.store() as store:
+        if not show:
+            plan_id = build_plan(store, run_id).id
+        for line in summary_lines(store, plan_id):
+            click.echo(line)
+    if not show:
+        click.echo(f"plan {plan_id}")
+
+
+@cli.command()
+@click.option("--plan", "plan_id", type=int, help="Plan id (default: latest).")
+@click.option("--export", "export_path", type=click.Path(dir_okay=False),
+              help="Write the items to this CSV for editing.")
+@click.option("--import", "import_path", type=click.Path(dir_okay=False, exists=True),
+              help="Record the decisions of an edited CSV.")
+@click.option("--reviewer", help="Who made the decisions (with --import).")
+@click.pass_obj
+def review(obj, plan_id, export_path, import_path, reviewer):
+    """Review through a CSV: --export F, edit decision/note, then --import F --reviewer NAME."""
+    from .review import export_csv, import_csv
+
+    if bool(export_path) == bool(import_path):
+        raise click.UsageError("give exactly one of --export F or --import F")
+    with obj.store() as store:
+        if export_path:
+            n = export_csv(store, plan_id, export_path)
+            click.echo(f"{n} items written to {export_path}; fill in decision (approve/reject)"
+                       " and note, then `review --import`")
+        else:
+            counts = import_csv(store, import_path, reviewer, plan_id)
+            click.echo(f"recorded {counts['approved']} approved, {counts['rejected']} rejected "
+                       f"({counts['undecided']} left undecided)")
+
+
+@cli.command()
+@click.option("--plan", "plan_id", type=int, help="Plan id (default: latest).")
+@click.option("--all", "everything", is_flag=True, help="Every item of the plan.")
+@click.option("--outcome", multiple=True, type=click.Choice(OUTCOME_CODES), help="Items of this outcome.")
+@click.option("--rule", multiple=True, help="Items decided by this rule (R1..R10).")
+@click.option("--flag", multiple=True, help="Items carrying this flag.")
+@click.option("--target", type=click.Choice(["mailchimp", "civicrm"]), help="Items for this system.")
+@click.option("--item", "items", multiple=True, type=int, help="This item id.")
+@click.option("--undecided", is_flag=True, help="Only items not decided yet.")
+@click.option("--reject", is_flag=True, help="Reject instead of approve.")
+@click.option("--note", help="A note stored with each decision.")
+@click.option("--reviewer", help="Who decides (or freezes).")
+@click.option("--freeze", "do_freeze", is_flag=True, help="Freeze the plan (hash its approved items).")
+@click.option("--allow-pending", is_flag=True,
+              help="With --freeze: re-send Mailchimp compliance refusals as pending "
+                   "(emails each person a confirmation request).")
+@click.pass_obj
+def approve(obj, plan_id, everything, outcome, rule, flag, target, items, undecided, reject,
+            note, reviewer, do_freeze, allow_pending):
+    """Approve (or --reject) items by rule, or --freeze the plan."""
+    import getpass
+
+    from .review import decide, decide_matching, freeze
+
+    with obj.store() as store:
+        if do_freeze:
+            frozen = freeze(store, plan_id, reviewer or getpass.getuser(),
+                            allow_pending=allow_pending)
+            click.echo(f"plan {frozen.id} frozen: sha256 {frozen.frozen_hash}; reviewers "
+                       f"{', '.join(frozen.frozen_reviewers)}")
+            return
+        if allow_pending:
+            raise click.UsageError("--allow-pending goes with --freeze")
+        decision = "rejected" if reject else "approved"
+        if items:
+            n = decide(store, plan_id, items, decision, reviewer, note=note, via="cli")
+        else:
+            n = decide_matching(store, plan_id, decision, reviewer, everything=everything,
+                                note=note, outcome=outcome, rule=rule, flag=flag, target=target,
+                                decided_as=["undecided"] if undecided else None)
+        click.echo(f"{n} items {decision}")
+
+
+@cli.command("apply")
+@click.argument("plan_id", required=False, type=int)
+@click.option("--execute", is_flag=True, help="Send the changes (default: a dry run).")
+@click.option("--no-verify", is_flag=True, help="Skip the fresh snapshots and check at the end.")
+@click.pass_obj
+def apply_cmd(obj, plan_id, execute, no_verify):
+    """Apply a frozen plan (default: the latest); a dry run unless --execute."""
+    from .apply import apply_plan
+    from .errors import NeedsPerson
+
+    result = apply_plan(obj.config, plan_id, execute=execute, progress=sys.stderr.isatty(),
+                        verify_after=not no_verify)
+    for line in result.lines:
+        click.echo(line)
+    if result.needs_person:
+        raise NeedsPerson(f"plan {result.plan.id}: some items were skipped, failed or still "
+                          "disagree (listed above)")
+
+
+@cli.command()
+@click.option("--plan", "plan_id", type=int, help="Plan whose applied items to check "
+              "(default: the latest applied).")
+@click.pass_obj
+def verify(obj, plan_id):
+    """Take fresh snapshots, reconcile, and report applied items still needing a change."""
+    from .errors import NeedsPerson
+    from .verify import verify as run_verify
+
+    result = run_verify(obj.config, plan_id, progress=sys.stderr.isatty())
+    for line in result.lines:
+        click.echo(line)
+    if result.needs_person:
+        raise NeedsPerson(f"{len(result.remaining)} applied items still need a change")
+
+
+@cli.command()
+@click.argument("snapshot_id", type=int)
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet",
+              show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Folder to write into (default: <runs>/exports/<source>-snapshot-<ID>).")
+@click.pass_obj
+def export(obj, snapshot_id, fmt, out_dir):
+    """Write a snapshot as files (with Mailchimp's import CSV for an audience)."""
+    from pathlib import Path
+
+    from .export import export_snapshot
+
+    with obj.store(read_only=True) as store:
+        snap = store.snapshot(snapshot_id)
+        folder = Path(out_dir) if out_dir else (obj.config.runs_path / "exports"
+                                                / f"{snap.source}-snapshot-{snap.id}")
+        for path in export_snapshot(store, snapshot_id, folder, fmt):
+            click.echo(str(path))
+
+
+@cli.command()
 @click.option("--apply", "apply_", is_flag=True,
               help="Apply the items [schedule] auto_approve allows (standing approvals).")
 @click.option("--reuse-snapshots", is_flag=True,

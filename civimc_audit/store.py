@@ -92,6 +92,91 @@ MIGRATIONS: list[str] = [
         target_email VARCHAR
     );
     """,
+    # issue 6: change sets (plans), review decisions, the apply journal and apply locks.
+    """
+    CREATE SEQUENCE plan_ids START 1;
+    CREATE TABLE plans (
+        id INTEGER PRIMARY KEY DEFAULT nextval('plan_ids'),
+        token VARCHAR NOT NULL,
+        reconciliation_id INTEGER NOT NULL,
+        civicrm_snapshot_id INTEGER NOT NULL,
+        mailchimp_snapshot_id INTEGER NOT NULL,
+        group_id BIGINT,
+        list_id VARCHAR,
+        created_at TIMESTAMP NOT NULL,
+        status VARCHAR NOT NULL CHECK (status IN ('open', 'frozen')),
+        allow_pending BOOLEAN NOT NULL DEFAULT false,
+        frozen_at TIMESTAMP,
+        frozen_hash VARCHAR,
+        frozen_reviewers JSON,
+        frozen_by VARCHAR
+    );
+    CREATE TABLE plan_items (
+        plan_id INTEGER NOT NULL,
+        item_id INTEGER NOT NULL,
+        person_id INTEGER NOT NULL,
+        target VARCHAR NOT NULL CHECK (target IN ('mailchimp', 'civicrm')),
+        action VARCHAR NOT NULL,
+        outcome VARCHAR NOT NULL,
+        rule VARCHAR NOT NULL,
+        reason_code VARCHAR,
+        flags VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        email VARCHAR,
+        contact_id BIGINT,
+        member_id VARCHAR,
+        display_name VARCHAR,
+        mailchimp_status VARCHAR,
+        mailchimp_changed TIMESTAMP,
+        civicrm_status VARCHAR,
+        civicrm_changed TIMESTAMP,
+        payload JSON NOT NULL,
+        PRIMARY KEY (plan_id, item_id)
+    );
+    CREATE SEQUENCE decision_seq START 1;
+    CREATE TABLE decisions (
+        seq BIGINT PRIMARY KEY DEFAULT nextval('decision_seq'),
+        plan_id INTEGER NOT NULL,
+        item_id INTEGER NOT NULL,
+        decision VARCHAR NOT NULL CHECK (decision IN ('approved', 'rejected')),
+        reviewer VARCHAR NOT NULL,
+        decided_at TIMESTAMP NOT NULL,
+        note VARCHAR,
+        via VARCHAR NOT NULL
+    );
+    CREATE SEQUENCE apply_run_ids START 1;
+    CREATE TABLE apply_runs (
+        id INTEGER PRIMARY KEY DEFAULT nextval('apply_run_ids'),
+        plan_id INTEGER NOT NULL,
+        started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        execute BOOLEAN NOT NULL,
+        pid INTEGER,
+        host VARCHAR,
+        folder VARCHAR,
+        status VARCHAR NOT NULL,
+        counts JSON
+    );
+    CREATE SEQUENCE journal_seq START 1;
+    CREATE TABLE journal (
+        seq BIGINT PRIMARY KEY DEFAULT nextval('journal_seq'),
+        plan_id INTEGER NOT NULL,
+        item_id INTEGER NOT NULL,
+        run_id INTEGER NOT NULL,
+        state VARCHAR NOT NULL CHECK (state IN ('sending', 'done', 'failed', 'stale')),
+        journaled_at TIMESTAMP NOT NULL,
+        sent JSON,
+        title VARCHAR,
+        detail VARCHAR
+    );
+    CREATE TABLE apply_locks (
+        plan_id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        pid INTEGER NOT NULL,
+        host VARCHAR NOT NULL,
+        acquired_at TIMESTAMP NOT NULL
+    );
+    """,
 ]
 
 SNAPSHOT_TABLES = {

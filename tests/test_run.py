@@ -330,11 +330,12 @@ def test_pruning_keeps_latest_and_planned_snapshots(seeded, run_cli):
     old1 = age_run(config, first, "20200101T000000Z")
     old2 = age_run(config, second, "20200102T000000Z")
     # A plan made from the first run's reconciliation keeps its snapshots alive.
-    with store(config) as con:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-        assert "plans" not in tables  # when plan.py lands, use its API here instead
-        con.execute("CREATE TABLE plans (id INTEGER, reconciliation_id INTEGER)")
-        con.execute("INSERT INTO plans VALUES (1, ?)", [summary_of(old1)["reconciliation_id"]])
+    from civimc_audit.config import load_config
+    from civimc_audit.plan import build_plan
+    from civimc_audit.store import Store
+
+    with Store(load_config(config).store_file) as s:
+        build_plan(s, summary_of(old1)["reconciliation_id"])
 
     code, _, err = run_cli("--config", config, "run")
     assert code == 0, err
@@ -413,6 +414,9 @@ def test_a_killed_run_does_not_block_the_next(seeded, emulator, run_cli):
     assert not (runs / LOCK_NAME).exists()
 
 
+@pytest.mark.xfail(reason="plan/apply landed (issue 6); runner._apply is still to be wired to "
+                          "them (issue 7), so this pre-landing refusal no longer holds as written",
+                   strict=False)
 def test_run_apply_is_refused_until_plan_and_apply_exist(seeded, run_cli):
     config = seeded('auto_approve = ["add_to_mailchimp"]')
     code, _, err = run_cli("--config", config, "run", "--apply")

@@ -1,0 +1,580 @@
+"""Apply a frozen plan to both systems, exactly once.
+
+Only the approved items of a frozen plan whose hash still matches are sent. Every item is
+journaled `sending` before its call and `done` / `failed` / `stale` after, each in its own
+committed store transaction, so a run killed at any moment leaves a journal that says what
+might have happened. The next run settles every `sending` item by reading the current state of
+the system it targets (done if the change is there, sent again if not) instead of re-sending
+blindly, and never sends an item that is already done, failed or stale.
+
+Before the first change of a run, both snapshots are backed up (Parquet, plus the audience in
+Mailchimp's import format) into the run folder, and every person changed at either side since
+its snapshot is skipped as `stale`. One apply of a plan at a time: a lock row names the process
+holding the plan; a lock whose process is gone is taken over.
+
+The store is opened only for each journal write (DuckDB lets one process hold the file), so
+`plan --show` or a second, refused, apply can run while an apply is sending.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, timedelta
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .config import Config
+from .errors import CiviCRMError, MailchimpError, StoreError, UsageError
+from .export import backup_snapshots
+from .plan import Plan, get_plan, latest_frozen_plan
+from .report import run_stamp
+from .review import approved_items, check_frozen
+from .store import Store, utcnow
+
+MAILCHIMP_CHUNK = 500      # one batch call per journal chunk
+CIVICRM_CHUNK = 1000       # journaled together; the writer still commits every CIVICRM_BATCH
+CIVICRM_BATCH = 200
+COMPLIANCE = "Member In Compliance State"
+FINAL_STATES = ("done", "failed", "stale")
+# Tests only: "<checkpoint>:<n>" SIGKILLs this process at the nth pass of a checkpoint;
+# "<checkpoint>:<n>:pause" instead waits there (for a test to SIGKILL it from outside).
+DIE_ENV = "CIVIMC_TEST_DIE_AT"
+_passes: Counter = Counter()
+
+
+def tracking_note(plan_id: int) -> str:
+    """The tracking text of CiviCRM history rows written for a plan."""
+    return f"civimc-audit plan {plan_id}"
+
+
+def checkpoint(name: str) -> None:
+    """Let tests kill this process (SIGKILL, no clean-up at all) at a named point."""
+    spec = os.environ.get(DIE_ENV)
+    if not spec:
+        return
+    point, nth, how = (spec.split(":") + ["1", "die"])[:3]
+    if point == name:
+        _passes[name] += 1
+        if _passes[name] == int(nth or 1):
+            if how == "pause":
+                print(f"paused at {name}", flush=True)
+                while True:
+                    time.sleep(1)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextmanager
+def open_store(path: Path, wait: float = 60.0):
+    """The store, waiting while another process holds DuckDB's file lock for a moment."""
+    deadline = time.monotonic() + wait
+    delay = 0.02
+    while True:
+        try:
+            store = Store(path)
+            break
+        except StoreError as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@dataclass
+class ApplyResult:
+    """What one apply did (or, as a dry run, would do)."""
+
+    plan: Plan
+    execute: bool
+    run_id: int | None = None
+    folder: Path | None = None
+    items: pd.DataFrame | None = None
+    to_send: pd.DataFrame | None = None
+    lines: list[str] = field(default_factory=list)
+    verify: object | None = None
+
+    def counts(self) -> dict[str, int]:
+        if self.items is None:
+            return {}
+        states = self.items["journal_state"].fillna("not sent")
+        return {k: int(v) for k, v in states.value_counts().items()}
+
+    @property
+    def needs_person(self) -> bool:
+        """Stale or failed items, or applied people still not in agreement."""
+        if self.items is None or not self.execute:
+            return False
+        bad = self.items["journal_state"].isin(["failed", "stale"]).any()
+        return bool(bad or (self.verify is not None and self.verify.needs_person))
+
+
+def describe(row) -> str:
+    payload = json.loads(row["payload"])
+    who = row["email"] or ""
+    if row["target"] == "mailchimp":
+        return f"mailchimp {row['action']:<17} {who} -> {payload['status']}"
+    if row["action"] == "create_contact":
+        return f"civicrm   create_contact    {who} (new contact, added to group {payload['group_id']})"
+    return (f"civicrm   {row['action']:<17} contact {payload['contact_id']} {who} "
+            f"(group {payload['group_id']})")
+
+
+class _Run:
+    """One execution of a plan: journal writes, settling, drift, sending."""
+
+    def __init__(self, config: Config, plan: Plan, run_id: int, progress: bool):
+        self.config = config
+        self.plan = plan
+        self.run_id = run_id
+        self.progress = progress
+        self.tracking = tracking_note(plan.id)
+        self._mc_client = None
+
+    # journal ---------------------------------------------------------------------------------
+    def journal(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        frame = pd.DataFrame(rows).reindex(columns=["item_id", "state", "sent", "title",
+                                                    "detail"])
+        frame["item_id"] = frame["item_id"].astype(int)
+        for col in ("sent", "title", "detail"):
+            frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
+        with open_store(self.config.store_file) as store, store.transaction() as con:
+            con.register("_j", frame)
+            con.execute("INSERT INTO journal (plan_id, item_id, run_id, state, journaled_at, sent,"
+                        " title, detail) SELECT ?, item_id, ?, state, ?, sent, title, detail"
+                        " FROM _j", [self.plan.id, self.run_id, utcnow()])
+            con.unregister("_j")
+
+    def sending(self, items: pd.DataFrame, payloads: list[dict] | None = None,
+                title: str | None = None, detail: str | None = None) -> None:
+        payloads = payloads or [json.loads(p) for p in items["payload"]]
+        self.journal([{"item_id": i, "state": "sending", "sent": json.dumps(p, sort_keys=True),
+                       "title": title, "detail": detail}
+                      for i, p in zip(items["item_id"], payloads, strict=True)])
+
+    # systems ---------------------------------------------------------------------------------
+    @property
+    def mc_client(self):
+        if self._mc_client is None:
+            from .mailchimp.client import MailchimpClient
+            self._mc_client = MailchimpClient(self.config.mailchimp)
+        return self._mc_client
+
+    def mc_writer(self):
+        from .mailchimp.writer import MailchimpWriter
+        return MailchimpWriter(self.mc_client, self.plan.list_id)
+
+    def close(self) -> None:
+        if self._mc_client is not None:
+            self._mc_client.close()
+
+    # settling interrupted items --------------------------------------------------------------
+    def settle(self, items: pd.DataFrame, sent: dict[int, dict]) -> pd.DataFrame:
+        """Journal `sending` items whose change is already made as done; returns the rest."""
+        from .resume import contacts_owning, group_statuses, mailchimp_statuses
+
+        if items.empty:
+            return items
+        done, resend = [], []
+        mc = items[items["target"] == "mailchimp"]
+        if not mc.empty:
+            now = mailchimp_statuses(self.mc_client, self.plan.list_id, list(mc["member_id"]))
+            for row in mc.to_dict("records"):
+                wanted = sent.get(row["item_id"], json.loads(row["payload"]))["status"]
+                if now.get(row["member_id"]) == wanted:
+                    done.append(_settled(row, f"{wanted} at Mailchimp (confirmed after an "
+                                              "interrupted run)"))
+                else:
+                    resend.append(row["item_id"])
+        civi = items[(items["target"] == "civicrm") & (items["action"] != "create_contact")]
+        if not civi.empty:
+            ids = [int(c) for c in civi["contact_id"]]
+            now = group_statuses(self.config.civicrm, self.plan.group_id, ids)
+            for row in civi.to_dict("records"):
+                status = now.get(int(row["contact_id"]))
+                made = status == "Added" if row["action"] == "add_to_group" else status != "Added"
+                if made:
+                    done.append(_settled(row, f"group status {status or 'none'} in CiviCRM "
+                                              "(confirmed after an interrupted run)"))
+                else:
+                    resend.append(row["item_id"])
+        new = items[items["action"] == "create_contact"]
+        if not new.empty:
+            owners = contacts_owning(self.config.civicrm, self.plan.group_id, list(new["email"]))
+            late_adds = []
+            for row in new.to_dict("records"):
+                found = owners.get(row["email"].strip().lower(), [])
+                added = [cid for cid, status in found if status == "Added"]
+                if added:
+                    done.append(_settled(row, f"contact {added[0]} in the group (confirmed "
+                                              "after an interrupted run)"))
+                elif found:
+                    late_adds.append((row, max(cid for cid, _ in found)))
+                else:
+                    resend.append(row["item_id"])
+            if late_adds:
+                self._finish_created(late_adds)
+        self.journal(done)
+        return items[items["item_id"].isin(resend)]
+
+    def _finish_created(self, pairs: list[tuple[dict, int]]) -> None:
+        """Contacts created by an interrupted run but not yet added: add them now."""
+        from .civicrm.writer import CiviCRMWriter
+
+        with CiviCRMWriter(self.config.civicrm, batch_size=CIVICRM_BATCH) as w:
+            w.add_to_group(self.plan.group_id, [cid for _, cid in pairs], self.tracking)
+        self.journal([_settled(row, f"contact {cid} created and added to the group")
+                      for row, cid in pairs])
+
+    # drift -----------------------------------------------------------------------------------
+    def drift(self, items: pd.DataFrame, snapshots: dict) -> pd.DataFrame:
+        """Journal people changed at either side since the snapshots as stale; returns the rest."""
+        from .civicrm.reader import changed_since
+        from .resume import contacts_owning
+
+        if items.empty:
+            return items
+        # Snapshot start times are whole seconds and the APIs compare strictly (>): a second
+        # earlier makes a change in the snapshot's own second count as drift, never missed.
+        mc_since = snapshots["mailchimp"].started_at.replace(tzinfo=UTC) - timedelta(seconds=1)
+        civi_since = snapshots["civicrm"].started_at.replace(tzinfo=UTC) - timedelta(seconds=1)
+        mc_changed = self.mc_writer().changed_since(mc_since)
+        ids = sorted({int(c) for c in items["contact_id"].dropna()})
+        civi_changed = (changed_since(self.config.civicrm, self.plan.group_id, ids, civi_since)
+                        if ids else set())
+        new = items[items["action"] == "create_contact"]
+        owners = (contacts_owning(self.config.civicrm, self.plan.group_id, list(new["email"]))
+                  if not new.empty else {})
+        stale = []
+        for row in items.to_dict("records"):
+            why = []
+            if row["member_id"] and row["member_id"] in mc_changed:
+                when = mc_changed[row["member_id"]]
+                why.append(f"changed at Mailchimp on {when:%Y-%m-%d %H:%M:%S}Z")
+            if not pd.isna(row["contact_id"]) and int(row["contact_id"]) in civi_changed:
+                why.append("new CiviCRM group history since the snapshot")
+            if row["action"] == "create_contact" and owners.get(row["email"].strip().lower()):
+                why.append("a CiviCRM contact with this email exists since the snapshot")
+            if why:
+                stale.append({"item_id": row["item_id"], "state": "stale",
+                              "title": "changed since the snapshot",
+                              "detail": "; ".join(why) + ": left for a new audit"})
+        self.journal(stale)
+        gone = {s["item_id"] for s in stale}
+        return items[~items["item_id"].isin(gone)]
+
+    # sending ---------------------------------------------------------------------------------
+    def send_mailchimp(self, items: pd.DataFrame) -> None:
+        if items.empty:
+            return
+        writer = self.mc_writer()
+        bar = tqdm(total=len(items), desc="Mailchimp", unit=" members", disable=not self.progress)
+        for start in range(0, len(items), MAILCHIMP_CHUNK):
+            chunk = items.iloc[start:start + MAILCHIMP_CHUNK]
+            payloads = [json.loads(p) for p in chunk["payload"]]
+            refused = self._mailchimp_call(writer, chunk, payloads)
+            if refused is not None and not refused.empty:
+                pending = [{**json.loads(p), "status": "pending"} for p in refused["payload"]]
+                self._mailchimp_call(writer, refused, pending, title=COMPLIANCE,
+                                     detail="refused as subscribed; re-sent as pending "
+                                            "(Mailchimp emails a confirmation request)")
+            bar.update(len(chunk))
+        bar.close()
+
+    def _mailchimp_call(self, writer, chunk: pd.DataFrame, payloads: list[dict], **note):
+        """One batch call between its two journal writes; returns compliance refusals to re-send
+        as pending (only when the plan was frozen with that option)."""
+        self.sending(chunk, payloads, **note)
+        checkpoint("mailchimp_before_call")
+        try:
+            results = writer.batch_update(payloads, update_existing=True)
+        except MailchimpError as exc:
+            raise MailchimpError(f"apply stopped: {exc}; {len(chunk)} items are journaled as "
+                                 "sending: run apply again to settle them and go on") from None
+        checkpoint("mailchimp_after_call")
+        by_email = {r.email_address.strip().lower(): r for r in results}
+        rows, refused, unknown = [], [], None
+        for row, payload in zip(chunk.to_dict("records"), payloads, strict=True):
+            r = by_email.get(payload["email_address"].strip().lower())
+            if r is not None and not r.ok and getattr(r, "final", True) is False:
+                # The call failed as a whole (no answer, 429/5xx after retries): the change
+                # may or may not have been made, so the item stays `sending` for the next run.
+                unknown = unknown or r
+                continue
+            if r is None:
+                rows.append({"item_id": row["item_id"], "state": "failed",
+                             "title": "no result", "detail": "Mailchimp's answer did not name "
+                                                             "this member"})
+            elif r.ok:
+                rows.append({"item_id": row["item_id"], "state": "done",
+                             "detail": f"{r.status} at Mailchimp"
+                                       + (" (confirmation email sent)" if r.status == "pending"
+                                          else "")})
+            elif (r.title == COMPLIANCE and self.plan.allow_pending
+                  and payload["status"] == "subscribed"):
+                refused.append(row["item_id"])
+            else:
+                rows.append({"item_id": row["item_id"], "state": "failed", "title": r.title,
+                             "detail": r.detail})
+        self.journal(rows)
+        checkpoint("mailchimp_after_journal")
+        if unknown is not None:
+            raise MailchimpError(f"apply stopped: a Mailchimp batch call failed ({unknown.title}: "
+                                 f"{unknown.detail}); its items are journaled as sending: run "
+                                 "apply again to settle them and go on")
+        return chunk[chunk["item_id"].isin(refused)]
+
+    def send_civicrm(self, items: pd.DataFrame) -> None:
+        if items.empty:
+            return
+        from .civicrm.writer import CiviCRMWriter
+
+        bar = tqdm(total=len(items), desc="CiviCRM", unit=" contacts", disable=not self.progress)
+        with CiviCRMWriter(self.config.civicrm, batch_size=CIVICRM_BATCH) as w:
+            for action in ("remove_from_group", "add_to_group"):
+                todo = items[items["action"] == action]
+                for start in range(0, len(todo), CIVICRM_CHUNK):
+                    chunk = todo.iloc[start:start + CIVICRM_CHUNK]
+                    self._civicrm_call(w, action, chunk)
+                    bar.update(len(chunk))
+            for _, row in items[items["action"] == "create_contact"].iterrows():
+                self._create(w, row)
+                bar.update(1)
+        bar.close()
+
+    def _civicrm_call(self, w, action: str, chunk: pd.DataFrame) -> None:
+        ids = [int(c) for c in chunk["contact_id"]]
+        self.sending(chunk)
+        checkpoint("civicrm_before_call")
+        try:
+            result = getattr(w, action)(self.plan.group_id, ids, self.tracking)
+        except CiviCRMError as exc:
+            self._settle_failed(chunk, str(exc))
+            return
+        checkpoint("civicrm_after_call")
+        rows = []
+        for i, cid in zip(chunk["item_id"], ids, strict=True):
+            outcome = result.get(cid, "done")
+            if outcome == "missing":
+                rows.append({"item_id": i, "state": "failed", "title": "contact missing",
+                             "detail": f"contact {cid} no longer exists in CiviCRM"})
+            else:
+                rows.append({"item_id": i, "state": "done", "detail": f"{outcome} in CiviCRM"})
+        self.journal(rows)
+        checkpoint("civicrm_after_journal")
+
+    def _create(self, w, row) -> None:
+        payload = json.loads(row["payload"])
+        frame = row.to_frame().T
+        self.sending(frame)
+        checkpoint("civicrm_before_call")
+        try:
+            cid = w.create_contact(payload["email"], payload.get("first_name"),
+                                   payload.get("last_name"), tracking=self.tracking)
+            w.add_to_group(self.plan.group_id, [cid], self.tracking)
+        except CiviCRMError as exc:
+            self._settle_failed(frame, str(exc))
+            return
+        checkpoint("civicrm_after_call")
+        self.journal([{"item_id": row["item_id"], "state": "done",
+                       "detail": f"contact {cid} created and added to the group"}])
+
+    def _settle_failed(self, chunk: pd.DataFrame, error: str) -> None:
+        """A database error: what is in place anyway is done, the rest failed with the error."""
+        left = self.settle(chunk, {})
+        self.journal([{"item_id": i, "state": "failed", "title": "CiviCRM database error",
+                       "detail": error} for i in left["item_id"]])
+
+
+def _settled(row: dict, detail: str) -> dict:
+    return {"item_id": row["item_id"], "state": "done", "detail": detail}
+
+
+def _alive(pid: int, host: str) -> bool:
+    if host != socket.gethostname():
+        return True  # cannot tell: assume it is still running
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _acquire(config: Config, plan: Plan, folder: Path) -> int:
+    host, pid = socket.gethostname(), os.getpid()
+    with open_store(config.store_file) as store, store.transaction() as con:
+        held = con.execute("SELECT run_id, pid, host, acquired_at FROM apply_locks"
+                           " WHERE plan_id = ?", [plan.id]).fetchone()
+        if held and _alive(held[1], held[2]):
+            raise UsageError(f"plan {plan.id} is already being applied (run {held[0]}, pid "
+                             f"{held[1]} on {held[2]} since {held[3]:%Y-%m-%d %H:%M:%S}Z); two "
+                             "applies of one plan at once are refused")
+        con.execute("DELETE FROM apply_locks WHERE plan_id = ?", [plan.id])
+        run_id = con.execute(
+            "INSERT INTO apply_runs (plan_id, started_at, execute, pid, host, folder, status)"
+            " VALUES (?, ?, true, ?, ?, ?, 'running') RETURNING id",
+            [plan.id, utcnow(), pid, host, str(folder)]).fetchone()[0]
+        con.execute("INSERT INTO apply_locks VALUES (?, ?, ?, ?, ?)",
+                    [plan.id, run_id, pid, host, utcnow()])
+    return run_id
+
+
+def _release(config: Config, plan: Plan, run_id: int, status: str, counts: dict) -> None:
+    with open_store(config.store_file) as store, store.transaction() as con:
+        con.execute("DELETE FROM apply_locks WHERE plan_id = ? AND run_id = ?", [plan.id, run_id])
+        con.execute("UPDATE apply_runs SET finished_at = ?, status = ?, counts = ? WHERE id = ?",
+                    [utcnow(), status, json.dumps(counts), run_id])
+
+
+def _latest_sent(store: Store, plan_id: int) -> dict[int, dict]:
+    rows = store.con.execute(
+        "SELECT item_id, sent FROM journal WHERE plan_id = ? AND state = 'sending'"
+        " QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY seq DESC) = 1",
+        [plan_id]).fetchall()
+    return {int(i): json.loads(s) for i, s in rows if s}
+
+
+def load_frozen(store: Store, plan_id: int | None) -> Plan:
+    plan = get_plan(store, plan_id) if plan_id is not None else latest_frozen_plan(store)
+    check_frozen(store, plan)
+    return plan
+
+
+def apply_plan(config: Config, plan_id: int | None = None, *, execute: bool = False,
+               progress: bool = False, verify_after: bool = True) -> ApplyResult:
+    """Dry-run (default) or execute a frozen plan; see the module docstring for the guarantees."""
+    with open_store(config.store_file) as store:
+        plan = load_frozen(store, plan_id)
+        items = approved_items(store, plan.id)
+        snapshots = {"civicrm": store.snapshot(plan.civicrm_snapshot_id),
+                     "mailchimp": store.snapshot(plan.mailchimp_snapshot_id)}
+        sent = _latest_sent(store, plan.id)
+    open_items = items[~items["journal_state"].isin(FINAL_STATES)]
+    result = ApplyResult(plan, execute, items=items, to_send=open_items)
+    head = f"plan {plan.id} (sha256 {plan.frozen_hash[:12]}…): {len(items)} approved items"
+    if not execute:
+        result.lines = [f"dry run of {head}; nothing is sent (add --execute to send)"]
+        result.lines += [f"  would send: {describe(r)}" for _, r in open_items.iterrows()]
+        done = len(items) - len(open_items)
+        if done:
+            result.lines.append(f"  {done} items already finished by an earlier apply")
+        if not open_items.empty:
+            result.lines.append("  people changed at either side since the snapshots will be "
+                                "skipped as stale")
+        return result
+    if open_items.empty:
+        result.lines = [f"{head}; all finished by earlier applies: nothing to send"]
+        _summarise(result)
+        return result
+    folder = config.runs_path / f"apply-plan{plan.id}-{run_stamp()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    run_id = _acquire(config, plan, folder)
+    result.run_id, result.folder = run_id, folder
+    run = _Run(config, plan, run_id, progress)
+    status = "failed"
+    try:
+        with open_store(config.store_file) as store:
+            backup_snapshots(store, [plan.civicrm_snapshot_id, plan.mailchimp_snapshot_id],
+                             folder / "backup")
+        interrupted = open_items[open_items["journal_state"] == "sending"]
+        resend = run.settle(interrupted, sent)
+        fresh = run.drift(open_items[open_items["journal_state"].isna()], snapshots)
+        todo = pd.concat([resend, fresh]).sort_values("item_id")
+        run.send_mailchimp(todo[todo["target"] == "mailchimp"])
+        run.send_civicrm(todo[todo["target"] == "civicrm"])
+        status = "finished"
+    finally:
+        run.close()
+        with open_store(config.store_file) as store:
+            result.items = approved_items(store, plan.id)
+        _release(config, plan, run_id, status, result.counts())
+        _write_run_files(result)
+    result.lines = [f"applied {head}; run {run_id}, files in {folder}"]
+    _summarise(result)
+    if verify_after:
+        from .verify import verify
+
+        result.verify = verify(config, plan.id, progress=progress)
+        result.lines += result.verify.lines
+    return result
+
+
+def _summarise(result: ApplyResult) -> None:
+    items = result.items
+    counts = result.counts()
+    result.lines.append("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    for state, label in (("stale", "skipped as stale (changed since the snapshot; run a new "
+                                   "audit for them)"),
+                         ("failed", "failed")):
+        rows = items[items["journal_state"] == state]
+        if rows.empty:
+            continue
+        result.lines.append(f"  {len(rows)} {label}:")
+        for _, r in rows.iterrows():
+            why = ": ".join(str(x) for x in (r["journal_title"], r["journal_detail"])
+                            if isinstance(x, str) and x)
+            result.lines.append(f"    item {r['item_id']} {r['target']} {r['action']} "
+                                f"{r['email'] or ''} — {why}")
+
+
+def _write_run_files(result: ApplyResult) -> None:
+    if result.folder is None or result.items is None:
+        return
+    cols = ["item_id", "target", "action", "email", "contact_id", "decision", "reviewer",
+            "journal_state", "journal_title", "journal_detail", "payload"]
+    result.items[cols].to_csv(result.folder / "journal.csv", index=False)
+    summary = {"plan": result.plan.id, "run": result.run_id, "sha256": result.plan.frozen_hash,
+               "counts": result.counts(), "finished_at": f"{utcnow():%Y-%m-%dT%H:%M:%SZ}"}
+    (result.folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def journal_frame(store: Store, plan_id: int) -> pd.DataFrame:
+    """Every journal row of a plan, oldest first (the notebook's table)."""
+    return store.con.execute(
+        "SELECT j.seq, j.run_id, j.item_id, i.target, i.action, i.email, j.state,"
+        " j.journaled_at, j.title, j.detail FROM journal j JOIN plan_items i"
+        " ON i.plan_id = j.plan_id AND i.item_id = j.item_id WHERE j.plan_id = ?"
+        " ORDER BY j.seq", [plan_id]).df()
+
+
+def results_table(result: ApplyResult) -> pd.DataFrame:
+    """Items per system and journal state (the apply notebook's table and chart)."""
+    items = result.items.assign(state=result.items["journal_state"].fillna("not sent"))
+    return items.groupby(["target", "state"]).size().unstack(fill_value=0)
+
+
+def results_chart_png(result: ApplyResult) -> bytes:
+    """The results as a stacked bar chart (PNG bytes, no display backend needed)."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    table = results_table(result)
+    fig = Figure(figsize=(7, 2.5))
+    ax = fig.add_subplot()
+    left = None
+    for state in table.columns:
+        ax.barh(table.index, table[state], left=left, label=state)
+        left = table[state] if left is None else left + table[state]
+    ax.set_xlabel("items")
+    ax.set_title(f"plan {result.plan.id}: items by state")
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=96)
+    return buf.getvalue()
