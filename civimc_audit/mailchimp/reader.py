@@ -19,15 +19,22 @@ with `status=archived` as well. An incremental snapshot starts from the previous
 reads only members changed since it started (with a safety overlap), then checks completeness
 the same way.
 
-Page parsing is the hot path of a million-member audience: pages are decoded with orjson into
-plain columns, and timestamps, names and de-duplication are done in bulk by DuckDB.
+Parsing is the hot path of a million-member audience, so the page bodies of a full pass are not
+decoded in Python at all: they are spooled as they arrive to a temporary JSON-lines file, which
+DuckDB parses in parallel once the pass is done (page checks, unnesting, timestamps, names and
+de-duplication are SQL). Only the small re-reads are decoded with orjson.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
+import time
+from collections import Counter
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
@@ -51,33 +58,67 @@ REREAD_OVERLAP = timedelta(seconds=2)
 INCREMENTAL_OVERLAP = timedelta(minutes=10)
 MAX_ROUNDS = 6
 MAX_REPAIR_FETCHES = 2000
-_STORE_COLUMNS = ("id, email_address, status, last_changed, fname, lname, merge_fields, "
-                  "unique_email_id, contact_id, timestamp_opt")
 
-_STRING_COLUMNS = ("id", "email_address", "status", "last_changed", "unique_email_id",
-                   "contact_id", "timestamp_opt")
-_ARROW_SCHEMA = pa.schema([(c, pa.string()) for c in _STRING_COLUMNS]
-                          + [("merge_fields", pa.string()), ("rnd", pa.int32())])
-# API form (strings) -> store form, keeping only the newest copy of each member.
+# One spooled page per line: {"r": round, "q": query number, "o": offset, "p": <the page as
+# Mailchimp sent it>}.
+_MEMBER_TYPE = ("STRUCT(id VARCHAR, email_address VARCHAR, status VARCHAR, last_changed VARCHAR,"
+                " merge_fields JSON, unique_email_id VARCHAR, contact_id VARCHAR,"
+                " timestamp_opt VARCHAR)")
+_LOAD_SQL = f"""
+INSERT INTO _mc_pages
+SELECT r, q, o, p.total_items, p.members
+FROM read_json(?, format = 'newline_delimited', maximum_object_size = 268435456,
+               columns = {{r: 'INTEGER', q: 'INTEGER', o: 'BIGINT',
+                           p: 'STRUCT(total_items BIGINT, members {_MEMBER_TYPE}[])'}})
+"""
+# API form (strings) -> store form, keeping only the newest copy of each member. Rows of the full
+# pass (rnd 0) or of the base snapshot (rnd -1) are unique by id unless the pass shifted, so the
+# costly window functions run over the few rows re-read later (rnd > 0), and over everything
+# only when the pass shifted or was repaired. The first member of a page after the first is the
+# overlap with the page before (see MemberPager.read) and is skipped (by position: list slicing
+# copies every list and costs far more).
 _ASSEMBLE_SQL = """
-WITH staged AS (
+WITH unnested AS (
+    SELECT r AS rnd, o, generate_subscripts(members, 1) AS i, unnest(members, recursive := true)
+    FROM _mc_pages
+), staged AS (
+    SELECT * FROM unnested WHERE o = 0 OR i > 1
+), conv AS (
     SELECT id, email_address, status,
            CAST(CAST(NULLIF(last_changed, '') AS TIMESTAMPTZ) AS TIMESTAMP) AS last_changed,
            NULLIF(json_extract_string(merge_fields, '$.FNAME'), '') AS fname,
            NULLIF(json_extract_string(merge_fields, '$.LNAME'), '') AS lname,
-           CAST(merge_fields AS JSON) AS merge_fields,
-           unique_email_id, contact_id,
+           merge_fields, unique_email_id, contact_id,
            CAST(CAST(NULLIF(timestamp_opt, '') AS TIMESTAMPTZ) AS TIMESTAMP) AS timestamp_opt,
            rnd
-    FROM {staged}
-    {base}
-), by_id AS (
-    SELECT * FROM staged
+    FROM staged
+), later_by_id AS (
+    SELECT * FROM conv WHERE rnd > 0
     QUALIFY row_number() OVER (PARTITION BY id ORDER BY rnd DESC, last_changed DESC NULLS LAST) = 1
+), later AS (
+    SELECT * FROM later_by_id
+    QUALIFY row_number() OVER (PARTITION BY coalesce(contact_id, id)
+                               ORDER BY rnd DESC, last_changed DESC NULLS LAST) = 1
+), earlier_all AS (
+    SELECT * FROM conv WHERE rnd = 0
+    {base}
+), earlier AS (
+    SELECT * FROM earlier_all
+    {dedupe}
+), merged AS (
+    SELECT * FROM later
+    UNION ALL
+    SELECT * FROM earlier
+    WHERE id NOT IN (SELECT id FROM later)
+      AND coalesce(contact_id, id) NOT IN (SELECT coalesce(contact_id, id) FROM later)
 )
-SELECT * FROM by_id
-QUALIFY row_number() OVER (PARTITION BY coalesce(contact_id, id)
-                           ORDER BY rnd DESC, last_changed DESC NULLS LAST) = 1
+SELECT {snapshot_id}, id, email_address, status, last_changed, fname, lname, merge_fields,
+       unique_email_id, contact_id, timestamp_opt
+FROM merged
+{present}
+"""
+_DEDUPE_SQL = """
+    QUALIFY row_number() OVER (PARTITION BY id ORDER BY rnd DESC, last_changed DESC NULLS LAST) = 1
 """
 _BASE_SQL = """
     UNION ALL
@@ -85,29 +126,12 @@ _BASE_SQL = """
            unique_email_id, contact_id, timestamp_opt, -1 AS rnd
     FROM mailchimp_member WHERE snapshot_id = {base_id}
 """
+# After an id-only pass: members read before it that it did not find are gone.
+_PRESENT_SQL = "WHERE rnd > {round} OR id IN (SELECT id FROM _mc_present)"
 
 
 def _iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-
-def page_columns(members: list[dict], rnd: int) -> pa.RecordBatch:
-    """One page of members (API JSON) as an Arrow batch of the store's columns."""
-    cols = [pa.array([m.get(c) for m in members], pa.string()) for c in _STRING_COLUMNS]
-    dumps = orjson.dumps
-    merge = pa.array([dumps(m["merge_fields"]) if m.get("merge_fields") else None
-                      for m in members], pa.binary()).cast(pa.string())
-    rnds = pa.array([rnd] * len(members), pa.int32())
-    return pa.RecordBatch.from_arrays(cols + [merge, rnds], schema=_ARROW_SCHEMA)
-
-
-@dataclass
-class Page:
-    """One decoded members page."""
-
-    members: list[dict]
-    total: int
-    server_time: datetime | None = None
 
 
 @dataclass
@@ -120,27 +144,21 @@ class Read:
     consistent: bool  # no page boundary shifted while reading
 
 
-@dataclass
-class Collected:
-    """Every member copy read so far, as Arrow batches, plus what was seen of each re-read."""
-
-    batches: list[pa.RecordBatch] = field(default_factory=list)
-    # id -> the member as last re-read. Whole members are compared, not last_changed: two
-    # changes within one second share a last_changed.
-    seen: dict[str, dict] = field(default_factory=dict)
-    rows_read: int = 0
-
-    def add(self, members: list[dict], rnd: int) -> None:
-        if members:
-            self.batches.append(page_columns(members, rnd))
-            self.rows_read += len(members)
-
-    def table(self) -> pa.Table:
-        return pa.Table.from_batches(self.batches, schema=_ARROW_SCHEMA)
+def boundaries_hold(edges: dict[int, tuple], offsets) -> bool:
+    """Did the last member of each page come back first on the next? `edges` maps a page's
+    offset to (its first id, its id at index STRIDE)."""
+    return all(edges[o - STRIDE][1] is not None and edges[o - STRIDE][1] == edges[o][0]
+               for o in offsets)
 
 
 class MemberPager:
-    """Reads `GET /lists/{id}/members` pages, up to the client's connection limit at once."""
+    """Reads `GET /lists/{id}/members` pages, up to the client's connection limit at once.
+
+    Pages overlap by one member (offsets 0, 999, 1998, …): the last member of one page must be
+    the first of the next. If members before a boundary were removed between the two reads,
+    positions shifted and someone may have been skipped; the boundary check says so instead of
+    the gap going unnoticed.
+    """
 
     def __init__(self, client: MailchimpClient, list_id: str, bar=None):
         self.client = client
@@ -149,57 +167,64 @@ class MemberPager:
         self.pages = 0
         self._lock = threading.Lock()
 
-    def page(self, params: dict) -> Page:
+    def get(self, params: dict):
         resp = self.client.send("GET", self.path, params=params)
-        doc = orjson.loads(resp.content)
         with self._lock:
             self.pages += 1
-        members = doc.get("members") or []
-        if self.bar is not None:
-            self.bar.update(len(members))
-        return Page(members, int(doc.get("total_items") or 0), self.client.server_time(resp))
+        return resp
 
-    def read(self, params: dict, fields: tuple[str, ...], on_page) -> Read:
-        """Read every page of a query, calling `on_page(members)` for each (from worker
-        threads, one at a time).
-
-        Pages overlap by one member (offsets 0, 999, 1998, …): the last member of one page must
-        be the first of the next. If members before a boundary were removed between the two
-        reads, the positions shifted and someone may have been skipped; `Read.consistent` then
-        says so instead of the gap going unnoticed."""
+    def pages_of(self, params: dict, fields: tuple[str, ...], on_page) -> tuple:
+        """Fetch every page of a query, calling `on_page(offset, body bytes)` (from worker
+        threads). Returns (total_items of the first page, its server time, later offsets)."""
         params = {**params, "count": PAGE_SIZE,
                   "fields": ",".join(["total_items"] + [f"members.{f}" for f in fields])}
-        lock = threading.Lock()
-        edges: dict[int, tuple] = {}
-        totals: set[int] = set()
+        resp = self.get({**params, "offset": 0})
+        total = int(orjson.loads(resp.content).get("total_items") or 0)
+        on_page(0, resp.content)
+        self._progress(0, total)
+        offsets = range(STRIDE, total - 1, STRIDE)
 
-        def take(offset: int, p: Page) -> None:
-            ms = p.members
-            with lock:
-                totals.add(p.total)
-                edges[offset] = (ms[0]["id"] if ms else None,
-                                 ms[STRIDE]["id"] if len(ms) > STRIDE else None)
-                on_page(ms)
+        def one(offset: int) -> None:
+            on_page(offset, self.get({**params, "offset": offset}).content)
+            self._progress(offset, total)
 
-        first = self.page({**params, "offset": 0})
-        take(0, first)
-        offsets = range(STRIDE, first.total - 1, STRIDE)
         if offsets:
             with ThreadPoolExecutor(self.client.max_connections,
                                     thread_name_prefix="mailchimp-page") as pool:
-                futures = [pool.submit(lambda o: take(o, self.page({**params, "offset": o})), o)
-                           for o in offsets]
+                futures = [pool.submit(one, o) for o in offsets]
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
                 for f in futures:
                     f.cancel()
                 for f in done:
                     f.result()  # re-raises the first failure
-        consistent = all(edges[o - STRIDE][1] is not None and edges[o - STRIDE][1] == edges[o][0]
-                         for o in offsets)
-        return Read(first.total, first.server_time, totals, consistent)
+        return total, self.client.server_time(resp), offsets
+
+    def _progress(self, offset: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(max(0, min(PAGE_SIZE, total - offset) - (1 if offset else 0)))
+
+    def read(self, params: dict, fields: tuple[str, ...], keep) -> Read:
+        """Read every page decoded in Python, calling `keep(members)` for each, one at a time
+        (for small reads; full passes spool the raw pages instead)."""
+        lock = threading.Lock()
+        edges: dict[int, tuple] = {}
+        totals: set[int] = set()
+
+        def on_page(offset: int, content: bytes) -> None:
+            doc = orjson.loads(content)
+            ms = doc.get("members") or []
+            with lock:
+                totals.add(int(doc.get("total_items") or 0))
+                edges[offset] = (ms[0]["id"] if ms else None,
+                                 ms[STRIDE]["id"] if len(ms) > STRIDE else None)
+                keep(ms[1:] if offset else ms)
+
+        total, when, offsets = self.pages_of(params, fields, on_page)
+        return Read(total, when, totals, boundaries_hold(edges, offsets))
 
     def count(self, **params) -> int:
-        return self.page({**params, "count": 1, "fields": "total_items"}).total
+        resp = self.get({**params, "count": 1, "fields": "total_items"})
+        return int(orjson.loads(resp.content).get("total_items") or 0)
 
 
 def read_changed(client: MailchimpClient, list_id: str, since: str,
@@ -220,56 +245,162 @@ def read_changed(client: MailchimpClient, list_id: str, since: str,
     return out
 
 
+class Spool:
+    """Raw pages on their way to DuckDB, written by the page threads.
+
+    Pages go to JSON-lines files of `pages_per_file` pages; each full file is handed to a
+    loader thread that has DuckDB parse it into `_mc_pages` while later pages still download
+    (DuckDB releases the GIL). The store connection is used only by the loader until `close()`.
+    """
+
+    def __init__(self, folder: str, rnd: int, query: int, con, pages_per_file: int = 50):
+        self.folder, self.rnd, self.query, self.con = folder, rnd, query, con
+        self.pages_per_file = pages_per_file
+        self._lock = threading.Lock()
+        self._files = 0
+        self._file = None
+        self._in_file = 0
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="mailchimp-load")
+        self._loads = []
+
+    def write(self, offset: int, content: bytes) -> None:
+        if b"\n" in content:  # JSON lines: re-encode a pretty-printed page compactly
+            content = orjson.dumps(orjson.loads(content))
+        line = b'{"r":%d,"q":%d,"o":%d,"p":%s}\n' % (self.rnd, self.query, offset, content)
+        with self._lock:
+            if self._file is None:
+                self._files += 1
+                path = os.path.join(self.folder, f"pages-{self.query}-{self._files}.jsonl")
+                self._file = open(path, "wb")  # noqa: SIM115 - closed by _hand_over
+            self._file.write(line)
+            self._in_file += 1
+            if self._in_file >= self.pages_per_file:
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        f, self._file, self._in_file = self._file, None, 0
+        f.close()
+        self._loads.append(self._loader.submit(self._load, f.name))
+
+    def _load(self, path: str) -> None:
+        try:
+            self.con.execute(_LOAD_SQL, [path])
+        finally:
+            os.unlink(path)
+
+    def close(self, load: bool = True) -> None:
+        """Load what is left and wait for every load (or, on failure, just clean up)."""
+        with self._lock:
+            if self._file is not None:
+                if load:
+                    self._hand_over()
+                else:
+                    self._file.close()
+                    os.unlink(self._file.name)
+                    self._file = None
+        self._loader.shutdown(wait=True)
+        for f in self._loads:
+            if load:
+                f.result()
+
+
 class _Snapshotter:
     """The state of one snapshot run (see the module docstring for the method)."""
 
-    def __init__(self, client: MailchimpClient, store: Store, list_id: str, progress: bool):
+    def __init__(self, client: MailchimpClient, store: Store, list_id: str, snap_id: int,
+                 progress: bool):
+        self.snap_id = snap_id
         self.client = client
         self.store = store
+        self.con = store.con
         self.list_id = list_id
         self.bar = tqdm(desc="Mailchimp members", unit=" members", disable=not progress)
         self.pager = MemberPager(client, list_id, self.bar)
-        self.got = Collected()
+        self.tmp = tempfile.TemporaryDirectory(prefix="civimc-mailchimp-")
+        # id -> the member as last re-read. Whole members are compared, not last_changed: two
+        # changes within one second share a last_changed.
+        self.seen: dict[str, dict] = {}
         self.archived_separately = False
         self.rounds = 0
         self.repaired = False
         self.shifted = False  # a page boundary moved during the full pass
         self.present: set[str] | None = None
         self.present_round = 0
+        self.queries = 0  # spooled queries so far (numbers the spool files)
+        self.seconds: Counter = Counter()  # time per phase, kept in the snapshot's meta
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _mc_pages (r INTEGER, q INTEGER, "
+                         f"o BIGINT, total BIGINT, members {_MEMBER_TYPE}[])")
+
+    @contextmanager
+    def phase(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - t
 
     # --- reading ---------------------------------------------------------------------------
-    def full_pass(self) -> tuple[int | None, datetime | None]:
+    def _spooled(self, params: dict, rnd: int) -> Read:
+        """A full paged read of the store's fields, parsed by DuckDB."""
+        spool = self._spool(rnd)
+        try:
+            with self.phase("download"):
+                total, when, offsets = self.pager.pages_of(params, MEMBER_FIELDS, spool.write)
+        except BaseException:
+            spool.close(load=False)
+            raise
+        with self.phase("parse"):  # what DuckDB has left to parse once the last page is in
+            spool.close()
+        rows = self.con.execute(
+            "SELECT o, total, members[1].id, members[1000].id FROM _mc_pages WHERE q = ?",
+            [spool.query]).fetchall()
+        edges = {o: (a, b) for o, _, a, b in rows}
+        return Read(total, when, {t for _, t, _, _ in rows}, boundaries_hold(edges, offsets))
+
+    def _spool(self, rnd: int) -> Spool:
+        self.queries += 1
+        return Spool(self.tmp.name, rnd, self.queries, self.con)
+
+    def _has_archived(self) -> bool:
+        return self.con.execute(
+            "SELECT count(*) FROM (SELECT unnest(members).status AS s FROM _mc_pages WHERE r = 0)"
+            " WHERE s = 'archived'").fetchone()[0] > 0
+
+    def full_pass(self) -> int | None:
         """Every page of the plain listing (+ archived if it leaves them out). Returns the
         total, or None if the audience changed size or shifted while it was read."""
         self.bar.reset(total=None)
-        statuses: set[str] = set()
-
-        def keep(members):
-            self.got.add(members, 0)
-            statuses.update(m.get("status") for m in members)
-
-        r = self.pager.read({}, MEMBER_FIELDS, keep)
+        r = self._spooled({}, 0)
         total, consistent = r.total, r.consistent and len(r.totals) == 1
         self.shifted = not r.consistent
-        self.bar.total = total
-        self.bar.refresh()
-        if "archived" not in statuses and self.pager.count(status="archived") > 0:
+        if not self._has_archived() and self.pager.count(status="archived") > 0:
             self.archived_separately = True
-            a = self.pager.read({"status": "archived"}, MEMBER_FIELDS, keep)
+            a = self._spooled({"status": "archived"}, 0)
             total += a.total
             consistent = consistent and a.consistent and len(a.totals) == 1
             self.shifted |= not a.consistent
-        return (total if consistent else None), r.server_time
+        return total if consistent else None
+
+    def add(self, members: list[dict], rnd: int) -> None:
+        """Members decoded in Python (re-reads, repairs) join the spooled pages."""
+        if members:
+            spool = self._spool(rnd)
+            spool.write(0, orjson.dumps({"members": members, "total_items": len(members)}))
+            spool.close()
 
     def changed_round(self, since: datetime, rnd: int) -> tuple[int, datetime, bool]:
         """Re-read members changed after `since`; returns (members not seen before, server
         time of the round, whether the read was consistent)."""
+        with self.phase("reread"):
+            return self._changed_round(since, rnd)
+
+    def _changed_round(self, since: datetime, rnd: int) -> tuple[int, datetime, bool]:
         fresh: list[dict] = []
 
         def keep(members):
             for m in members:
-                if self.got.seen.get(m["id"]) != m:
-                    self.got.seen[m["id"]] = m
+                if self.seen.get(m["id"]) != m:
+                    self.seen[m["id"]] = m
                     fresh.append(m)
 
         params = {"since_last_changed": _iso(since), "sort_field": "last_changed",
@@ -279,7 +410,7 @@ class _Snapshotter:
         if self.archived_separately:
             consistent &= self.pager.read({**params, "status": "archived"}, MEMBER_FIELDS,
                                           keep).consistent
-        self.got.add(fresh, rnd)
+        self.add(fresh, rnd)
         self.rounds = rnd
         # A shifted read may have skipped a changed member: the caller reads the window again.
         return len(fresh), r.server_time or utcnow(), consistent
@@ -304,8 +435,9 @@ class _Snapshotter:
                 ok &= self.pager.read({"status": "archived"}, ("id",), keep).consistent
             if ok:
                 break
-        held = set(self.store.con.execute("SELECT DISTINCT id FROM _mc_final").fetchnumpy()["id"]
-                   .tolist()) if self._has_final() else set()
+        held = set(self.con.execute(
+            "SELECT id FROM mailchimp_member WHERE snapshot_id = ?", [self.snap_id]
+        ).fetchnumpy()["id"].tolist())
         missing = sorted(present - held)[:MAX_REPAIR_FETCHES]
         fetched = []
         fields = ",".join(MEMBER_FIELDS)
@@ -316,37 +448,43 @@ class _Snapshotter:
                 if exc.status != 404:
                     raise
         self.rounds += 1
-        self.got.add(fetched, self.rounds)
+        self.add(fetched, self.rounds)
         self.present, self.present_round = present, self.rounds
 
-    def _has_final(self) -> bool:
-        return bool(self.store.con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_mc_final'").fetchone()[0])
+    def rows_read(self) -> int:
+        return self.con.execute("SELECT coalesce(sum(len(members)), 0) FROM _mc_pages"
+                                ).fetchone()[0]
 
     # --- assembling ------------------------------------------------------------------------
     def assemble(self, base_id: int | None) -> int:
-        """Build the de-duplicated member set in a temporary table; returns its size."""
-        con = self.store.con
-        table = self.got.table()
-        con.register("_mc_staged", table)
-        try:
-            base = _BASE_SQL.format(base_id=int(base_id)) if base_id is not None else ""
-            sql = _ASSEMBLE_SQL.format(staged="_mc_staged", base=base)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _mc_final AS {sql}")
-        finally:
-            con.unregister("_mc_staged")
+        """(Re)write the snapshot's member rows from everything read; returns their number."""
+        with self.phase("store"):
+            return self._assemble(base_id)
+
+    def _assemble(self, base_id: int | None) -> int:
+        con = self.con
+        present = ""
         if self.present is not None:
             con.register("_mc_present", pa.table({"id": pa.array(sorted(self.present),
                                                                    pa.string())}))
-            # Rows read after the id pass are newer than it: they stay.
-            con.execute("DELETE FROM _mc_final WHERE rnd <= ? AND id NOT IN "
-                        "(SELECT id FROM _mc_present)", [self.present_round])
-            con.unregister("_mc_present")
-        return con.execute("SELECT count(*) FROM _mc_final").fetchone()[0]
+            present = _PRESENT_SQL.format(round=int(self.present_round))
+        try:
+            sql = _ASSEMBLE_SQL.format(
+                snapshot_id=int(self.snap_id), present=present,
+                base=_BASE_SQL.format(base_id=int(base_id)) if base_id is not None else "",
+                dedupe=_DEDUPE_SQL if self.shifted or self.present is not None else "")
+            with self.store.transaction():
+                con.execute("DELETE FROM mailchimp_member WHERE snapshot_id = ?", [self.snap_id])
+                n = con.execute(f"INSERT INTO mailchimp_member {sql}").fetchone()[0]
+        finally:
+            if present:
+                con.unregister("_mc_present")
+        return n
 
     def close(self) -> None:
         self.bar.close()
-        self.store.con.execute("DROP TABLE IF EXISTS _mc_final")
+        self.con.execute("DROP TABLE IF EXISTS _mc_pages")
+        self.tmp.cleanup()
 
 
 def _base_snapshot(store: Store, list_id: str) -> Snapshot | None:
@@ -378,7 +516,7 @@ def snapshot_mailchimp(settings: MailchimpSettings, store: Store, progress: bool
                 "mode": "incremental" if base else "full",
                 "base_snapshot_id": base.id if base else None}
         snap_id = store.begin_snapshot("mailchimp", meta)
-        run = _Snapshotter(client, store, settings.list_id, progress)
+        run = _Snapshotter(client, store, settings.list_id, snap_id, progress)
         try:
             return _run(run, store, snap_id, info, started, base, settings, client,
                         requests_before)
@@ -396,7 +534,7 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
          base: Snapshot | None, settings: MailchimpSettings, client: MailchimpClient,
          requests_before: int) -> Snapshot:
     if base is None:
-        trusted_total, _ = run.full_pass()
+        trusted_total = run.full_pass()
         since = started - REREAD_OVERLAP
     else:
         run.archived_separately = bool(base.meta.get("archived_listed_separately"))
@@ -444,14 +582,13 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
                    schema=pa.schema([("id", pa.string()), ("name", pa.string()),
                                      ("member_count", pa.int64()), ("total_items", pa.int64())]))
     with store.transaction() as con:
-        con.execute(f"INSERT INTO mailchimp_member SELECT {int(snap_id)}, {_STORE_COLUMNS} "
-                    "FROM _mc_final")
         con.register("_mc_list", lst)
         con.execute(f"INSERT INTO mailchimp_list SELECT {int(snap_id)}, * FROM _mc_list")
         con.unregister("_mc_list")
     meta = {"archived_listed_separately": run.archived_separately, "shifted": run.shifted,
             "rounds": run.rounds, "repaired": run.repaired,
-            "rows_read": run.got.rows_read, "total_items": total,
+            "rows_read": run.rows_read(), "total_items": total,
             "requests": client.stats["requests"] - requests_before,
-            "page_requests": run.pager.pages}
+            "page_requests": run.pager.pages,
+            "seconds": {k: round(v, 3) for k, v in run.seconds.items()}}
     return store.finish_snapshot(snap_id, complete=complete, meta=meta, message=message)
