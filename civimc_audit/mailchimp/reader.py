@@ -520,8 +520,8 @@ def snapshot_mailchimp(settings: MailchimpSettings, store: Store, progress: bool
         try:
             return _run(run, store, snap_id, info, started, base, settings, client,
                         requests_before)
-        except MailchimpError as exc:
-            store.fail_snapshot(snap_id, str(exc))
+        except BaseException as exc:  # nothing half-read is ever left looking usable
+            store.fail_snapshot(snap_id, str(exc) or type(exc).__name__)
             raise
         finally:
             run.close()
