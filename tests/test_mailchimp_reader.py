@@ -110,6 +110,28 @@ def test_members_changed_while_the_snapshot_runs_are_read_again(mc, connections)
     assert snap.meta["repaired"] is True  # the permanent deletions needed the id-only pass
 
 
+def test_updates_and_additions_during_the_run_are_patched_in_without_a_repair(mc):
+    mc.load(4000)
+    done = []
+
+    def edit(e, list_id, offset):
+        if offset > 1500 and not done:
+            done.append(offset)
+            e.update_member(LIST, "m3@example.org", status="unsubscribed")
+            e.update_member(LIST, "m4@example.org", email_address="m4-renamed@example.org")
+            e.delete_member(LIST, "m5@example.org")  # archive: stays in the listing
+            for i in range(3):
+                e.add_member(LIST, f"extra{i}@example.org", status="pending")
+
+    mc.emu.on_members_page = edit
+    store = mc.store()
+    snap = take(mc, store)
+    assert done and snap.status == "complete", snap.message
+    assert not snap.meta["shifted"] and not snap.meta["repaired"]
+    assert snapshot_state(store, snap.id) == emulator_state(mc.emu)
+    assert snap.meta["rounds"] == 2  # one round with changes, one to see nothing new
+
+
 def test_a_snapshot_that_cannot_be_completed_is_stored_incomplete_and_refused(mc):
     mc.load(1200)
     n = iter(range(10**6))

@@ -28,6 +28,7 @@ de-duplication are SQL). Only the small re-reads are decoded with orjson.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
 import time
@@ -60,74 +61,78 @@ MAX_ROUNDS = 6
 MAX_REPAIR_FETCHES = 2000
 
 # One spooled page per line: {"r": round, "q": query number, "o": offset, "p": <the page as
-# Mailchimp sent it>}.
+# Mailchimp sent it>}. DuckDB flattens it to one row per member in store form, keeping each
+# member's position `i` on its page (1-based). The first member of a page after the first is the
+# overlap with the page before (see MemberPager) and is left out.
 _MEMBER_TYPE = ("STRUCT(id VARCHAR, email_address VARCHAR, status VARCHAR, last_changed VARCHAR,"
                 " merge_fields JSON, unique_email_id VARCHAR, contact_id VARCHAR,"
                 " timestamp_opt VARCHAR)")
-_LOAD_SQL = f"""
-INSERT INTO _mc_pages
-SELECT r, q, o, p.total_items, p.members
-FROM read_json(?, format = 'newline_delimited', maximum_object_size = 268435456,
-               columns = {{r: 'INTEGER', q: 'INTEGER', o: 'BIGINT',
-                           p: 'STRUCT(total_items BIGINT, members {_MEMBER_TYPE}[])'}})
+_STORE_COLUMNS = ("id, email_address, status, last_changed, fname, lname, merge_fields, "
+                  "unique_email_id, contact_id, timestamp_opt")
+_FROM_SPOOL = f"""
+SELECT r, id, email_address, status,
+       CAST(CAST(NULLIF(last_changed, '') AS TIMESTAMPTZ) AS TIMESTAMP) AS last_changed,
+       NULLIF(json_extract_string(merge_fields, '$.FNAME'), '') AS fname,
+       NULLIF(json_extract_string(merge_fields, '$.LNAME'), '') AS lname,
+       merge_fields, unique_email_id, contact_id,
+       CAST(CAST(NULLIF(timestamp_opt, '') AS TIMESTAMPTZ) AS TIMESTAMP) AS timestamp_opt
+FROM (SELECT r, o, generate_subscripts(p.members, 1) AS i, unnest(p.members, recursive := true)
+      FROM read_json($path, format = 'newline_delimited', maximum_object_size = 268435456,
+                     columns = {{r: 'INTEGER', q: 'INTEGER', o: 'BIGINT',
+                                 p: 'STRUCT(total_items BIGINT, members {_MEMBER_TYPE}[])'}}))
+WHERE o = 0 OR i > 1
 """
-# API form (strings) -> store form, keeping only the newest copy of each member. Rows of the full
-# pass (rnd 0) or of the base snapshot (rnd -1) are unique by id unless the pass shifted, so the
-# costly window functions run over the few rows re-read later (rnd > 0), and over everything
-# only when the pass shifted or was repaired. The first member of a page after the first is the
-# overlap with the page before (see MemberPager.read) and is skipped (by position: list slicing
-# copies every list and costs far more).
-_ASSEMBLE_SQL = """
-WITH unnested AS (
-    SELECT r AS rnd, o, generate_subscripts(members, 1) AS i, unnest(members, recursive := true)
-    FROM _mc_pages
-), staged AS (
-    SELECT * FROM unnested WHERE o = 0 OR i > 1
-), conv AS (
-    SELECT id, email_address, status,
-           CAST(CAST(NULLIF(last_changed, '') AS TIMESTAMPTZ) AS TIMESTAMP) AS last_changed,
-           NULLIF(json_extract_string(merge_fields, '$.FNAME'), '') AS fname,
-           NULLIF(json_extract_string(merge_fields, '$.LNAME'), '') AS lname,
-           merge_fields, unique_email_id, contact_id,
-           CAST(CAST(NULLIF(timestamp_opt, '') AS TIMESTAMPTZ) AS TIMESTAMP) AS timestamp_opt,
-           rnd
-    FROM staged
-), later_by_id AS (
-    SELECT * FROM conv WHERE rnd > 0
-    QUALIFY row_number() OVER (PARTITION BY id ORDER BY rnd DESC, last_changed DESC NULLS LAST) = 1
-), later AS (
-    SELECT * FROM later_by_id
-    QUALIFY row_number() OVER (PARTITION BY coalesce(contact_id, id)
-                               ORDER BY rnd DESC, last_changed DESC NULLS LAST) = 1
-), earlier_all AS (
-    SELECT * FROM conv WHERE rnd = 0
-    {base}
-), earlier AS (
-    SELECT * FROM earlier_all
-    {dedupe}
-), merged AS (
-    SELECT * FROM later
-    UNION ALL
-    SELECT * FROM earlier
-    WHERE id NOT IN (SELECT id FROM later)
-      AND coalesce(contact_id, id) NOT IN (SELECT coalesce(contact_id, id) FROM later)
+# Rows of a full pass go straight into the snapshot as each spool file loads, so parsing and the
+# store's own write overlap the download; rows decoded in Python (re-reads, repairs) wait in
+# _mc_rows and then replace their earlier copies.
+_DIRECT_SQL = f"INSERT INTO mailchimp_member SELECT $snap, {_STORE_COLUMNS} FROM ({_FROM_SPOOL})"
+_ROWS_TABLE = """
+CREATE OR REPLACE TEMP TABLE _mc_rows (
+    r INTEGER, id VARCHAR, email_address VARCHAR, status VARCHAR, last_changed TIMESTAMP,
+    fname VARCHAR, lname VARCHAR, merge_fields JSON, unique_email_id VARCHAR, contact_id VARCHAR,
+    timestamp_opt TIMESTAMP)
+"""
+_LOAD_SQL = f"INSERT INTO _mc_rows {_FROM_SPOOL}"
+# The newest copy of each re-read member, also across an email change (same contact_id).
+_LATER_SQL = """
+CREATE OR REPLACE TEMP TABLE _mc_later AS
+WITH later_by_id AS (
+    SELECT * FROM _mc_rows
+    QUALIFY row_number() OVER (PARTITION BY id ORDER BY r DESC, last_changed DESC NULLS LAST) = 1
 )
-SELECT {snapshot_id}, id, email_address, status, last_changed, fname, lname, merge_fields,
-       unique_email_id, contact_id, timestamp_opt
-FROM merged
-{present}
+SELECT * FROM later_by_id
+QUALIFY row_number() OVER (PARTITION BY coalesce(contact_id, id)
+                           ORDER BY r DESC, last_changed DESC NULLS LAST) = 1
+"""
+_LATER_KEYS = """(id IN (SELECT id FROM _mc_later)
+     OR coalesce(contact_id, id) IN (SELECT coalesce(contact_id, id) FROM _mc_later))"""
+_PATCH_SQL = (f"DELETE FROM mailchimp_member WHERE snapshot_id = $snap AND {_LATER_KEYS}",
+              f"INSERT INTO mailchimp_member SELECT $snap, {_STORE_COLUMNS} FROM _mc_later")
+# The general case (incremental, shifted or repaired): rebuild the rows from the snapshot's own
+# full-pass rows (de-duplicated only when the pass shifted) or the base snapshot's, minus
+# members re-read later, plus those; after a repair, minus members it found gone.
+_REBUILD_SQL = """
+CREATE OR REPLACE TEMP TABLE _mc_new AS
+WITH earlier AS (
+    SELECT {columns}, 0 AS r FROM mailchimp_member WHERE snapshot_id = $snap
+    {dedupe}
+    UNION ALL
+    SELECT {columns}, -1 AS r FROM mailchimp_member WHERE snapshot_id = $base
+), merged AS (
+    SELECT {columns}, r FROM _mc_later
+    UNION ALL
+    SELECT * FROM earlier WHERE NOT {later_keys}
+)
+SELECT * FROM merged {present}
 """
 _DEDUPE_SQL = """
-    QUALIFY row_number() OVER (PARTITION BY id ORDER BY rnd DESC, last_changed DESC NULLS LAST) = 1
+    QUALIFY row_number() OVER (PARTITION BY id ORDER BY last_changed DESC NULLS LAST) = 1
 """
-_BASE_SQL = """
-    UNION ALL
-    SELECT id, email_address, status, last_changed, fname, lname, merge_fields,
-           unique_email_id, contact_id, timestamp_opt, -1 AS rnd
-    FROM mailchimp_member WHERE snapshot_id = {base_id}
-"""
-# After an id-only pass: members read before it that it did not find are gone.
-_PRESENT_SQL = "WHERE rnd > {round} OR id IN (SELECT id FROM _mc_present)"
+# After an id-only pass (made after round {round}): members read before it that it did not find
+# are gone.
+_PRESENT_SQL = "WHERE r > {round} OR id IN (SELECT id FROM _mc_present)"
+_ID_RE = re.compile(rb'"id"\s*:\s*"([^"]*)"')
+_TOTAL_RE = re.compile(rb'"total_items"\s*:\s*(\d+)')
 
 
 def _iso(t: datetime) -> str:
@@ -249,12 +254,15 @@ class Spool:
     """Raw pages on their way to DuckDB, written by the page threads.
 
     Pages go to JSON-lines files of `pages_per_file` pages; each full file is handed to a
-    loader thread that has DuckDB parse it into `_mc_pages` while later pages still download
-    (DuckDB releases the GIL). The store connection is used only by the loader until `close()`.
+    loader thread that has DuckDB run `sql` over it (parse, convert, insert) while later pages
+    still download (DuckDB releases the GIL). The store connection is used only by the loader
+    until `close()`.
     """
 
-    def __init__(self, folder: str, rnd: int, query: int, con, pages_per_file: int = 50):
+    def __init__(self, folder: str, rnd: int, query: int, con, sql: str, params: dict,
+                 pages_per_file: int = 50):
         self.folder, self.rnd, self.query, self.con = folder, rnd, query, con
+        self.sql, self.params = sql, params
         self.pages_per_file = pages_per_file
         self._lock = threading.Lock()
         self._files = 0
@@ -284,7 +292,7 @@ class Spool:
 
     def _load(self, path: str) -> None:
         try:
-            self.con.execute(_LOAD_SQL, [path])
+            self.con.execute(self.sql, {**self.params, "path": path})
         finally:
             os.unlink(path)
 
@@ -302,6 +310,17 @@ class Spool:
         for f in self._loads:
             if load:
                 f.result()
+
+
+def page_edges(content: bytes) -> tuple[int, str | None, str | None, int]:
+    """(total_items, first member id, member id at index STRIDE, members) of a raw page,
+    without decoding it: `"id":"…"` can only be a key (quotes inside JSON strings are escaped)
+    and the trimmed members have no nested object with an `id` key. A wrong guess could only
+    make pages look shifted, which costs a repair pass, never a gap."""
+    ids = _ID_RE.findall(content)
+    m = _TOTAL_RE.search(content)
+    return (int(m.group(1)) if m else 0, ids[0].decode() if ids else None,
+            ids[STRIDE].decode() if len(ids) > STRIDE else None, len(ids))
 
 
 class _Snapshotter:
@@ -327,9 +346,10 @@ class _Snapshotter:
         self.present: set[str] | None = None
         self.present_round = 0
         self.queries = 0  # spooled queries so far (numbers the spool files)
+        self.rows_read = 0
+        self.base_folded = False
         self.seconds: Counter = Counter()  # time per phase, kept in the snapshot's meta
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _mc_pages (r INTEGER, q INTEGER, "
-                         f"o BIGINT, total BIGINT, members {_MEMBER_TYPE}[])")
+        self.con.execute(_ROWS_TABLE)
 
     @contextmanager
     def phase(self, name: str):
@@ -339,52 +359,59 @@ class _Snapshotter:
         finally:
             self.seconds[name] += time.perf_counter() - t
 
+    def _spool(self, rnd: int, sql: str, **params) -> Spool:
+        self.queries += 1
+        return Spool(self.tmp.name, rnd, self.queries, self.con, sql, params)
+
     # --- reading ---------------------------------------------------------------------------
-    def _spooled(self, params: dict, rnd: int) -> Read:
-        """A full paged read of the store's fields, parsed by DuckDB."""
-        spool = self._spool(rnd)
+    def _full_read(self, params: dict) -> Read:
+        """Every page of a listing, spooled straight into the snapshot's rows."""
+        spool = self._spool(0, _DIRECT_SQL, snap=self.snap_id)
+        edges: dict[int, tuple] = {}
+        totals: set[int] = set()
+        lock = threading.Lock()
+
+        def on_page(offset: int, content: bytes) -> None:
+            total, first, last, n = page_edges(content)
+            with lock:
+                totals.add(total)
+                edges[offset] = (first, last)
+                self.rows_read += n - (1 if offset and n else 0)
+            spool.write(offset, content)
+
         try:
             with self.phase("download"):
-                total, when, offsets = self.pager.pages_of(params, MEMBER_FIELDS, spool.write)
+                total, when, offsets = self.pager.pages_of(params, MEMBER_FIELDS, on_page)
         except BaseException:
             spool.close(load=False)
             raise
-        with self.phase("parse"):  # what DuckDB has left to parse once the last page is in
+        with self.phase("parse+store"):  # what DuckDB has left once the last page is in
             spool.close()
-        rows = self.con.execute(
-            "SELECT o, total, members[1].id, members[1000].id FROM _mc_pages WHERE q = ?",
-            [spool.query]).fetchall()
-        edges = {o: (a, b) for o, _, a, b in rows}
-        return Read(total, when, {t for _, t, _, _ in rows}, boundaries_hold(edges, offsets))
-
-    def _spool(self, rnd: int) -> Spool:
-        self.queries += 1
-        return Spool(self.tmp.name, rnd, self.queries, self.con)
-
-    def _has_archived(self) -> bool:
-        return self.con.execute(
-            "SELECT count(*) FROM (SELECT unnest(members).status AS s FROM _mc_pages WHERE r = 0)"
-            " WHERE s = 'archived'").fetchone()[0] > 0
+        return Read(total, when, totals, boundaries_hold(edges, offsets))
 
     def full_pass(self) -> int | None:
         """Every page of the plain listing (+ archived if it leaves them out). Returns the
         total, or None if the audience changed size or shifted while it was read."""
         self.bar.reset(total=None)
-        r = self._spooled({}, 0)
+        r = self._full_read({})
         total, consistent = r.total, r.consistent and len(r.totals) == 1
         self.shifted = not r.consistent
-        if not self._has_archived() and self.pager.count(status="archived") > 0:
+        has_archived = self.con.execute(
+            "SELECT count(*) FROM mailchimp_member WHERE snapshot_id = ? AND status = 'archived'",
+            [self.snap_id]).fetchone()[0] > 0
+        if not has_archived and self.pager.count(status="archived") > 0:
             self.archived_separately = True
-            a = self._spooled({"status": "archived"}, 0)
+            a = self._full_read({"status": "archived"})
             total += a.total
             consistent = consistent and a.consistent and len(a.totals) == 1
             self.shifted |= not a.consistent
         return total if consistent else None
 
     def add(self, members: list[dict], rnd: int) -> None:
-        """Members decoded in Python (re-reads, repairs) join the spooled pages."""
+        """Members decoded in Python (re-reads, repairs) wait in _mc_rows."""
         if members:
-            spool = self._spool(rnd)
+            self.rows_read += len(members)
+            spool = self._spool(rnd, _LOAD_SQL)
             spool.write(0, orjson.dumps({"members": members, "total_items": len(members)}))
             spool.close()
 
@@ -423,6 +450,10 @@ class _Snapshotter:
 
     def repair(self) -> None:
         """Find exactly which members exist (an id-only pass) and fetch the ones missing."""
+        with self.phase("repair"):
+            self._repair()
+
+    def _repair(self) -> None:
         self.repaired = True
         for _ in range(3):
             present: set[str] = set()
@@ -436,8 +467,8 @@ class _Snapshotter:
             if ok:
                 break
         held = set(self.con.execute(
-            "SELECT id FROM mailchimp_member WHERE snapshot_id = ?", [self.snap_id]
-        ).fetchnumpy()["id"].tolist())
+            "SELECT id FROM mailchimp_member WHERE snapshot_id = ? UNION SELECT id FROM _mc_rows",
+            [self.snap_id]).fetchnumpy()["id"].tolist())
         missing = sorted(present - held)[:MAX_REPAIR_FETCHES]
         fetched = []
         fields = ",".join(MEMBER_FIELDS)
@@ -451,39 +482,49 @@ class _Snapshotter:
         self.add(fetched, self.rounds)
         self.present, self.present_round = present, self.rounds
 
-    def rows_read(self) -> int:
-        return self.con.execute("SELECT coalesce(sum(len(members)), 0) FROM _mc_pages"
-                                ).fetchone()[0]
-
     # --- assembling ------------------------------------------------------------------------
     def assemble(self, base_id: int | None) -> int:
-        """(Re)write the snapshot's member rows from everything read; returns their number."""
+        """Bring the snapshot's member rows up to date with everything read; returns their
+        number."""
         with self.phase("store"):
             return self._assemble(base_id)
 
     def _assemble(self, base_id: int | None) -> int:
         con = self.con
-        present = ""
-        if self.present is not None:
-            con.register("_mc_present", pa.table({"id": pa.array(sorted(self.present),
-                                                                   pa.string())}))
-            present = _PRESENT_SQL.format(round=int(self.present_round))
-        try:
-            sql = _ASSEMBLE_SQL.format(
-                snapshot_id=int(self.snap_id), present=present,
-                base=_BASE_SQL.format(base_id=int(base_id)) if base_id is not None else "",
-                dedupe=_DEDUPE_SQL if self.shifted or self.present is not None else "")
+        snap = {"snap": self.snap_id}
+        if self.base_folded:  # the snapshot's rows already hold the base snapshot's
+            base_id = None
+        con.execute(_LATER_SQL)
+        if base_id is None and not self.shifted and self.present is None:
             with self.store.transaction():
-                con.execute("DELETE FROM mailchimp_member WHERE snapshot_id = ?", [self.snap_id])
-                n = con.execute(f"INSERT INTO mailchimp_member {sql}").fetchone()[0]
-        finally:
-            if present:
-                con.unregister("_mc_present")
-        return n
+                for sql in _PATCH_SQL:
+                    con.execute(sql, snap)
+        else:
+            present = ""
+            if self.present is not None:
+                con.register("_mc_present", pa.table({"id": pa.array(sorted(self.present),
+                                                                       pa.string())}))
+                present = _PRESENT_SQL.format(round=int(self.present_round))
+            try:
+                con.execute(_REBUILD_SQL.format(
+                    columns=_STORE_COLUMNS, later_keys=_LATER_KEYS, present=present,
+                    dedupe=_DEDUPE_SQL if self.shifted else ""), {**snap, "base": base_id})
+            finally:
+                if present:
+                    con.unregister("_mc_present")
+            with self.store.transaction():
+                con.execute("DELETE FROM mailchimp_member WHERE snapshot_id = $snap", snap)
+                con.execute(f"INSERT INTO mailchimp_member SELECT $snap, {_STORE_COLUMNS}"
+                            " FROM _mc_new", snap)
+            con.execute("DROP TABLE _mc_new")
+            self.base_folded |= base_id is not None
+        return con.execute("SELECT count(*) FROM mailchimp_member WHERE snapshot_id = $snap",
+                           snap).fetchone()[0]
 
     def close(self) -> None:
         self.bar.close()
-        self.con.execute("DROP TABLE IF EXISTS _mc_pages")
+        for t in ("_mc_rows", "_mc_later", "_mc_new"):
+            self.con.execute(f"DROP TABLE IF EXISTS {t}")
         self.tmp.cleanup()
 
 
@@ -587,7 +628,7 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
         con.unregister("_mc_list")
     meta = {"archived_listed_separately": run.archived_separately, "shifted": run.shifted,
             "rounds": run.rounds, "repaired": run.repaired,
-            "rows_read": run.rows_read(), "total_items": total,
+            "rows_read": run.rows_read, "total_items": total,
             "requests": client.stats["requests"] - requests_before,
             "page_requests": run.pager.pages,
             "seconds": {k: round(v, 3) for k, v in run.seconds.items()}}
