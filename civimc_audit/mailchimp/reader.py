@@ -4,15 +4,17 @@ Members are paged `count=1000` at a time with a `fields` list trimmed to the sto
 to `max_connections` pages in flight. Paging by offset is not atomic, so completeness is checked
 rather than assumed:
 
-1. Members are keyed by `id` (md5 of the email); repeats from shifting offsets collapse, and a
-   member re-read later replaces its earlier copy (also across an email change, by `contact_id`).
-2. Members changed while the snapshot ran are read again (`since_last_changed` from the server's
+1. Pages overlap by one member, so a page boundary that moved between two page reads (members
+   removed before it) is noticed rather than leaving a silent gap.
+2. Members are keyed by `id` (md5 of the email); a member re-read later replaces its earlier
+   copy (also across an email change, by `contact_id`); repeats from a shifted pass collapse.
+3. Members changed while the snapshot ran are read again (`since_last_changed` from the server's
    clock at the start, newest first so further changes cause repeats, never gaps), in rounds
    until a round finds nothing new.
-3. The result is counted against the audience's `total_items`. A mismatch (members permanently
-   deleted or skipped when offsets shifted) triggers one repair: an id-only pass finds exactly
-   which members exist. If the counts still disagree the snapshot is stored as `incomplete`, and
-   reconcile refuses it.
+4. The result is counted against the audience's `total_items`. A wrong count or a moved
+   boundary triggers one repair: an id-only pass finds exactly which members exist, the missing
+   ones are fetched and the gone ones dropped. If the counts still disagree the snapshot is
+   stored as `incomplete`, and reconcile refuses it.
 
 Archived members are included: if the plain listing turns out not to contain them, they are read
 with `status=archived` as well. An incremental snapshot starts from the previous complete one and
@@ -20,9 +22,9 @@ reads only members changed since it started (with a safety overlap), then checks
 the same way.
 
 Parsing is the hot path of a million-member audience, so the page bodies of a full pass are not
-decoded in Python at all: they are spooled as they arrive to a temporary JSON-lines file, which
-DuckDB parses in parallel once the pass is done (page checks, unnesting, timestamps, names and
-de-duplication are SQL). Only the small re-reads are decoded with orjson.
+decoded in Python at all: they are spooled as they arrive to temporary JSON-lines files that
+DuckDB parses, converts and writes into the snapshot's rows while later pages still download.
+Only the small re-reads are decoded with orjson; they then replace their earlier copies in SQL.
 """
 
 from __future__ import annotations
