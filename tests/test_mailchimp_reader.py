@@ -253,3 +253,30 @@ def test_fault_injected_snapshot_is_complete_and_identical(mc):
 def _h(email):
     from civimc_audit.mailchimp.client import member_hash
     return member_hash(email)
+
+
+def test_page_checks_read_raw_pages_compact_or_pretty(tmp_path):
+    import json
+
+    from civimc_audit.mailchimp.reader import _LOAD_SQL, _ROWS_TABLE, STRIDE, Spool, page_edges
+    from civimc_audit.store import Store
+
+    members = [{"id": f"{i:032x}", "email_address": f"p{i}@example.org", "status": "subscribed",
+                "last_changed": "2026-01-02T03:04:05+00:00", "unique_email_id": "u",
+                "contact_id": f"{i:032x}", "timestamp_opt": "",
+                "merge_fields": {"FNAME": 'A "quoted" \\"id\\":\\"x\\"', "ADDRESS": {"city": "C"}}}
+               for i in range(STRIDE + 2)]
+    page = {"members": members, "total_items": 4321}
+    compact = json.dumps(page, separators=(",", ":")).encode()
+    pretty = json.dumps(page, indent=2).encode()
+    assert page_edges(compact) == page_edges(pretty) == (
+        4321, f"{0:032x}", f"{STRIDE:032x}", STRIDE + 2)
+    with Store(tmp_path / "s.duckdb") as store:
+        store.con.execute(_ROWS_TABLE)
+        spool = Spool(str(tmp_path), 1, 1, store.con, _LOAD_SQL, {})
+        spool.write(0, pretty)
+        spool.close()
+        rows = store.con.execute("SELECT count(*), min(fname), min(last_changed) FROM _mc_rows"
+                                 ).fetchone()
+    assert rows[0] == STRIDE + 2 and rows[1].startswith('A "quoted"')
+    assert str(rows[2]) == "2026-01-02 03:04:05"
