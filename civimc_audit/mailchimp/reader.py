@@ -186,7 +186,11 @@ class MemberPager:
         params = {**params, "count": PAGE_SIZE,
                   "fields": ",".join(["total_items"] + [f"members.{f}" for f in fields])}
         resp = self.get({**params, "offset": 0})
-        total = int(orjson.loads(resp.content).get("total_items") or 0)
+        m = _TOTAL_RE.search(resp.content)
+        total = int(m.group(1)) if m else 0
+        if self.bar is not None and self.bar.total is None:
+            self.bar.total = total
+            self.bar.refresh()
         on_page(0, resp.content)
         self._progress(0, total)
         offsets = range(STRIDE, total - 1, STRIDE)
@@ -336,7 +340,8 @@ class _Snapshotter:
         self.con = store.con
         self.list_id = list_id
         self.bar = tqdm(desc="Mailchimp members", unit=" members", disable=not progress)
-        self.pager = MemberPager(client, list_id, self.bar)
+        self.pager = MemberPager(client, list_id, self.bar)  # the full pass
+        self.small = MemberPager(client, list_id)  # re-reads, counts, repairs
         self.tmp = tempfile.TemporaryDirectory(prefix="civimc-mailchimp-")
         # id -> the member as last re-read. Whole members are compared, not last_changed: two
         # changes within one second share a last_changed.
@@ -401,8 +406,11 @@ class _Snapshotter:
         has_archived = self.con.execute(
             "SELECT count(*) FROM mailchimp_member WHERE snapshot_id = ? AND status = 'archived'",
             [self.snap_id]).fetchone()[0] > 0
-        if not has_archived and self.pager.count(status="archived") > 0:
+        archived = 0 if has_archived else self.small.count(status="archived")
+        if archived:
             self.archived_separately = True
+            if self.bar.total is not None:
+                self.bar.total += archived
             a = self._full_read({"status": "archived"})
             total += a.total
             consistent = consistent and a.consistent and len(a.totals) == 1
@@ -434,10 +442,10 @@ class _Snapshotter:
 
         params = {"since_last_changed": _iso(since), "sort_field": "last_changed",
                   "sort_dir": "DESC"}
-        r = self.pager.read(params, MEMBER_FIELDS, keep)
+        r = self.small.read(params, MEMBER_FIELDS, keep)
         consistent = r.consistent
         if self.archived_separately:
-            consistent &= self.pager.read({**params, "status": "archived"}, MEMBER_FIELDS,
+            consistent &= self.small.read({**params, "status": "archived"}, MEMBER_FIELDS,
                                           keep).consistent
         self.add(fresh, rnd)
         self.rounds = rnd
@@ -445,9 +453,9 @@ class _Snapshotter:
         return len(fresh), r.server_time or utcnow(), consistent
 
     def audience_total(self) -> int:
-        n = self.pager.count()
+        n = self.small.count()
         if self.archived_separately:
-            n += self.pager.count(status="archived")
+            n += self.small.count(status="archived")
         return n
 
     def repair(self) -> None:
@@ -463,9 +471,9 @@ class _Snapshotter:
             def keep(members, present=present):
                 present.update(m["id"] for m in members)
 
-            ok = self.pager.read({}, ("id",), keep).consistent
+            ok = self.small.read({}, ("id",), keep).consistent
             if self.archived_separately:
-                ok &= self.pager.read({"status": "archived"}, ("id",), keep).consistent
+                ok &= self.small.read({"status": "archived"}, ("id",), keep).consistent
             if ok:
                 break
         held = set(self.con.execute(
@@ -632,6 +640,6 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
             "rounds": run.rounds, "repaired": run.repaired,
             "rows_read": run.rows_read, "total_items": total,
             "requests": client.stats["requests"] - requests_before,
-            "page_requests": run.pager.pages,
+            "page_requests": run.pager.pages + run.small.pages,
             "seconds": {k: round(v, 3) for k, v in run.seconds.items()}}
     return store.finish_snapshot(snap_id, complete=complete, meta=meta, message=message)
