@@ -125,3 +125,26 @@ def test_wrong_data_centre_is_not_retried(mc, monkeypatch):
     with pytest.raises(MailchimpError, match="data centre us2"):
         client.ping()
     assert client.stats["requests"] == 1
+
+
+def test_the_traffic_check_catches_requests_and_responses_off_the_spec():
+    from spec import traffic_violations
+
+    from civimc_audit.emulator import RecordedRequest
+
+    ok = RecordedRequest("GET", f"/3.0/lists/{LIST}/members", {"count": "1000", "offset": "0"},
+                         None, 429, {"type": "t", "title": "Too Many Requests", "status": 429,
+                                     "detail": "d", "instance": "i"})
+    assert traffic_violations([ok]) == []
+    bad = [
+        RecordedRequest("PUT", f"/3.0/lists/{LIST}/members/h", {"sort_dir": "UP"},
+                        {"email_adress": "typo@example.org"}, 200, None),
+        RecordedRequest("GET", f"/3.0/lists/{LIST}/members", {}, None, 503,
+                        {"title": "Service Unavailable", "status": 503}),
+        RecordedRequest("GET", "/3.0/no/such/path", {}, None, 404, None),
+    ]
+    found = traffic_violations(bad)
+    assert any("email_adress" in v for v in found)
+    assert any("sort_dir" in v for v in found)
+    assert any("instance" in v for v in found)
+    assert any("not an operation" in v for v in found)

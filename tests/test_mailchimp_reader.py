@@ -110,6 +110,28 @@ def test_members_changed_while_the_snapshot_runs_are_read_again(mc, connections)
     assert snap.meta["repaired"] is True  # the permanent deletions needed the id-only pass
 
 
+def test_updates_and_additions_during_the_run_are_patched_in_without_a_repair(mc):
+    mc.load(4000)
+    done = []
+
+    def edit(e, list_id, offset):
+        if offset > 1500 and not done:
+            done.append(offset)
+            e.update_member(LIST, "m3@example.org", status="unsubscribed")
+            e.update_member(LIST, "m4@example.org", email_address="m4-renamed@example.org")
+            e.delete_member(LIST, "m5@example.org")  # archive: stays in the listing
+            for i in range(3):
+                e.add_member(LIST, f"extra{i}@example.org", status="pending")
+
+    mc.emu.on_members_page = edit
+    store = mc.store()
+    snap = take(mc, store)
+    assert done and snap.status == "complete", snap.message
+    assert not snap.meta["shifted"] and not snap.meta["repaired"]
+    assert snapshot_state(store, snap.id) == emulator_state(mc.emu)
+    assert snap.meta["rounds"] == 2  # one round with changes, one to see nothing new
+
+
 def test_a_snapshot_that_cannot_be_completed_is_stored_incomplete_and_refused(mc):
     mc.load(1200)
     n = iter(range(10**6))
@@ -231,3 +253,30 @@ def test_fault_injected_snapshot_is_complete_and_identical(mc):
 def _h(email):
     from civimc_audit.mailchimp.client import member_hash
     return member_hash(email)
+
+
+def test_page_checks_read_raw_pages_compact_or_pretty(tmp_path):
+    import json
+
+    from civimc_audit.mailchimp.reader import _LOAD_SQL, _ROWS_TABLE, STRIDE, Spool, page_edges
+    from civimc_audit.store import Store
+
+    members = [{"id": f"{i:032x}", "email_address": f"p{i}@example.org", "status": "subscribed",
+                "last_changed": "2026-01-02T03:04:05+00:00", "unique_email_id": "u",
+                "contact_id": f"{i:032x}", "timestamp_opt": "",
+                "merge_fields": {"FNAME": 'A "quoted" \\"id\\":\\"x\\"', "ADDRESS": {"city": "C"}}}
+               for i in range(STRIDE + 2)]
+    page = {"members": members, "total_items": 4321}
+    compact = json.dumps(page, separators=(",", ":")).encode()
+    pretty = json.dumps(page, indent=2).encode()
+    assert page_edges(compact) == page_edges(pretty) == (
+        4321, f"{0:032x}", f"{STRIDE:032x}", STRIDE + 2)
+    with Store(tmp_path / "s.duckdb") as store:
+        store.con.execute(_ROWS_TABLE)
+        spool = Spool(str(tmp_path), 1, 1, store.con, _LOAD_SQL, {})
+        spool.write(0, pretty)
+        spool.close()
+        rows = store.con.execute("SELECT count(*), min(fname), min(last_changed) FROM _mc_rows"
+                                 ).fetchone()
+    assert rows[0] == STRIDE + 2 and rows[1].startswith('A "quoted"')
+    assert str(rows[2]) == "2026-01-02 03:04:05"

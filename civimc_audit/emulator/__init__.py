@@ -48,6 +48,13 @@ EMULATOR_CHOICES = """\
 - /batches: pending -> started on the first GET, finished on the 2nd GET or after 2 s
   (emu.batch_polls_to_finish / emu.batch_finish_after); results are shuffled over files of 200.
 - Faults never apply to GET /ping (faults.include_ping = True to change) or to result downloads.
+- emu.archived_in_default_listing = False hides archived members from GET /members without
+  `status` (the other possible real behaviour), so clients can be tested against both.
+- A key with the emulator's 32 hex characters but another data centre gets 403 "Wrong
+  Datacenter"; any other wrong key 401 "API Key Invalid".
+- The Date header follows emu.clock, like the server clock it stands for.
+- Fault "drop-after" handles the request, then drops the connection: the change is made but the
+  client never hears of it (what makes retried writes interesting).
 """
 
 __all__ = ["ApiError", "ApiResponse", "DEFAULT_API_KEY", "EMULATOR_CHOICES", "Emulator",

@@ -4,30 +4,40 @@ Members are paged `count=1000` at a time with a `fields` list trimmed to the sto
 to `max_connections` pages in flight. Paging by offset is not atomic, so completeness is checked
 rather than assumed:
 
-1. Members are keyed by `id` (md5 of the email); repeats from shifting offsets collapse, and a
-   member re-read later replaces its earlier copy (also across an email change, by `contact_id`).
-2. Members changed while the snapshot ran are read again (`since_last_changed` from the server's
+1. Pages overlap by one member, so a page boundary that moved between two page reads (members
+   removed before it) is noticed rather than leaving a silent gap.
+2. Members are keyed by `id` (md5 of the email); a member re-read later replaces its earlier
+   copy (also across an email change, by `contact_id`); repeats from a shifted pass collapse.
+3. Members changed while the snapshot ran are read again (`since_last_changed` from the server's
    clock at the start, newest first so further changes cause repeats, never gaps), in rounds
    until a round finds nothing new.
-3. The result is counted against the audience's `total_items`. A mismatch (members permanently
-   deleted or skipped when offsets shifted) triggers one repair: an id-only pass finds exactly
-   which members exist. If the counts still disagree the snapshot is stored as `incomplete`, and
-   reconcile refuses it.
+4. The result is counted against the audience's `total_items`. A wrong count or a moved
+   boundary triggers one repair: an id-only pass finds exactly which members exist, the missing
+   ones are fetched and the gone ones dropped. If the counts still disagree the snapshot is
+   stored as `incomplete`, and reconcile refuses it.
 
 Archived members are included: if the plain listing turns out not to contain them, they are read
 with `status=archived` as well. An incremental snapshot starts from the previous complete one and
 reads only members changed since it started (with a safety overlap), then checks completeness
 the same way.
 
-Page parsing is the hot path of a million-member audience: pages are decoded with orjson into
-plain columns, and timestamps, names and de-duplication are done in bulk by DuckDB.
+Parsing is the hot path of a million-member audience, so the page bodies of a full pass are not
+decoded in Python at all: they are spooled as they arrive to temporary JSON-lines files that
+DuckDB parses, converts and writes into the snapshot's rows while later pages still download.
+Only the small re-reads are decoded with orjson; they then replace their earlier copies in SQL.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import tempfile
 import threading
+import time
+from collections import Counter
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
@@ -51,63 +61,84 @@ REREAD_OVERLAP = timedelta(seconds=2)
 INCREMENTAL_OVERLAP = timedelta(minutes=10)
 MAX_ROUNDS = 6
 MAX_REPAIR_FETCHES = 2000
+
+# One spooled page per line: {"r": round, "q": query number, "o": offset, "p": <the page as
+# Mailchimp sent it>}. DuckDB flattens it to one row per member in store form, keeping each
+# member's position `i` on its page (1-based). The first member of a page after the first is the
+# overlap with the page before (see MemberPager) and is left out.
+_MEMBER_TYPE = ("STRUCT(id VARCHAR, email_address VARCHAR, status VARCHAR, last_changed VARCHAR,"
+                " merge_fields JSON, unique_email_id VARCHAR, contact_id VARCHAR,"
+                " timestamp_opt VARCHAR)")
 _STORE_COLUMNS = ("id, email_address, status, last_changed, fname, lname, merge_fields, "
                   "unique_email_id, contact_id, timestamp_opt")
-
-_STRING_COLUMNS = ("id", "email_address", "status", "last_changed", "unique_email_id",
-                   "contact_id", "timestamp_opt")
-_ARROW_SCHEMA = pa.schema([(c, pa.string()) for c in _STRING_COLUMNS]
-                          + [("merge_fields", pa.string()), ("rnd", pa.int32())])
-# API form (strings) -> store form, keeping only the newest copy of each member.
-_ASSEMBLE_SQL = """
-WITH staged AS (
-    SELECT id, email_address, status,
-           CAST(CAST(NULLIF(last_changed, '') AS TIMESTAMPTZ) AS TIMESTAMP) AS last_changed,
-           NULLIF(json_extract_string(merge_fields, '$.FNAME'), '') AS fname,
-           NULLIF(json_extract_string(merge_fields, '$.LNAME'), '') AS lname,
-           CAST(merge_fields AS JSON) AS merge_fields,
-           unique_email_id, contact_id,
-           CAST(CAST(NULLIF(timestamp_opt, '') AS TIMESTAMPTZ) AS TIMESTAMP) AS timestamp_opt,
-           rnd
-    FROM {staged}
-    {base}
-), by_id AS (
-    SELECT * FROM staged
-    QUALIFY row_number() OVER (PARTITION BY id ORDER BY rnd DESC, last_changed DESC NULLS LAST) = 1
+_FROM_SPOOL = f"""
+SELECT r, id, email_address, status,
+       CAST(CAST(NULLIF(last_changed, '') AS TIMESTAMPTZ) AS TIMESTAMP) AS last_changed,
+       NULLIF(json_extract_string(merge_fields, '$.FNAME'), '') AS fname,
+       NULLIF(json_extract_string(merge_fields, '$.LNAME'), '') AS lname,
+       merge_fields, unique_email_id, contact_id,
+       CAST(CAST(NULLIF(timestamp_opt, '') AS TIMESTAMPTZ) AS TIMESTAMP) AS timestamp_opt
+FROM (SELECT r, o, generate_subscripts(p.members, 1) AS i, unnest(p.members, recursive := true)
+      FROM read_json($path, format = 'newline_delimited', maximum_object_size = 268435456,
+                     columns = {{r: 'INTEGER', q: 'INTEGER', o: 'BIGINT',
+                                 p: 'STRUCT(total_items BIGINT, members {_MEMBER_TYPE}[])'}}))
+WHERE o = 0 OR i > 1
+"""
+# Rows of a full pass go straight into the snapshot as each spool file loads, so parsing and the
+# store's own write overlap the download; rows decoded in Python (re-reads, repairs) wait in
+# _mc_rows and then replace their earlier copies.
+_DIRECT_SQL = f"INSERT INTO mailchimp_member SELECT $snap, {_STORE_COLUMNS} FROM ({_FROM_SPOOL})"
+_ROWS_TABLE = """
+CREATE OR REPLACE TEMP TABLE _mc_rows (
+    r INTEGER, id VARCHAR, email_address VARCHAR, status VARCHAR, last_changed TIMESTAMP,
+    fname VARCHAR, lname VARCHAR, merge_fields JSON, unique_email_id VARCHAR, contact_id VARCHAR,
+    timestamp_opt TIMESTAMP)
+"""
+_LOAD_SQL = f"INSERT INTO _mc_rows {_FROM_SPOOL}"
+# The newest copy of each re-read member, also across an email change (same contact_id).
+_LATER_SQL = """
+CREATE OR REPLACE TEMP TABLE _mc_later AS
+WITH later_by_id AS (
+    SELECT * FROM _mc_rows
+    QUALIFY row_number() OVER (PARTITION BY id ORDER BY r DESC, last_changed DESC NULLS LAST) = 1
 )
-SELECT * FROM by_id
+SELECT * FROM later_by_id
 QUALIFY row_number() OVER (PARTITION BY coalesce(contact_id, id)
-                           ORDER BY rnd DESC, last_changed DESC NULLS LAST) = 1
+                           ORDER BY r DESC, last_changed DESC NULLS LAST) = 1
 """
-_BASE_SQL = """
+_LATER_KEYS = """(id IN (SELECT id FROM _mc_later)
+     OR coalesce(contact_id, id) IN (SELECT coalesce(contact_id, id) FROM _mc_later))"""
+_PATCH_SQL = (f"DELETE FROM mailchimp_member WHERE snapshot_id = $snap AND {_LATER_KEYS}",
+              f"INSERT INTO mailchimp_member SELECT $snap, {_STORE_COLUMNS} FROM _mc_later")
+# The general case (incremental, shifted or repaired): rebuild the rows from the snapshot's own
+# full-pass rows (de-duplicated only when the pass shifted) or the base snapshot's, minus
+# members re-read later, plus those; after a repair, minus members it found gone.
+_REBUILD_SQL = """
+CREATE OR REPLACE TEMP TABLE _mc_new AS
+WITH earlier AS (
+    SELECT {columns}, 0 AS r FROM mailchimp_member WHERE snapshot_id = $snap
+    {dedupe}
     UNION ALL
-    SELECT id, email_address, status, last_changed, fname, lname, merge_fields,
-           unique_email_id, contact_id, timestamp_opt, -1 AS rnd
-    FROM mailchimp_member WHERE snapshot_id = {base_id}
+    SELECT {columns}, -1 AS r FROM mailchimp_member WHERE snapshot_id = $base
+), merged AS (
+    SELECT {columns}, r FROM _mc_later
+    UNION ALL
+    SELECT * FROM earlier WHERE NOT {later_keys}
+)
+SELECT * FROM merged {present}
 """
+_DEDUPE_SQL = """
+    QUALIFY row_number() OVER (PARTITION BY id ORDER BY last_changed DESC NULLS LAST) = 1
+"""
+# After an id-only pass (made after round {round}): members read before it that it did not find
+# are gone.
+_PRESENT_SQL = "WHERE r > {round} OR id IN (SELECT id FROM _mc_present)"
+_ID_RE = re.compile(rb'"id"\s*:\s*"([^"]*)"')
+_TOTAL_RE = re.compile(rb'"total_items"\s*:\s*(\d+)')
 
 
 def _iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-
-def page_columns(members: list[dict], rnd: int) -> pa.RecordBatch:
-    """One page of members (API JSON) as an Arrow batch of the store's columns."""
-    cols = [pa.array([m.get(c) for m in members], pa.string()) for c in _STRING_COLUMNS]
-    dumps = orjson.dumps
-    merge = pa.array([dumps(m["merge_fields"]) if m.get("merge_fields") else None
-                      for m in members], pa.binary()).cast(pa.string())
-    rnds = pa.array([rnd] * len(members), pa.int32())
-    return pa.RecordBatch.from_arrays(cols + [merge, rnds], schema=_ARROW_SCHEMA)
-
-
-@dataclass
-class Page:
-    """One decoded members page."""
-
-    members: list[dict]
-    total: int
-    server_time: datetime | None = None
 
 
 @dataclass
@@ -120,27 +151,21 @@ class Read:
     consistent: bool  # no page boundary shifted while reading
 
 
-@dataclass
-class Collected:
-    """Every member copy read so far, as Arrow batches, plus what was seen of each re-read."""
-
-    batches: list[pa.RecordBatch] = field(default_factory=list)
-    # id -> the member as last re-read. Whole members are compared, not last_changed: two
-    # changes within one second share a last_changed.
-    seen: dict[str, dict] = field(default_factory=dict)
-    rows_read: int = 0
-
-    def add(self, members: list[dict], rnd: int) -> None:
-        if members:
-            self.batches.append(page_columns(members, rnd))
-            self.rows_read += len(members)
-
-    def table(self) -> pa.Table:
-        return pa.Table.from_batches(self.batches, schema=_ARROW_SCHEMA)
+def boundaries_hold(edges: dict[int, tuple], offsets) -> bool:
+    """Did the last member of each page come back first on the next? `edges` maps a page's
+    offset to (its first id, its id at index STRIDE)."""
+    return all(edges[o - STRIDE][1] is not None and edges[o - STRIDE][1] == edges[o][0]
+               for o in offsets)
 
 
 class MemberPager:
-    """Reads `GET /lists/{id}/members` pages, up to the client's connection limit at once."""
+    """Reads `GET /lists/{id}/members` pages, up to the client's connection limit at once.
+
+    Pages overlap by one member (offsets 0, 999, 1998, …): the last member of one page must be
+    the first of the next. If members before a boundary were removed between the two reads,
+    positions shifted and someone may have been skipped; the boundary check says so instead of
+    the gap going unnoticed.
+    """
 
     def __init__(self, client: MailchimpClient, list_id: str, bar=None):
         self.client = client
@@ -149,57 +174,68 @@ class MemberPager:
         self.pages = 0
         self._lock = threading.Lock()
 
-    def page(self, params: dict) -> Page:
+    def get(self, params: dict):
         resp = self.client.send("GET", self.path, params=params)
-        doc = orjson.loads(resp.content)
         with self._lock:
             self.pages += 1
-        members = doc.get("members") or []
-        if self.bar is not None:
-            self.bar.update(len(members))
-        return Page(members, int(doc.get("total_items") or 0), self.client.server_time(resp))
+        return resp
 
-    def read(self, params: dict, fields: tuple[str, ...], on_page) -> Read:
-        """Read every page of a query, calling `on_page(members)` for each (from worker
-        threads, one at a time).
-
-        Pages overlap by one member (offsets 0, 999, 1998, …): the last member of one page must
-        be the first of the next. If members before a boundary were removed between the two
-        reads, the positions shifted and someone may have been skipped; `Read.consistent` then
-        says so instead of the gap going unnoticed."""
+    def pages_of(self, params: dict, fields: tuple[str, ...], on_page) -> tuple:
+        """Fetch every page of a query, calling `on_page(offset, body bytes)` (from worker
+        threads). Returns (total_items of the first page, its server time, later offsets)."""
         params = {**params, "count": PAGE_SIZE,
                   "fields": ",".join(["total_items"] + [f"members.{f}" for f in fields])}
-        lock = threading.Lock()
-        edges: dict[int, tuple] = {}
-        totals: set[int] = set()
+        resp = self.get({**params, "offset": 0})
+        m = _TOTAL_RE.search(resp.content)
+        total = int(m.group(1)) if m else 0
+        if self.bar is not None and self.bar.total is None:
+            self.bar.total = total
+            self.bar.refresh()
+        on_page(0, resp.content)
+        self._progress(0, total)
+        offsets = range(STRIDE, total - 1, STRIDE)
 
-        def take(offset: int, p: Page) -> None:
-            ms = p.members
-            with lock:
-                totals.add(p.total)
-                edges[offset] = (ms[0]["id"] if ms else None,
-                                 ms[STRIDE]["id"] if len(ms) > STRIDE else None)
-                on_page(ms)
+        def one(offset: int) -> None:
+            on_page(offset, self.get({**params, "offset": offset}).content)
+            self._progress(offset, total)
 
-        first = self.page({**params, "offset": 0})
-        take(0, first)
-        offsets = range(STRIDE, first.total - 1, STRIDE)
         if offsets:
             with ThreadPoolExecutor(self.client.max_connections,
                                     thread_name_prefix="mailchimp-page") as pool:
-                futures = [pool.submit(lambda o: take(o, self.page({**params, "offset": o})), o)
-                           for o in offsets]
+                futures = [pool.submit(one, o) for o in offsets]
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
                 for f in futures:
                     f.cancel()
                 for f in done:
                     f.result()  # re-raises the first failure
-        consistent = all(edges[o - STRIDE][1] is not None and edges[o - STRIDE][1] == edges[o][0]
-                         for o in offsets)
-        return Read(first.total, first.server_time, totals, consistent)
+        return total, self.client.server_time(resp), offsets
+
+    def _progress(self, offset: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(max(0, min(PAGE_SIZE, total - offset) - (1 if offset else 0)))
+
+    def read(self, params: dict, fields: tuple[str, ...], keep) -> Read:
+        """Read every page decoded in Python, calling `keep(members)` for each, one at a time
+        (for small reads; full passes spool the raw pages instead)."""
+        lock = threading.Lock()
+        edges: dict[int, tuple] = {}
+        totals: set[int] = set()
+
+        def on_page(offset: int, content: bytes) -> None:
+            doc = orjson.loads(content)
+            ms = doc.get("members") or []
+            with lock:
+                totals.add(int(doc.get("total_items") or 0))
+                edges[offset] = (ms[0]["id"] if ms else None,
+                                 ms[STRIDE]["id"] if len(ms) > STRIDE else None)
+                keep(ms[1:] if offset else ms)
+
+        total, when, offsets = self.pages_of(params, fields, on_page)
+        return Read(total, when, totals, boundaries_hold(edges, offsets))
 
     def count(self, **params) -> int:
-        return self.page({**params, "count": 1, "fields": "total_items"}).total
+        resp = self.get({**params, "count": 1, "fields": "total_items"})
+        return int(orjson.loads(resp.content).get("total_items") or 0)
 
 
 def read_changed(client: MailchimpClient, list_id: str, since: str,
@@ -220,78 +256,214 @@ def read_changed(client: MailchimpClient, list_id: str, since: str,
     return out
 
 
+class Spool:
+    """Raw pages on their way to DuckDB, written by the page threads.
+
+    Pages go to JSON-lines files of `pages_per_file` pages; each full file is handed to a
+    loader thread that has DuckDB run `sql` over it (parse, convert, insert) while later pages
+    still download (DuckDB releases the GIL). The store connection is used only by the loader
+    until `close()`.
+    """
+
+    def __init__(self, folder: str, rnd: int, query: int, con, sql: str, params: dict,
+                 pages_per_file: int = 50):
+        self.folder, self.rnd, self.query, self.con = folder, rnd, query, con
+        self.sql, self.params = sql, params
+        self.pages_per_file = pages_per_file
+        self._lock = threading.Lock()
+        self._files = 0
+        self._file = None
+        self._in_file = 0
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="mailchimp-load")
+        self._loads = []
+
+    def write(self, offset: int, content: bytes) -> None:
+        if b"\n" in content:  # JSON lines: re-encode a pretty-printed page compactly
+            content = orjson.dumps(orjson.loads(content))
+        line = b'{"r":%d,"q":%d,"o":%d,"p":%s}\n' % (self.rnd, self.query, offset, content)
+        with self._lock:
+            if self._file is None:
+                self._files += 1
+                path = os.path.join(self.folder, f"pages-{self.query}-{self._files}.jsonl")
+                self._file = open(path, "wb")  # noqa: SIM115 - closed by _hand_over
+            self._file.write(line)
+            self._in_file += 1
+            if self._in_file >= self.pages_per_file:
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        f, self._file, self._in_file = self._file, None, 0
+        f.close()
+        self._loads.append(self._loader.submit(self._load, f.name))
+
+    def _load(self, path: str) -> None:
+        try:
+            self.con.execute(self.sql, {**self.params, "path": path})
+        finally:
+            os.unlink(path)
+
+    def close(self, load: bool = True) -> None:
+        """Load what is left and wait for every load (or, on failure, just clean up)."""
+        with self._lock:
+            if self._file is not None:
+                if load:
+                    self._hand_over()
+                else:
+                    self._file.close()
+                    os.unlink(self._file.name)
+                    self._file = None
+        self._loader.shutdown(wait=True)
+        for f in self._loads:
+            if load:
+                f.result()
+
+
+def page_edges(content: bytes) -> tuple[int, str | None, str | None, int]:
+    """(total_items, first member id, member id at index STRIDE, members) of a raw page,
+    without decoding it: `"id":"…"` can only be a key (quotes inside JSON strings are escaped)
+    and the trimmed members have no nested object with an `id` key. A wrong guess could only
+    make pages look shifted, which costs a repair pass, never a gap."""
+    ids = _ID_RE.findall(content)
+    m = _TOTAL_RE.search(content)
+    return (int(m.group(1)) if m else 0, ids[0].decode() if ids else None,
+            ids[STRIDE].decode() if len(ids) > STRIDE else None, len(ids))
+
+
 class _Snapshotter:
     """The state of one snapshot run (see the module docstring for the method)."""
 
-    def __init__(self, client: MailchimpClient, store: Store, list_id: str, progress: bool):
+    def __init__(self, client: MailchimpClient, store: Store, list_id: str, snap_id: int,
+                 progress: bool):
+        self.snap_id = snap_id
         self.client = client
         self.store = store
+        self.con = store.con
         self.list_id = list_id
         self.bar = tqdm(desc="Mailchimp members", unit=" members", disable=not progress)
-        self.pager = MemberPager(client, list_id, self.bar)
-        self.got = Collected()
+        self.pager = MemberPager(client, list_id, self.bar)  # the full pass
+        self.small = MemberPager(client, list_id)  # re-reads, counts, repairs
+        self.tmp = tempfile.TemporaryDirectory(prefix="civimc-mailchimp-")
+        # id -> the member as last re-read. Whole members are compared, not last_changed: two
+        # changes within one second share a last_changed.
+        self.seen: dict[str, dict] = {}
         self.archived_separately = False
         self.rounds = 0
         self.repaired = False
         self.shifted = False  # a page boundary moved during the full pass
         self.present: set[str] | None = None
         self.present_round = 0
+        self.queries = 0  # spooled queries so far (numbers the spool files)
+        self.rows_read = 0
+        self.base_folded = False
+        self.seconds: Counter = Counter()  # time per phase, kept in the snapshot's meta
+        self.con.execute(_ROWS_TABLE)
+
+    @contextmanager
+    def phase(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - t
+
+    def _spool(self, rnd: int, sql: str, **params) -> Spool:
+        self.queries += 1
+        return Spool(self.tmp.name, rnd, self.queries, self.con, sql, params)
 
     # --- reading ---------------------------------------------------------------------------
-    def full_pass(self) -> tuple[int | None, datetime | None]:
+    def _full_read(self, params: dict) -> Read:
+        """Every page of a listing, spooled straight into the snapshot's rows."""
+        spool = self._spool(0, _DIRECT_SQL, snap=self.snap_id)
+        edges: dict[int, tuple] = {}
+        totals: set[int] = set()
+        lock = threading.Lock()
+
+        def on_page(offset: int, content: bytes) -> None:
+            total, first, last, n = page_edges(content)
+            with lock:
+                totals.add(total)
+                edges[offset] = (first, last)
+                self.rows_read += n - (1 if offset and n else 0)
+            spool.write(offset, content)
+
+        try:
+            with self.phase("download"):
+                total, when, offsets = self.pager.pages_of(params, MEMBER_FIELDS, on_page)
+        except BaseException:
+            spool.close(load=False)
+            raise
+        with self.phase("parse+store"):  # what DuckDB has left once the last page is in
+            spool.close()
+        return Read(total, when, totals, boundaries_hold(edges, offsets))
+
+    def full_pass(self) -> int | None:
         """Every page of the plain listing (+ archived if it leaves them out). Returns the
         total, or None if the audience changed size or shifted while it was read."""
         self.bar.reset(total=None)
-        statuses: set[str] = set()
-
-        def keep(members):
-            self.got.add(members, 0)
-            statuses.update(m.get("status") for m in members)
-
-        r = self.pager.read({}, MEMBER_FIELDS, keep)
+        r = self._full_read({})
         total, consistent = r.total, r.consistent and len(r.totals) == 1
         self.shifted = not r.consistent
-        self.bar.total = total
-        self.bar.refresh()
-        if "archived" not in statuses and self.pager.count(status="archived") > 0:
+        has_archived = self.con.execute(
+            "SELECT count(*) FROM mailchimp_member WHERE snapshot_id = ? AND status = 'archived'",
+            [self.snap_id]).fetchone()[0] > 0
+        archived = 0 if has_archived else self.small.count(status="archived")
+        if archived:
             self.archived_separately = True
-            a = self.pager.read({"status": "archived"}, MEMBER_FIELDS, keep)
+            if self.bar.total is not None:
+                self.bar.total += archived
+            a = self._full_read({"status": "archived"})
             total += a.total
             consistent = consistent and a.consistent and len(a.totals) == 1
             self.shifted |= not a.consistent
-        return (total if consistent else None), r.server_time
+        return total if consistent else None
+
+    def add(self, members: list[dict], rnd: int) -> None:
+        """Members decoded in Python (re-reads, repairs) wait in _mc_rows."""
+        if members:
+            self.rows_read += len(members)
+            spool = self._spool(rnd, _LOAD_SQL)
+            spool.write(0, orjson.dumps({"members": members, "total_items": len(members)}))
+            spool.close()
 
     def changed_round(self, since: datetime, rnd: int) -> tuple[int, datetime, bool]:
         """Re-read members changed after `since`; returns (members not seen before, server
         time of the round, whether the read was consistent)."""
+        with self.phase("reread"):
+            return self._changed_round(since, rnd)
+
+    def _changed_round(self, since: datetime, rnd: int) -> tuple[int, datetime, bool]:
         fresh: list[dict] = []
 
         def keep(members):
             for m in members:
-                if self.got.seen.get(m["id"]) != m:
-                    self.got.seen[m["id"]] = m
+                if self.seen.get(m["id"]) != m:
+                    self.seen[m["id"]] = m
                     fresh.append(m)
 
         params = {"since_last_changed": _iso(since), "sort_field": "last_changed",
                   "sort_dir": "DESC"}
-        r = self.pager.read(params, MEMBER_FIELDS, keep)
+        r = self.small.read(params, MEMBER_FIELDS, keep)
         consistent = r.consistent
         if self.archived_separately:
-            consistent &= self.pager.read({**params, "status": "archived"}, MEMBER_FIELDS,
+            consistent &= self.small.read({**params, "status": "archived"}, MEMBER_FIELDS,
                                           keep).consistent
-        self.got.add(fresh, rnd)
+        self.add(fresh, rnd)
         self.rounds = rnd
         # A shifted read may have skipped a changed member: the caller reads the window again.
         return len(fresh), r.server_time or utcnow(), consistent
 
     def audience_total(self) -> int:
-        n = self.pager.count()
+        n = self.small.count()
         if self.archived_separately:
-            n += self.pager.count(status="archived")
+            n += self.small.count(status="archived")
         return n
 
     def repair(self) -> None:
         """Find exactly which members exist (an id-only pass) and fetch the ones missing."""
+        with self.phase("repair"):
+            self._repair()
+
+    def _repair(self) -> None:
         self.repaired = True
         for _ in range(3):
             present: set[str] = set()
@@ -299,13 +471,14 @@ class _Snapshotter:
             def keep(members, present=present):
                 present.update(m["id"] for m in members)
 
-            ok = self.pager.read({}, ("id",), keep).consistent
+            ok = self.small.read({}, ("id",), keep).consistent
             if self.archived_separately:
-                ok &= self.pager.read({"status": "archived"}, ("id",), keep).consistent
+                ok &= self.small.read({"status": "archived"}, ("id",), keep).consistent
             if ok:
                 break
-        held = set(self.store.con.execute("SELECT DISTINCT id FROM _mc_final").fetchnumpy()["id"]
-                   .tolist()) if self._has_final() else set()
+        held = set(self.con.execute(
+            "SELECT id FROM mailchimp_member WHERE snapshot_id = ? UNION SELECT id FROM _mc_rows",
+            [self.snap_id]).fetchnumpy()["id"].tolist())
         missing = sorted(present - held)[:MAX_REPAIR_FETCHES]
         fetched = []
         fields = ",".join(MEMBER_FIELDS)
@@ -316,37 +489,53 @@ class _Snapshotter:
                 if exc.status != 404:
                     raise
         self.rounds += 1
-        self.got.add(fetched, self.rounds)
+        self.add(fetched, self.rounds)
         self.present, self.present_round = present, self.rounds
-
-    def _has_final(self) -> bool:
-        return bool(self.store.con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_mc_final'").fetchone()[0])
 
     # --- assembling ------------------------------------------------------------------------
     def assemble(self, base_id: int | None) -> int:
-        """Build the de-duplicated member set in a temporary table; returns its size."""
-        con = self.store.con
-        table = self.got.table()
-        con.register("_mc_staged", table)
-        try:
-            base = _BASE_SQL.format(base_id=int(base_id)) if base_id is not None else ""
-            sql = _ASSEMBLE_SQL.format(staged="_mc_staged", base=base)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _mc_final AS {sql}")
-        finally:
-            con.unregister("_mc_staged")
-        if self.present is not None:
-            con.register("_mc_present", pa.table({"id": pa.array(sorted(self.present),
-                                                                   pa.string())}))
-            # Rows read after the id pass are newer than it: they stay.
-            con.execute("DELETE FROM _mc_final WHERE rnd <= ? AND id NOT IN "
-                        "(SELECT id FROM _mc_present)", [self.present_round])
-            con.unregister("_mc_present")
-        return con.execute("SELECT count(*) FROM _mc_final").fetchone()[0]
+        """Bring the snapshot's member rows up to date with everything read; returns their
+        number."""
+        with self.phase("store"):
+            return self._assemble(base_id)
+
+    def _assemble(self, base_id: int | None) -> int:
+        con = self.con
+        snap = {"snap": self.snap_id}
+        if self.base_folded:  # the snapshot's rows already hold the base snapshot's
+            base_id = None
+        con.execute(_LATER_SQL)
+        if base_id is None and not self.shifted and self.present is None:
+            with self.store.transaction():
+                for sql in _PATCH_SQL:
+                    con.execute(sql, snap)
+        else:
+            present = ""
+            if self.present is not None:
+                con.register("_mc_present", pa.table({"id": pa.array(sorted(self.present),
+                                                                       pa.string())}))
+                present = _PRESENT_SQL.format(round=int(self.present_round))
+            try:
+                con.execute(_REBUILD_SQL.format(
+                    columns=_STORE_COLUMNS, later_keys=_LATER_KEYS, present=present,
+                    dedupe=_DEDUPE_SQL if self.shifted else ""), {**snap, "base": base_id})
+            finally:
+                if present:
+                    con.unregister("_mc_present")
+            with self.store.transaction():
+                con.execute("DELETE FROM mailchimp_member WHERE snapshot_id = $snap", snap)
+                con.execute(f"INSERT INTO mailchimp_member SELECT $snap, {_STORE_COLUMNS}"
+                            " FROM _mc_new", snap)
+            con.execute("DROP TABLE _mc_new")
+            self.base_folded |= base_id is not None
+        return con.execute("SELECT count(*) FROM mailchimp_member WHERE snapshot_id = $snap",
+                           snap).fetchone()[0]
 
     def close(self) -> None:
         self.bar.close()
-        self.store.con.execute("DROP TABLE IF EXISTS _mc_final")
+        for t in ("_mc_rows", "_mc_later", "_mc_new"):
+            self.con.execute(f"DROP TABLE IF EXISTS {t}")
+        self.tmp.cleanup()
 
 
 def _base_snapshot(store: Store, list_id: str) -> Snapshot | None:
@@ -378,12 +567,12 @@ def snapshot_mailchimp(settings: MailchimpSettings, store: Store, progress: bool
                 "mode": "incremental" if base else "full",
                 "base_snapshot_id": base.id if base else None}
         snap_id = store.begin_snapshot("mailchimp", meta)
-        run = _Snapshotter(client, store, settings.list_id, progress)
+        run = _Snapshotter(client, store, settings.list_id, snap_id, progress)
         try:
             return _run(run, store, snap_id, info, started, base, settings, client,
                         requests_before)
-        except MailchimpError as exc:
-            store.fail_snapshot(snap_id, str(exc))
+        except BaseException as exc:  # nothing half-read is ever left looking usable
+            store.fail_snapshot(snap_id, str(exc) or type(exc).__name__)
             raise
         finally:
             run.close()
@@ -396,7 +585,7 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
          base: Snapshot | None, settings: MailchimpSettings, client: MailchimpClient,
          requests_before: int) -> Snapshot:
     if base is None:
-        trusted_total, _ = run.full_pass()
+        trusted_total = run.full_pass()
         since = started - REREAD_OVERLAP
     else:
         run.archived_separately = bool(base.meta.get("archived_listed_separately"))
@@ -444,14 +633,13 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
                    schema=pa.schema([("id", pa.string()), ("name", pa.string()),
                                      ("member_count", pa.int64()), ("total_items", pa.int64())]))
     with store.transaction() as con:
-        con.execute(f"INSERT INTO mailchimp_member SELECT {int(snap_id)}, {_STORE_COLUMNS} "
-                    "FROM _mc_final")
         con.register("_mc_list", lst)
         con.execute(f"INSERT INTO mailchimp_list SELECT {int(snap_id)}, * FROM _mc_list")
         con.unregister("_mc_list")
     meta = {"archived_listed_separately": run.archived_separately, "shifted": run.shifted,
             "rounds": run.rounds, "repaired": run.repaired,
-            "rows_read": run.got.rows_read, "total_items": total,
+            "rows_read": run.rows_read, "total_items": total,
             "requests": client.stats["requests"] - requests_before,
-            "page_requests": run.pager.pages}
+            "page_requests": run.pager.pages + run.small.pages,
+            "seconds": {k: round(v, 3) for k, v in run.seconds.items()}}
     return store.finish_snapshot(snap_id, complete=complete, meta=meta, message=message)
