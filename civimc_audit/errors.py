@@ -29,9 +29,18 @@ class StoreError(UsageError):
 
 
 class SourceError(CivimcError):
-    """A source system (CiviCRM database or Mailchimp API) failed or refused."""
+    """A source system (CiviCRM database or Mailchimp API) failed or refused.
+
+    `misconfigured=True` marks a refusal that the configuration causes (wrong credentials, a
+    list or database that does not exist): a person must fix the config, so it exits 2.
+    """
 
     exit_code = EXIT_SOURCE
+
+    def __init__(self, message, *args, misconfigured: bool = False, **kwargs):
+        super().__init__(message, *args, **kwargs)
+        if misconfigured:
+            self.exit_code = EXIT_USAGE
 
 
 class CiviCRMError(SourceError):
@@ -41,8 +50,9 @@ class CiviCRMError(SourceError):
 class MailchimpError(SourceError):
     """The Mailchimp API answered with an error or could not be reached."""
 
-    def __init__(self, message, status=None, title=None, detail=None, errors=None):
-        super().__init__(message)
+    def __init__(self, message, status=None, title=None, detail=None, errors=None, *,
+                 misconfigured: bool = False):
+        super().__init__(message, misconfigured=misconfigured)
         self.status = status
         self.title = title
         self.detail = detail

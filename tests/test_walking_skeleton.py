@@ -186,7 +186,7 @@ def test_snapshot_needs_nothing_but_select(civi_db, emulator, make_config, run_c
         assert code == 0 and "add_to_mailchimp            1" in out
         monkeypatch.setenv("CIVIMC_CIVICRM_PASSWORD", "wrong")
         code, _, err = run_cli("--config", config, "snapshot", "--civicrm-only")
-        assert code == 3 and "access denied" in err and "wrong" not in err
+        assert code == 2 and "access denied" in err and "wrong" not in err
     finally:
         with civi_db.conn.cursor() as cur:
             cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")

@@ -63,7 +63,8 @@ def connect(settings: CiviCRMSettings, *, write: bool = False, database: str | N
             hint = "cannot reach the server (is MariaDB/MySQL running and is host/port right?)"
         else:
             hint = msg
-        raise CiviCRMError(f"CiviCRM database at {where}: {hint}") from None
+        raise CiviCRMError(f"CiviCRM database at {where}: {hint}",
+                           misconfigured=code in (1045, 1049)) from None
 
 
 def describe_error(exc: pymysql.err.MySQLError, user: str) -> str:

@@ -169,7 +169,9 @@ class MailchimpClient:
             if is_transient(resp):
                 text += f" (gave up after {attempts} attempts)"
         return MailchimpError(" ".join(text.split()), status=code, title=title, detail=detail,
-                              errors=body.get("errors") if isinstance(body, dict) else None)
+                              errors=body.get("errors") if isinstance(body, dict) else None,
+                              misconfigured=code == 401 or title in ("Wrong Datacenter",
+                                                                     "API Key Invalid"))
 
     def _auth_problem(self, code: int, title: str) -> str:
         dc = API_KEY_RE.match(self._auth[1]).group(1)
@@ -211,6 +213,6 @@ class MailchimpClient:
             if exc.status == 404:
                 raise MailchimpError(f"Mailchimp audience '{list_id}' not found at "
                                      f"{self.base_url} (check [mailchimp] list_id)", status=404,
-                                     title=exc.title) from None
+                                     title=exc.title, misconfigured=True) from None
             raise
         return orjson.loads(resp.content), resp
