@@ -26,6 +26,7 @@ from civimc_audit.emulator import (
     SpecChecker,
     member_hash,
 )
+from civimc_audit.emulator.spec import close_schema, resolve_refs
 
 KEY = "0123456789abcdef0123456789abcdef-us1"
 LIST = "a1b2c3d4e5"
@@ -92,48 +93,18 @@ def _spec() -> dict:
     return json.loads(Path(_spec_path()).read_text(encoding="utf-8"))
 
 
-def _resolve(node, root: dict, seen: tuple = ()):
-    """Inline every ``$ref`` ("#/a/b") of ``node``."""
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/"):
-            if ref in seen:
-                return {}
-            target = root
-            for part in ref[2:].split("/"):
-                target = target[part.replace("~1", "/").replace("~0", "~")]
-            return _resolve(target, root, seen + (ref,))
-        return {k: _resolve(v, root, seen) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve(v, root, seen) for v in node]
-    return node
-
-
-def _closed(schema):
-    """Copy of ``schema`` where objects with declared properties allow no others, so a
-    key the real API never sends (a typo in the emulator) fails validation."""
-    if isinstance(schema, dict):
-        out = {k: _closed(v) for k, v in schema.items()}
-        if "properties" in schema and "additionalProperties" not in schema:
-            out["additionalProperties"] = False
-        return out
-    if isinstance(schema, list):
-        return [_closed(v) for v in schema]
-    return schema
-
-
 def _spec_schema(path: str, method: str, status: int | str) -> dict:
     spec = _spec()
     responses = spec["paths"][path][method.lower()]["responses"]
     resp = responses.get(str(status)) or responses["default"]
-    return _resolve(resp["schema"], spec)
+    return resolve_refs(resp["schema"], spec)
 
 
 def assert_matches_spec(instance, path: str, method: str, status: int | str = 200,
                         closed: bool = True) -> None:
     schema = _spec_schema(path, method, status)
     if closed:
-        schema = _closed(schema)
+        schema = close_schema(schema)
     jsonschema.Draft4Validator(schema).validate(instance)
 
 

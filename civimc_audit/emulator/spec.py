@@ -28,7 +28,8 @@ _RELAXED_REQUIRED = {("put", "/lists/{list_id}/members/{subscriber_hash}")}
 _ALWAYS_OK = {"fields", "exclude_fields"}
 
 
-def _resolve(node, root: dict, seen: tuple = ()):
+def resolve_refs(node, root: dict, seen: tuple = ()):
+    """`node` with every local `$ref` ("#/a/b") inlined; a cycle becomes `{}`."""
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/"):
@@ -37,10 +38,10 @@ def _resolve(node, root: dict, seen: tuple = ()):
             target = root
             for part in ref[2:].split("/"):
                 target = target[part.replace("~1", "/").replace("~0", "~")]
-            return _resolve(target, root, seen + (ref,))
-        return {k: _resolve(v, root, seen) for k, v in node.items()}
+            return resolve_refs(target, root, seen + (ref,))
+        return {k: resolve_refs(v, root, seen) for k, v in node.items()}
     if isinstance(node, list):
-        return [_resolve(v, root, seen) for v in node]
+        return [resolve_refs(v, root, seen) for v in node]
     return node
 
 
@@ -95,7 +96,7 @@ class SpecChecker:
         op = self._operation(method, template) or {}
         for p in op.get("parameters", []):
             if p.get("in") == "body":
-                schema = close_schema(_resolve(p["schema"], self.spec))
+                schema = close_schema(resolve_refs(p["schema"], self.spec))
                 if (method.lower(), template) in _RELAXED_REQUIRED:
                     schema.pop("required", None)
                 return schema
@@ -107,7 +108,7 @@ class SpecChecker:
         resp = responses.get(str(status)) or (responses.get("default") if status >= 400 else None)
         if not resp or "schema" not in resp:
             return None
-        return _resolve(resp["schema"], self.spec)
+        return resolve_refs(resp["schema"], self.spec)
 
     # --- checks ------------------------------------------------------------------
     def _report(self, kind: str, method: str, path: str, messages: list[str]) -> list[str]:
