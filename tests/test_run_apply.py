@@ -217,3 +217,18 @@ def test_a_failed_item_makes_the_run_need_a_person(seeded, civi_db, emulator, ru
     assert "1 items failed: see the journal in the apply folder apply-plan1-" in html
     index = (config.parent / "runs" / "index.html").read_text(encoding="utf-8")
     assert ">needs_person<" in index
+
+
+def test_old_apply_folders_are_pruned_like_runs(seeded, run_cli):
+    config = seeded(f"{ADDS}\nkeep_runs_days = 30")
+    assert run_cli("--config", config, "run", "--apply")[0] == 0
+    runs = config.parent / "runs"
+    (young,) = runs.glob("apply-plan1-*")
+    old = young.rename(runs / "apply-plan1-20200101T000000Z")
+    code, _, err = run_cli("--config", config, "run", "--apply")
+    assert code == 0, err
+    s = summary_of(runs_of(config)[-1])
+    assert s["pruned"]["apply_folders"] == [old.name]
+    assert not old.exists()
+    assert s["pruned"]["runs"] == []  # both runs are young
+    assert len(runs_of(config)) == 2
