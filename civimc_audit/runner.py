@@ -1,13 +1,15 @@
 """The scheduled pipeline behind `civimc-audit run`: a record a scheduler can trust.
 
-One run = lock → snapshot both sides → reconcile → check the `[schedule]` thresholds → execute
+One run = lock → snapshot both sides → reconcile → check the `[schedule]` thresholds → (with
+`--apply` and no threshold crossed: standing approvals, see standing.py) → execute
 notebooks/audit.ipynb with papermill → prune old runs and snapshots → rebuild runs/index.html.
 Everything lands in runs/<UTC timestamp>/ (audit.ipynb, audit.html, summary.json), and
 summary.json is rewritten after every step, so even a run that fails — or is killed — leaves a
 folder saying how far it got. When a step fails the notebook is still executed: its first cell
 shows the steps and stops with the failure, so the record shows where it failed.
 
-The outcome is an exit code (errors.py): 0 ok, 1 a threshold was crossed (NeedsPerson),
+The outcome is an exit code (errors.py): 0 ok, 1 a threshold was crossed or (with --apply) an
+applied item failed or went stale (NeedsPerson),
 2 configuration or usage, 3 a source system failed; the same one-line reason is in
 summary.json's `message` and on stderr.
 """
