@@ -232,3 +232,23 @@ def test_old_apply_folders_are_pruned_like_runs(seeded, run_cli):
     assert not old.exists()
     assert s["pruned"]["runs"] == []  # both runs are young
     assert len(runs_of(config)) == 2
+
+
+def test_mailchimp_failing_during_the_apply_exits_3_and_the_journal_says_how_far(
+        seeded, civi_db, emulator, run_cli):
+    config = seeded(ADDS)
+    config.write_text(config.read_text().replace("[mailchimp]", "[mailchimp]\nretries = 1"))
+    emulator.faults.match = lambda method, path: method == "POST"
+    emulator.faults.queue("drop", 2)  # the batch call and its one retry never arrive
+    code, _, err = run_cli("--config", config, "run", "--apply")
+    assert code == 3
+    assert err.startswith("civimc-audit: apply failed: apply stopped:")
+    s = summary_of(runs_of(config)[0])
+    assert s["status"] == "failed" and s["failed_step"] == "apply"
+    assert s["steps"]["apply"] == "failed" and s["steps"]["report"] == "ok"
+    assert s["plan"]["id"] == 1 and s["plan"]["approved"] == 2
+    assert s["applied"]["subscribe"] == {"done": 0, "failed": 0, "stale": 0, "not_finished": 1}
+    assert s["waiting_for_review"] == REMOVALS
+    assert mc_status(emulator, "Betty") is None
+    html = (runs_of(config)[0] / "audit.html").read_text(encoding="utf-8")
+    assert "subscribe: 1 not finished" in html
