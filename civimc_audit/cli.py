@@ -337,6 +337,11 @@ def run(obj, apply_, reuse_snapshots):
                            on_warning=lambda m: click.echo(f"civimc-audit: warning: {m}",
                                                            err=True))
     click.echo(f"run {result.folder.name}: {result.status}: {result.message}")
+    if apply_:
+        from .standing import standing_words
+
+        for line in standing_words(result.summary):
+            click.echo(f"  {line}")
     click.echo(f"summary: {result.folder / 'summary.json'}")
     click.echo(f"report: {result.folder / 'audit.html'}")
 

@@ -1,4 +1,5 @@
-"""Retention: prune run folders and store snapshots older than `[schedule] keep_runs_days`.
+"""Retention: prune run folders, apply folders and store snapshots older than `[schedule]
+keep_runs_days`.
 
 Never pruned, however old: the latest complete snapshot of each source (the next run and any
 reconcile need them), snapshots a plan refers to (directly, or through its reconciliation: an
@@ -17,6 +18,7 @@ from pathlib import Path
 from .store import SNAPSHOT_TABLES, Store
 
 RUN_NAME_RE = re.compile(r"^(\d{8}T\d{6}Z)(?:-\d+)?$")
+APPLY_NAME_RE = re.compile(r"^apply-plan\d+-(\d{8}T\d{6}Z)$")
 
 
 def run_time(name: str) -> datetime | None:
@@ -33,15 +35,29 @@ def run_folders(runs_path: Path) -> list[Path]:
     return sorted(found, key=lambda p: (run_time(p.name), p.name))
 
 
+def apply_folders(runs_path: Path) -> list[tuple[Path, datetime]]:
+    """Apply folders (apply-plan<ID>-<UTC stamp>/, written by apply) with their start time."""
+    if not runs_path.is_dir():
+        return []
+    found = []
+    for p in runs_path.iterdir():
+        m = APPLY_NAME_RE.match(p.name)
+        if m and p.is_dir():
+            found.append((p, datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ")))
+    return sorted(found, key=lambda pair: (pair[1], pair[0].name))
+
+
 @dataclass
 class Pruned:
     runs: list[str] = field(default_factory=list)
+    apply_folders: list[str] = field(default_factory=list)
     snapshots: list[int] = field(default_factory=list)
     reconciliations: list[int] = field(default_factory=list)
     kept_snapshots: dict[int, str] = field(default_factory=dict)  # old but protected: why
 
     def as_dict(self) -> dict:
-        return {"runs": self.runs, "snapshots": self.snapshots,
+        return {"runs": self.runs, "apply_folders": self.apply_folders,
+                "snapshots": self.snapshots,
                 "reconciliations": self.reconciliations,
                 "kept_old_snapshots": {str(k): v for k, v in self.kept_snapshots.items()}}
 
@@ -123,13 +139,20 @@ def prune_store(store: Store, cutoff: datetime, keep: set[int] = frozenset(),
 
 def prune_runs(runs_path: Path, cutoff: datetime, keep: set[str] = frozenset(),
                result: Pruned | None = None) -> Pruned:
-    """Remove run folders whose start (from the folder name) is before `cutoff`."""
+    """Remove run folders and apply folders whose start (from the folder name) is before
+    `cutoff`."""
     result = result or Pruned()
     for folder in run_folders(runs_path):
         if folder.name in keep or run_time(folder.name) >= cutoff:
             continue
         shutil.rmtree(folder)
         result.runs.append(folder.name)
+    # Apply folders (snapshot backups, journal.csv) age like runs; the journal itself stays
+    # in the store with its plan.
+    for folder, started in apply_folders(runs_path):
+        if folder.name not in keep and started < cutoff:
+            shutil.rmtree(folder)
+            result.apply_folders.append(folder.name)
     return result
 
 

@@ -1,13 +1,15 @@
 """The scheduled pipeline behind `civimc-audit run`: a record a scheduler can trust.
 
-One run = lock → snapshot both sides → reconcile → check the `[schedule]` thresholds → execute
+One run = lock → snapshot both sides → reconcile → check the `[schedule]` thresholds → (with
+`--apply` and no threshold crossed: standing approvals, see standing.py) → execute
 notebooks/audit.ipynb with papermill → prune old runs and snapshots → rebuild runs/index.html.
 Everything lands in runs/<UTC timestamp>/ (audit.ipynb, audit.html, summary.json), and
 summary.json is rewritten after every step, so even a run that fails — or is killed — leaves a
 folder saying how far it got. When a step fails the notebook is still executed: its first cell
 shows the steps and stops with the failure, so the record shows where it failed.
 
-The outcome is an exit code (errors.py): 0 ok, 1 a threshold was crossed (NeedsPerson),
+The outcome is an exit code (errors.py): 0 ok, 1 a threshold was crossed or (with --apply) an
+applied item failed or went stale (NeedsPerson),
 2 configuration or usage, 3 a source system failed; the same one-line reason is in
 summary.json's `message` and on stderr.
 """
@@ -32,7 +34,7 @@ from .config import (
     Config,
     ScheduleSettings,
 )
-from .errors import EXIT_OK, CivimcError, NeedsPerson, UsageError, exit_code_for
+from .errors import EXIT_OK, CivimcError, ConfigError, NeedsPerson, exit_code_for
 from .retention import prune, run_folders
 from .runlock import RunLock
 from .runs_index import build_index, read_summary
@@ -44,16 +46,9 @@ STEPS = ("snapshot_civicrm", "snapshot_mailchimp", "reconcile", "thresholds", "a
          "prune", "index")
 REMOVALS = ("remove_from_civicrm_group", "unsubscribe_in_mailchimp")
 
-
-APPLY_MISSING = ("`run --apply` needs the plan/apply workflow (civimc_audit.plan and .apply), "
-                 "which this installation does not have yet; run without --apply")
-
-
-def apply_available() -> bool:
-    """Whether the plan/apply workflow that standing approvals need is installed."""
-    from importlib.util import find_spec
-
-    return all(find_spec(f"civimc_audit.{m}") is not None for m in ("plan", "apply"))
+NO_AUTO_APPROVE = ("`run --apply` applies only what [schedule] auto_approve lists, and it lists "
+                   "nothing; add outcome codes to it (e.g. auto_approve = [\"add_to_mailchimp\"])"
+                   " or run without --apply")
 
 
 class RunFailed(CivimcError):
@@ -328,7 +323,60 @@ class ScheduledRun:
         self._step("thresholds", go)
 
     def _apply(self) -> None:
-        raise UsageError(APPLY_MISSING)
+        """Standing approvals (standing.py): only after the thresholds held."""
+        from .standing import apply_standing
+
+        if self.summary["status"] == "threshold":
+            self._skip("apply", "threshold crossed: nothing applied")
+            self.summary["message"] += "; nothing applied"
+            self.write_summary()
+            return
+
+        def record(result) -> None:
+            self.summary.update(result.as_summary())
+            self.write_summary()
+
+        def go():
+            return apply_standing(self.config, self.summary["reconciliation_id"],
+                                  progress=self.progress, on_plan=record)
+
+        try:
+            result = self._step("apply", go)
+        finally:
+            self._record_plan_after_failure()
+        record(result)
+        self._after_apply(result)
+
+    def _record_plan_after_failure(self) -> None:
+        """If apply stopped midway, the journal still says what was done: count it."""
+        plan = self.summary.get("plan")
+        if plan is None or self.summary["steps"]["apply"] != "failed":
+            return
+        from .apply import open_store
+        from .standing import counts_of
+
+        with contextlib.suppress(Exception), open_store(self.config.store_file) as store:
+            applied, waiting = counts_of(store, plan["id"])
+            self.summary.update(applied=applied, waiting_for_review=waiting)
+            self.write_summary()
+
+    def _after_apply(self, result) -> None:
+        waiting = sum(result.waiting.values())
+        if not result.approved:
+            self.summary["message"] += (f"; nothing auto-approvable, nothing applied; "
+                                        f"{waiting} items wait for review")
+        else:
+            done = sum(c["done"] for c in result.applied.values())
+            self.summary["message"] += (f"; applied {done} of {result.approved} auto-approved "
+                                        f"items; {waiting} wait for review")
+        if result.needs_person:
+            left = len(result.verify.remaining) if result.verify is not None else 0
+            self.summary.update(
+                status="needs_person", exit_code=NeedsPerson.exit_code,
+                message=self.summary["message"]
+                + f"; {result.failed_or_stale} applied items failed or went stale, "
+                  f"{left} still disagree after verify")
+        self.write_summary()
 
     def _report(self) -> None:
         from .report import run_report
@@ -366,8 +414,8 @@ class ScheduledRun:
     def execute(self) -> RunResult:
         from .report import new_run_folder
 
-        if self.apply and not apply_available():
-            raise UsageError(APPLY_MISSING)
+        if self.apply and not self.config.schedule.auto_approve:
+            raise ConfigError(NO_AUTO_APPROVE)
         self._started = time.monotonic()
         runs_path = self.config.runs_path
         lock = RunLock(runs_path, stale_hours=self.config.schedule.lock_stale_hours,
@@ -382,7 +430,8 @@ class ScheduledRun:
                 "steps": {s: "pending" for s in STEPS}, "durations": {},
                 "reconciliation_id": None, "outcomes": None, "reasons": None,
                 "group_size": None, "removals": None, "thresholds": None,
-                "changes_since_previous": None, "snapshots": {}, "applied": None,
+                "changes_since_previous": None, "snapshots": {}, "plan": None, "applied": None,
+                "waiting_for_review": None, "verify": None, "apply_folder": None,
                 "pruned": None, "warnings": list(lock.warnings),
             }
             if not self.apply:
@@ -414,7 +463,7 @@ class ScheduledRun:
             self._reconcile()
             self._thresholds()
             if self.apply:
-                self._step("apply", self._apply)
+                self._apply()
         except Exception as exc:  # recorded by _step; the report still shows it
             self._fail("pipeline", exc)
         for name, fn in (("report", self._report), ("prune", self._housekeeping)):
@@ -449,7 +498,7 @@ def run_scheduled(config: Config, *, apply: bool = False, reuse_snapshots: bool 
 
 def raise_for_status(result: RunResult) -> None:
     """Turn a finished run's status into the exception whose exit code the CLI returns."""
-    if result.status == "threshold":
+    if result.status in ("threshold", "needs_person"):
         raise NeedsPerson(result.message)
     if result.status == "failed":
         raise RunFailed(result.message, result.exit_code)
@@ -471,6 +520,10 @@ def run_in_notebook(config_path: str, *, apply: bool = False,
                      f"- report: `{result.folder / 'audit.html'}`\n"
                      f"- summary: `{result.folder / SUMMARY_NAME}`\n"
                      f"- all runs: `{config.runs_path / 'index.html'}`"))
+    if apply:
+        from .standing import standing_words
+
+        display(Markdown("\n".join(f"- {line}" for line in standing_words(result.summary))))
     raise_for_status(result)
     return result.summary
 
@@ -509,6 +562,11 @@ def show_run(run_dir: str | None) -> None:
         display(HTML(html_table(pd.DataFrame([
             {"Outcome": o, "Previous": v["previous"], "Now": v["now"], "Change": v["change"]}
             for o, v in changes["outcomes"].items()]))))
+    if summary.get("apply"):
+        from .standing import standing_words
+
+        display(Markdown("### Standing approvals: applied, and waiting for a person\n\n"
+                         + "\n".join(f"- {line}" for line in standing_words(summary))))
     if summary.get("failed_step"):
         raise RunStepFailed(f"the run failed at step {summary['failed_step']}: "
                             f"{summary['message']}")

@@ -1,7 +1,9 @@
 """data/runs/index.html: every run with its status and links, and the outcome counts over time.
 
 Rebuilt from the runs' summary.json files at the end of each run, so it always matches what is
-on disk (pruned runs disappear from it). Messages are escaped: they can quote people's emails.
+on disk (pruned runs disappear from it). Apply folders (apply-plan<ID>-<stamp>/) are not rows of
+their own: a run that applied links its apply folder's journal. Messages are escaped: they can
+quote people's emails.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from .retention import run_folders, run_time
 from .words import OUTCOME_ORDER
 
 INDEX_NAME = "index.html"
-STATUS_COLOURS = {"ok": "#2e7d32", "threshold": "#b26a00", "failed": "#c62828",
+STATUS_COLOURS = {"ok": "#2e7d32", "threshold": "#b26a00", "needs_person": "#b26a00",
+                  "failed": "#c62828",
                   "running": "#555555", "interrupted": "#c62828"}
 
 
@@ -80,6 +83,14 @@ def _link(folder: Path, name: str, label: str) -> str:
     return f'<a href="{html.escape(folder.name)}/{html.escape(name)}">{label}</a>'
 
 
+def _apply_link(folder: Path, summary: dict) -> str:
+    """A `run --apply`'s apply folder (a sibling of the run's: apply-plan<ID>-<stamp>/)."""
+    name = summary.get("apply_folder")
+    if not isinstance(name, str) or not (folder.parent / name / "journal.csv").exists():
+        return ""
+    return f'<a href="{html.escape(name)}/journal.csv">applied (journal)</a>'
+
+
 def render_index(runs: list[tuple[Path, dict]]) -> str:
     rows = []
     for folder, s in runs:
@@ -90,7 +101,8 @@ def render_index(runs: list[tuple[Path, dict]]) -> str:
                     + counts.get("unsubscribe_in_mailchimp", 0)) if counts else ""
         links = " ".join(x for x in (_link(folder, "audit.html", "report"),
                                      _link(folder, "audit.ipynb", "notebook"),
-                                     _link(folder, "summary.json", "summary.json")) if x)
+                                     _link(folder, "summary.json", "summary.json"),
+                                     _apply_link(folder, s)) if x)
         rows.append(
             "<tr>"
             f"<td>{html.escape(folder.name)}</td>"

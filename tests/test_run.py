@@ -414,19 +414,6 @@ def test_a_killed_run_does_not_block_the_next(seeded, emulator, run_cli):
     assert not (runs / LOCK_NAME).exists()
 
 
-@pytest.mark.xfail(reason="plan/apply landed (issue 6); runner._apply is still to be wired to "
-                          "them (issue 7), so this pre-landing refusal no longer holds as written",
-                   strict=False)
-def test_run_apply_is_refused_until_plan_and_apply_exist(seeded, run_cli):
-    config = seeded('auto_approve = ["add_to_mailchimp"]')
-    code, _, err = run_cli("--config", config, "run", "--apply")
-    assert code == 2
-    assert err.strip() == ("civimc-audit: `run --apply` needs the plan/apply workflow "
-                           "(civimc_audit.plan and .apply), which this installation does not "
-                           "have yet; run without --apply")
-    assert not (config.parent / "runs").exists()
-
-
 def test_sigterm_records_the_interruption_and_releases_the_lock(seeded, emulator):
     """systemd and Airflow stop a job with SIGTERM: the run says so and unlocks."""
     config = seeded()

@@ -49,3 +49,22 @@ def test_run_notebook_fails_when_a_threshold_is_crossed(config, tmp_path):
     assert caught.value.evalue == "threshold crossed: 2 removals > max_removals 0"
     (folder,) = [p for p in (config.parent / "runs").iterdir() if p.is_dir()]
     assert json.loads((folder / "summary.json").read_text())["status"] == "threshold"
+
+
+def test_run_notebook_applies_standing_approvals_and_says_what_waits(config, tmp_path,
+                                                                      emulator):
+    config.write_text(config.read_text().replace(
+        "[schedule]", '[schedule]\nauto_approve = ["add_to_mailchimp"]'))
+    out = execute(config, tmp_path, apply=True)
+    (folder,) = [p for p in (config.parent / "runs").iterdir()
+                 if p.is_dir() and p.name[0].isdigit()]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["applied"] == {"subscribe": {"done": 1, "failed": 0, "stale": 0}}
+    assert summary["waiting_for_review"] == {"add_to_civicrm_group": 1,
+                                             "remove_from_civicrm_group": 1,
+                                             "unsubscribe_in_mailchimp": 1}
+    assert emulator.get_member(TEST_LIST_ID, "betty@bedrock.example.org")["status"] == \
+        "subscribed"
+    text = out.read_text()
+    assert "Applied plan 1 (standing approval of 1 items" in text
+    assert "3 items wait for a person (1 add_to_civicrm_group" in text
