@@ -9,7 +9,9 @@ rules must give it, written in a compact notation so a table of cases reads like
 ``civi`` — contacts separated by ``;``; each is space-separated tokens:
   * an email: a one-letter label (``a``), optionally ``:`` and qualifiers — ``p`` primary,
     ``b`` bulk-mail, ``h`` on hold (bounce), ``o`` on hold (opt-out), ``U`` stored upper-case,
-    ``S`` stored with surrounding spaces. The first email is primary unless another says ``p``.
+    ``S`` stored with surrounding spaces, ``W`` stored with other whitespace around it (a tab,
+    a no-break space, a line break: SQL's trim() keeps these). The first email is primary unless
+    another says ``p``.
   * a membership change written the way core writes it: ``+D`` added, ``-D`` removed, ``?D``
     pending, ``xD`` deleted (row gone, 'Deleted' history), where ``D`` is a day of January
     (10:00 UTC) or ``D@HH:MM[:SS]``;
@@ -38,6 +40,8 @@ from datetime import UTC, datetime, timedelta
 
 from tqdm.auto import tqdm
 
+from .emails import SQL_WHITESPACE_CLASS, normalize_email
+
 YEAR = 2026
 REASON_CODES = ("other_email_subscribed", "no_usable_email", "email_shared_with_other_contact",
                 "email_on_hold", "cleaned_at_mailchimp")
@@ -59,6 +63,7 @@ class EmailSpec:
     on_hold: int = 0
     upper: bool = False
     spaced: bool = False
+    whitespace: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,11 +122,11 @@ def parse_civi(text: str) -> tuple[ContactSpec, ...]:
                 kw["gc_only"] = tok[3:]
             elif tok[0] in _EVENT and len(tok) > 1 and tok[1].isdigit():
                 events.append((_EVENT[tok[0]], when(tok[1:])))
-            elif re.fullmatch(r"[a-z](:[pbhoUS]+)?", tok):
+            elif re.fullmatch(r"[a-z](:[pbhoUSW]+)?", tok):
                 label, _, q = tok.partition(":")
                 emails.append(EmailSpec(label, "p" in q, "b" in q,
                                         1 if "h" in q else 2 if "o" in q else 0,
-                                        "U" in q, "S" in q))
+                                        "U" in q, "S" in q, "W" in q))
             else:
                 raise ValueError(f"bad CiviCRM token {tok!r} in {text!r}")
         if emails and not any(e.primary for e in emails):
@@ -225,6 +230,8 @@ ARCHETYPES: tuple[Case, ...] = (
          "a remove_from_civicrm_group R2 no_civicrm_history"),
     Case("prefers_bulk", "a b:b +1", "a subscribed 2", "a no_change R1 email_differs"),
     Case("tie", "a +2", "a transactional 2", "a resubscribe_in_mailchimp R7"),
+    Case("whitespace_email", "a:W +3", "a unsubscribed 2",
+         "a resubscribe_in_mailchimp R7 needs_confirmation =#1"),
 )
 
 
@@ -303,6 +310,8 @@ def _stored(address: str, spec: EmailSpec | MemberSpec) -> str:
         address = address.upper()
     if getattr(spec, "spaced", False):
         address = f"  {address} "
+    if getattr(spec, "whitespace", False):
+        address = f"\t\u00a0{address}\r\n"
     return address
 
 
@@ -397,11 +406,15 @@ def snapshot_frames(population: Population, group_id: int = 1, *,
         for m in inst.case.members:
             address = _stored(inst.address(m.label), m)
             rows["mailchimp_member"].append({
-                "id": hashlib.md5(address.strip().lower().encode()).hexdigest(),
+                "id": hashlib.md5(normalize_email(address).encode()).hexdigest(),
                 "email_address": address, "status": m.status,
                 "last_changed": inst.at(m.last_changed).astimezone(UTC).replace(tzinfo=None),
                 "fname": inst.case.name, "lname": inst.slug})
     return rows
+
+
+# Leading whitespace of a stored address (kept in front of a copy's prefix), escaped for format().
+_LEADING = (SQL_WHITESPACE_CLASS + "*").replace("{", "{{").replace("}", "}}")
 
 
 def write_store(store, population: Population, group_id: int = 1, *,
@@ -438,7 +451,8 @@ def write_store(store, population: Population, group_id: int = 1, *,
             "civicrm_contact": (civi, "id + k * {s}, contact_type, first_name, last_name,"
                                 " display_name, is_deleted, do_not_email, is_opt_out, is_deceased"),
             "civicrm_email": (civi, "id + k * {s}, contact_id + k * {s},"
-                              " regexp_replace(email, '^(\\s*)', '\\1' || " + prefix + "),"
+                              " regexp_replace(email, '^(" + _LEADING + ")', '\\1' || "
+                              + prefix + "),"
                               " is_primary, is_bulkmail, on_hold, location_type_id"),
             "civicrm_group_contact": (civi, "id + k * {s}, group_id, contact_id + k * {s},"
                                       " status"),

@@ -4,9 +4,10 @@ takes the snapshots and reconciles them — once per policy — and each case's 
 checked against the table. A failure names every case that went wrong.
 
 Notation (civimc_audit.population): CiviCRM contacts are separated by ``;``; ``a``/``b`` are email
-addresses (``:p`` primary, ``:b`` bulk, ``:h`` on hold, ``:U`` upper-case, ``:S`` spaces), ``+D``
-``-D`` ``?D`` ``xD`` add / remove / pending / delete on January D (``D@HH:MM:SS`` for a time),
-``gc=Status`` a group_contact row with no history. Mailchimp members: ``label status D``.
+addresses (``:p`` primary, ``:b`` bulk, ``:h`` on hold, ``:U`` upper-case, ``:S`` spaces, ``:W``
+tab/NBSP/newline), ``+D`` ``-D`` ``?D`` ``xD`` add / remove / pending / delete on January D
+(``D@HH:MM:SS`` for a time), ``gc=Status`` a group_contact row with no history. Mailchimp
+members: ``label status D``.
 Expected rows: ``who outcome rule [reason_code] [flags] [=#N contact] [->email]`` where ``who`` is
 a member's address or ``#N``, the N-th contact's own row.
 """
@@ -84,6 +85,13 @@ TABLE = [
      "a cannot_sync R7 email_on_hold duplicate_contacts =#1"),
     ("r7_spaces_around_email", "a:S +3", "a unsubscribed 2",
      "a resubscribe_in_mailchimp R7 needs_confirmation =#1"),
+    # Whitespace other than spaces around a CiviCRM address (tab, no-break space, line break) is
+    # stripped as Mailchimp's member hash strips it, so the contact matches its member.
+    ("r7_whitespace_email_matches_unsubscribed_member", "a:W +3", "a unsubscribed 2",
+     "a resubscribe_in_mailchimp R7 needs_confirmation =#1"),
+    ("r3_whitespace_email_matches_removed_contact", "a:W +1 -2", "a subscribed 3",
+     "a add_to_civicrm_group R3 =#1"),
+    ("r6_whitespace_email_sent_stripped", "a:UW +1", "", "#1 add_to_mailchimp R6 ->a"),
     ("r7_readded_after_delete", "a +1 x2 +3", "a unsubscribed 2@12:00",
      "a resubscribe_in_mailchimp R7 needs_confirmation"),
     ("r8_cleaned", "a +3", "a cleaned 2", "a cannot_sync R8 cleaned_at_mailchimp"),

@@ -40,7 +40,7 @@ def moment(day, second):
 
 emails = st.builds(EmailSpec, label=st.sampled_from(LABELS), primary=st.booleans(),
                    bulk=st.booleans(), on_hold=st.sampled_from([0, 0, 0, 1, 2]),
-                   upper=st.booleans(), spaced=st.booleans())
+                   upper=st.booleans(), spaced=st.booleans(), whitespace=st.booleans())
 events = st.tuples(st.sampled_from(["Added", "Removed", "Pending", "Deleted"]),
                    st.builds(moment, st.integers(1, 3), st.sampled_from([0, 1])))
 contacts = st.builds(
