@@ -14,7 +14,7 @@ rules must give it, written in a compact notation so a table of cases reads like
     another says ``p``.
   * a membership change written the way core writes it: ``+D`` added, ``-D`` removed, ``?D``
     pending, ``xD`` deleted (row gone, 'Deleted' history), where ``D`` is a day of January
-    (10:00 UTC) or ``D@HH:MM[:SS]``;
+    (10:00 UTC) or ``D@HH:MM[:SS]``, or ``0``: a history row with no usable date (a zero date);
   * ``gc=Added|Removed|Pending``: only a group_contact row, no history (a direct-SQL import);
   * ``trashed``, ``do_not_email``, ``opt_out``, ``deceased``.
 ``mc`` — members separated by ``;``: ``label[:U] status [D[@HH:MM[:SS]]]``.
@@ -44,7 +44,7 @@ from .emails import SQL_WHITESPACE_CLASS, normalize_email
 
 YEAR = 2026
 REASON_CODES = ("other_email_subscribed", "no_usable_email", "email_shared_with_other_contact",
-                "email_on_hold", "cleaned_at_mailchimp")
+                "email_on_hold", "cleaned_at_mailchimp", "no_history_date")
 FLAGS = ("duplicate_contacts", "contact_deleted", "consent_conflict", "civicrm_pending",
          "no_civicrm_history", "needs_confirmation", "email_differs")
 MC_STATUSES = ("subscribed", "pending", "unsubscribed", "cleaned", "archived", "transactional")
@@ -102,8 +102,10 @@ class Expected:
         return "mailchimp" if self.rule in ("R1", "R2", "R3", "R4") else "civicrm"
 
 
-def when(token: str, year: int = YEAR) -> datetime:
-    """``D`` or ``D@HH:MM[:SS]`` as a UTC datetime in January of `year`."""
+def when(token: str, year: int = YEAR) -> datetime | None:
+    """``D`` or ``D@HH:MM[:SS]`` as a UTC datetime in January of `year`; ``0`` is no date."""
+    if token == "0":
+        return None
     day, _, clock = token.partition("@")
     parts = [int(p) for p in (clock or "10:00").split(":")] + [0]
     return datetime(year, 1, int(day), parts[0], parts[1], parts[2], tzinfo=UTC)
@@ -230,6 +232,7 @@ ARCHETYPES: tuple[Case, ...] = (
          "a remove_from_civicrm_group R2 no_civicrm_history"),
     Case("prefers_bulk", "a b:b +1", "a subscribed 2", "a no_change R1 email_differs"),
     Case("tie", "a +2", "a transactional 2", "a resubscribe_in_mailchimp R7"),
+    Case("undated_history", "a +0", "a unsubscribed 2", "a cannot_sync R2 no_history_date"),
     Case("whitespace_email", "a:W +3", "a unsubscribed 2",
          "a resubscribe_in_mailchimp R7 needs_confirmation =#1"),
 )
@@ -248,8 +251,8 @@ class Instance:
     def address(self, label: str) -> str:
         return f"{self.slug}.{label}@example.org"
 
-    def at(self, moment: datetime) -> datetime:
-        return moment + self.shift
+    def at(self, moment: datetime | None) -> datetime | None:
+        return None if moment is None else moment + self.shift
 
     @property
     def people(self) -> int:
@@ -392,7 +395,8 @@ def snapshot_frames(population: Population, group_id: int = 1, *,
             for ev, moment in c.events:
                 rows["civicrm_subscription_history"].append({
                     "id": hid, "contact_id": cid, "group_id": group_id,
-                    "date": inst.at(moment).astimezone(UTC).replace(tzinfo=None),
+                    "date": (None if moment is None
+                             else inst.at(moment).astimezone(UTC).replace(tzinfo=None)),
                     "method": "Admin", "status": ev})
                 hid += 1
                 status = None if ev == "Deleted" else ev

@@ -46,6 +46,10 @@ REASON_HELP = {
     "no_usable_email": "The contact has no email that is not on hold.",
     "email_shared_with_other_contact": "Their best email is already at Mailchimp as another "
                                        "contact's address; merge the duplicates.",
+    "no_history_date": "Their CiviCRM subscription history for the group has no usable date (a "
+                       "zero date), so nobody knows whether CiviCRM or Mailchimp changed "
+                       "later; nothing is removed or added on an unknown date. Fix the history "
+                       "date in CiviCRM (or re-add/remove them there) and audit again.",
 }
 
 

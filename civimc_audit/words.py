@@ -38,6 +38,7 @@ REASON_WORDS = {
     "other_email_subscribed": "another of their addresses is subscribed",
     "no_usable_email": "no usable email",
     "email_shared_with_other_contact": "email belongs to another contact at Mailchimp",
+    "no_history_date": "CiviCRM history has no usable date",
 }
 
 HISTORY_VERBS = {"Added": "added", "Removed": "removed", "Pending": "pending",

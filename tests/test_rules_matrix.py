@@ -116,6 +116,18 @@ TABLE = [
      "a remove_from_civicrm_group R2"),
     ("no_history_means_mailchimp", "a gc=Added", "a unsubscribed 1",
      "a remove_from_civicrm_group R2 no_civicrm_history"),
+    # History rows with no usable date (``0``: a zero date, read as NULL). An undated row older
+    # (by id) than a dated one is ignored; when the newest row is undated nobody knows which side
+    # changed later: no removal, addition or unsubscribe on an unknown date (no_history_date).
+    ("undated_older_row_ignored", "a +0 +5", "a subscribed 1", "a no_change R5"),
+    ("undated_newest_removal_not_acted_on", "a +5 -0", "a subscribed 1",
+     "a cannot_sync R3 no_history_date =#1"),
+    ("undated_only_history_not_removed", "a +0", "a unsubscribed 2",
+     "a cannot_sync R2 no_history_date =#1"),
+    ("undated_only_history_agrees", "a +0", "a subscribed 2", "a no_change R1"),
+    ("undated_history_not_readded", "a -0", "a subscribed 2", "a cannot_sync R3 no_history_date"),
+    ("undated_history_member_absent", "a +0", "", "#1 add_to_mailchimp R6"),
+    ("undated_removed_member_absent", "a +1 -0", "", "#1 no_change R10"),
     # Matching a member to a contact.
     ("match_same_email_twice_one_contact", "a a:b +1", "a subscribed 2", "a no_change R1 =#1"),
     ("match_case_differs", "a:U +1", "a subscribed 2", "a no_change R1 =#1"),
@@ -170,6 +182,7 @@ REASON_PHRASES = {
     "email_shared_with_other_contact": "is already the Mailchimp member of contact",
     "email_on_hold": "on hold in CiviCRM",
     "cleaned_at_mailchimp": "Mailchimp cleaned the address",
+    "no_history_date": "without knowing when CiviCRM last changed them",
 }
 OUTCOME_PHRASES = {
     "add_to_mailchimp": "subscribe ", "resubscribe_in_mailchimp": "resubscribe in Mailchimp",
@@ -257,7 +270,8 @@ def check_population(population, rows_by_policy) -> list[str]:
                 else:
                     phrase = REASON_PHRASES.get(e.reason_code) or OUTCOME_PHRASES[e.outcome]
                 decided = row["mailchimp_status"] is None or any(w in reason for w in (
-                    ", after ", "same second", "so Mailchimp decides", "this address"))
+                    ", after ", "same second", "so Mailchimp decides", "this address",
+                    "which side changed later"))
                 if phrase not in reason or not decided:
                     problems.append(f"{name} [{who}]: reason does not say what decided or "
                                     f"what happens ({phrase!r}): {reason}")

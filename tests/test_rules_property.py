@@ -28,7 +28,7 @@ from civimc_audit.store import Store
 LABELS = "abcd"
 RULE_OUTCOMES = {
     "R1": {"no_change"}, "R2": {"remove_from_civicrm_group", "cannot_sync"},
-    "R3": {"add_to_civicrm_group"}, "R4": {"no_change"}, "R5": {"no_change"},
+    "R3": {"add_to_civicrm_group", "cannot_sync"}, "R4": {"no_change"}, "R5": {"no_change"},
     "R6": {"add_to_mailchimp", "cannot_sync"}, "R7": {"resubscribe_in_mailchimp", "cannot_sync"},
     "R8": {"cannot_sync"}, "R9": {"unsubscribe_in_mailchimp"}, "R10": {"no_change"},
 }
@@ -41,8 +41,10 @@ def moment(day, second):
 emails = st.builds(EmailSpec, label=st.sampled_from(LABELS), primary=st.booleans(),
                    bulk=st.booleans(), on_hold=st.sampled_from([0, 0, 0, 1, 2]),
                    upper=st.booleans(), spaced=st.booleans(), whitespace=st.booleans())
+# Day 0: a history row with no usable date (a zero date in CiviCRM, NULL in the store).
 events = st.tuples(st.sampled_from(["Added", "Removed", "Pending", "Deleted"]),
-                   st.builds(moment, st.integers(1, 3), st.sampled_from([0, 1])))
+                   st.integers(0, 3), st.sampled_from([0, 1])).map(
+    lambda t: (t[0], moment(t[1], t[2]) if t[1] else None))
 contacts = st.builds(
     ContactSpec, emails=st.lists(emails, max_size=3).map(tuple),
     events=st.lists(events, max_size=3).map(tuple),
@@ -147,7 +149,12 @@ def oracle(population, policy: PolicySettings):
         c = contacts.get(cid) if cid else None
         civi_in = bool(c and c["civi_in"])
         mc_in = bool(m and m["status"] in ("subscribed", "pending"))
-        changed = max(c["hist"])[0] if c and c["hist"] else None
+        # The newest history row by id decides whether the history is dated; dated rows alone
+        # give the date and status (an older undated row is ignored).
+        undated = bool(c and c["hist"] and c["hist"][-1][0] is None)
+        dated = sorted(h for h in c["hist"] if h[0] is not None) if c else []
+        changed = dated[-1][0] if dated and not undated else None
+        latest_status = (c["hist"][-1][2] if undated else dated[-1][2] if dated else None)
         if m is None:
             winner = "civicrm"
         elif changed is None:
@@ -165,7 +172,9 @@ def oracle(population, policy: PolicySettings):
         else:
             rule = "R9" if mc_in else "R10"
         reason = ""
-        if rule == "R2" and any(matched[o["id"]] == cid and o["status"] in ("subscribed", "pending")
+        if rule in ("R2", "R3") and undated:
+            reason = "no_history_date"
+        elif rule == "R2" and any(matched[o["id"]] == cid and o["status"] in ("subscribed", "pending")
                                 for o in members if o is not m):
             reason = "other_email_subscribed"
         elif rule == "R6" and cid not in best:
@@ -191,8 +200,7 @@ def oracle(population, policy: PolicySettings):
             "duplicate_contacts": len(owners.get(norm, ())) > 1 if norm else False,
             "contact_deleted": bool(m and m["norm"] in trashed),
             "consent_conflict": conflict,
-            "civicrm_pending": bool(c and (c["gc"] == "Pending" or (
-                c["hist"] and max(c["hist"])[2] == "Pending"))),
+            "civicrm_pending": bool(c and (c["gc"] == "Pending" or latest_status == "Pending")),
             "no_civicrm_history": bool(c and c["gc"] and not c["hist"]),
             "needs_confirmation": outcome == "resubscribe_in_mailchimp"
                                   and m["status"] == "unsubscribed",

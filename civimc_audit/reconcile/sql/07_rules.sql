@@ -15,6 +15,9 @@
 --   R9  CiviCRM wins,   Civi-out, MC-in            -> unsubscribe_in_mailchimp
 --   R10 CiviCRM wins,   Civi-out, MC-out / absent  -> no_change
 -- A member with no matching contact is Civi-out (R3/R4); Mailchimp always wins it (step 6).
+-- no_history_date: the contact's newest history row (by id) has no usable date, so which side
+-- is later is unknown; Mailchimp wins as with no history, but R2 (a removal) and R3 (an addition)
+-- become cannot_sync rather than act on an unknown date. R1/R4 agree and need nothing.
 CREATE OR REPLACE TEMP VIEW ruled AS
 WITH r AS (
     SELECT d.*,
@@ -35,6 +38,7 @@ WITH r AS (
 ), x AS (
     SELECT r.*,
         CASE
+            WHEN rule IN ('R2', 'R3') AND history_undated THEN 'no_history_date'
             WHEN rule = 'R2' AND other_member_in THEN 'other_email_subscribed'
             WHEN rule = 'R6' AND best_email IS NULL THEN 'no_usable_email'
             WHEN rule = 'R6' AND best_email_is_member THEN 'email_shared_with_other_contact'
