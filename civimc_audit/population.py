@@ -223,6 +223,9 @@ ARCHETYPES: tuple[Case, ...] = (
     Case("shared_email", "a +1; a +2", "a subscribed 3",
          "a no_change R1 duplicate_contacts =#1;"
          " #2 cannot_sync R6 email_shared_with_other_contact duplicate_contacts"),
+    Case("same_new_address", "a +1; a:U +2", "",
+         "#1 add_to_mailchimp R6 duplicate_contacts;"
+         " #2 cannot_sync R6 email_shared_with_other_contact duplicate_contacts"),
     Case("on_hold", "a:h +3", "a archived 2", "a cannot_sync R7 email_on_hold"),
     Case("trashed_subscriber", "a +1 trashed", "a subscribed 2",
          "a add_to_civicrm_group R3 contact_deleted"),

@@ -45,7 +45,9 @@ REASON_HELP = {
                               "so the contact is kept in the group.",
     "no_usable_email": "The contact has no email that is not on hold.",
     "email_shared_with_other_contact": "Their best email is already at Mailchimp as another "
-                                       "contact's address; merge the duplicates.",
+                                       "contact's address, or another contact in the group "
+                                       "has the same best email (the lowest contact id is "
+                                       "added); merge the duplicates.",
     "no_history_date": "Their CiviCRM subscription history for the group has no usable date (a "
                        "zero date), so nobody knows whether CiviCRM or Mailchimp changed "
                        "later; nothing is removed or added on an unknown date. Fix the history "

@@ -37,7 +37,7 @@ REASON_WORDS = {
     "email_on_hold": "email on hold in CiviCRM",
     "other_email_subscribed": "another of their addresses is subscribed",
     "no_usable_email": "no usable email",
-    "email_shared_with_other_contact": "email belongs to another contact at Mailchimp",
+    "email_shared_with_other_contact": "email belongs to another contact",
     "no_history_date": "CiviCRM history has no usable date",
 }
 

@@ -74,6 +74,19 @@ TABLE = [
     ("r6_email_shared_with_other_contact", "a +1; a +2", "a subscribed 3",
      "a no_change R1 duplicate_contacts =#1;"
      " #2 cannot_sync R6 email_shared_with_other_contact duplicate_contacts ->a"),
+    # Two contacts in the group with the same best email and no member: one address is one
+    # member, so only the lowest contact id (as matching step 2 picks) gets it added.
+    ("r6_two_contacts_one_new_address", "a +1; a +2", "",
+     "#1 add_to_mailchimp R6 duplicate_contacts ->a;"
+     " #2 cannot_sync R6 email_shared_with_other_contact duplicate_contacts ->a"),
+    ("r6_two_contacts_address_case_differs", "a:U +2; a:W +1", "",
+     "#1 add_to_mailchimp R6 duplicate_contacts ->a;"
+     " #2 cannot_sync R6 email_shared_with_other_contact duplicate_contacts ->a"),
+    ("r6_shared_address_lowest_in_group_wins", "a; a gc=Added; a +3", "",
+     "#2 add_to_mailchimp R6 duplicate_contacts no_civicrm_history ->a;"
+     " #3 cannot_sync R6 email_shared_with_other_contact duplicate_contacts ->a"),
+    ("r6_shared_address_other_not_in_group", "a +1 -2; a +3", "",
+     "#1 no_change R10 duplicate_contacts; #2 add_to_mailchimp R6 duplicate_contacts ->a"),
     ("r6_gc_added_no_history", "a gc=Added", "", "#1 add_to_mailchimp R6 no_civicrm_history"),
     # R7/R8: CiviCRM later, contact in the group, member out.
     ("r7_unsubscribed", "a +3", "a unsubscribed 2",
@@ -179,7 +192,7 @@ MATRIX = [Case(*row) for row in TABLE]
 REASON_PHRASES = {
     "other_email_subscribed": "while their other address",
     "no_usable_email": "no email address that is not on hold",
-    "email_shared_with_other_contact": "is already the Mailchimp member of contact",
+    "email_shared_with_other_contact": "cannot add them to Mailchimp, because their address",
     "email_on_hold": "on hold in CiviCRM",
     "cleaned_at_mailchimp": "Mailchimp cleaned the address",
     "no_history_date": "without knowing when CiviCRM last changed them",

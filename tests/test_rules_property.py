@@ -144,6 +144,7 @@ def oracle(population, policy: PolicySettings):
     rows = [("m", m, matched[m["id"]]) for m in members]
     rows += [("c", None, cid) for cid, c in sorted(contacts.items())
              if c["live"] and (c["gc"] or c["hist"]) and cid not in matched.values()]
+    own_rows = {cid for kind, _, cid in rows if kind == "c"}
     result = {}
     for _kind, m, cid in rows:
         c = contacts.get(cid) if cid else None
@@ -179,7 +180,11 @@ def oracle(population, policy: PolicySettings):
             reason = "other_email_subscribed"
         elif rule == "R6" and cid not in best:
             reason = "no_usable_email"
-        elif rule == "R6" and best[cid] in member_of:
+        elif rule == "R6" and (best[cid] in member_of or any(
+                o < cid and contacts[o]["civi_in"] and best.get(o) == best[cid]
+                for o in own_rows)):
+            # A member matched to another contact has it; or no member does, and a lower-id
+            # contact's own row in the group gets it added.
             reason = "email_shared_with_other_contact"
         elif rule == "R7" and m["norm"] in on_hold:
             reason = "email_on_hold"

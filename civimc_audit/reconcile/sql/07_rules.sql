@@ -7,7 +7,10 @@
 --   R5  CiviCRM wins,   Civi-in,  MC-in            -> no_change
 --   R6  CiviCRM wins,   Civi-in,  MC-absent        -> add_to_mailchimp
 --                                                     (cannot_sync no_usable_email,
---                                                      email_shared_with_other_contact)
+--                                                      email_shared_with_other_contact: the
+--                                                      address is a member matched to another
+--                                                      contact, or a lower-id contact in the
+--                                                      group gets it added)
 --   R7  CiviCRM wins,   Civi-in,  unsubscribed/archived/transactional
 --                                                  -> resubscribe_in_mailchimp
 --                                                     (cannot_sync email_on_hold)
@@ -41,7 +44,8 @@ WITH r AS (
             WHEN rule IN ('R2', 'R3') AND history_undated THEN 'no_history_date'
             WHEN rule = 'R2' AND other_member_in THEN 'other_email_subscribed'
             WHEN rule = 'R6' AND best_email IS NULL THEN 'no_usable_email'
-            WHEN rule = 'R6' AND best_email_is_member THEN 'email_shared_with_other_contact'
+            WHEN rule = 'R6' AND (best_email_is_member OR best_email_added_for_other)
+                THEN 'email_shared_with_other_contact'
             WHEN rule = 'R7' AND member_on_hold THEN 'email_on_hold'
             WHEN rule = 'R8' THEN 'cleaned_at_mailchimp'
         END AS reason_code

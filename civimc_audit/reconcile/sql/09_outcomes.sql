@@ -89,6 +89,10 @@ SELECT w.*,
         WHEN reason_code = 'no_usable_email'
             THEN 'cannot add them to Mailchimp, because they have no email address that is not '
                  'on hold'
+        WHEN reason_code = 'email_shared_with_other_contact' AND best_email_added_for_other
+            THEN concat('cannot add them to Mailchimp, because their address ', best_email,
+                        ' is also the best address of contact ', shared_with, ', who is added ',
+                        'instead (one address is one Mailchimp member)')
         WHEN reason_code = 'email_shared_with_other_contact'
             THEN concat('cannot add them to Mailchimp, because their address ', best_email,
                         ' is already the Mailchimp member of contact ', shared_with)
