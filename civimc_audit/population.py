@@ -235,6 +235,8 @@ ARCHETYPES: tuple[Case, ...] = (
          "a remove_from_civicrm_group R2 no_civicrm_history"),
     Case("prefers_bulk", "a b:b +1", "a subscribed 2", "a no_change R1 email_differs"),
     Case("tie", "a +2", "a transactional 2", "a resubscribe_in_mailchimp R7"),
+    Case("other_email_rejoins", "a b +1 -2", "a subscribed 3; b subscribed 1",
+         "a add_to_civicrm_group R3; b cannot_sync R9 other_email_subscribed email_differs"),
     Case("undated_history", "a +0", "a unsubscribed 2", "a cannot_sync R2 no_history_date"),
     Case("whitespace_email", "a:W +3", "a unsubscribed 2",
          "a resubscribe_in_mailchimp R7 needs_confirmation =#1"),

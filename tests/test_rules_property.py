@@ -30,7 +30,8 @@ RULE_OUTCOMES = {
     "R1": {"no_change"}, "R2": {"remove_from_civicrm_group", "cannot_sync"},
     "R3": {"add_to_civicrm_group", "cannot_sync"}, "R4": {"no_change"}, "R5": {"no_change"},
     "R6": {"add_to_mailchimp", "cannot_sync"}, "R7": {"resubscribe_in_mailchimp", "cannot_sync"},
-    "R8": {"cannot_sync"}, "R9": {"unsubscribe_in_mailchimp"}, "R10": {"no_change"},
+    "R8": {"cannot_sync"}, "R9": {"unsubscribe_in_mailchimp", "cannot_sync"},
+    "R10": {"no_change"},
 }
 
 
@@ -145,25 +146,33 @@ def oracle(population, policy: PolicySettings):
     rows += [("c", None, cid) for cid, c in sorted(contacts.items())
              if c["live"] and (c["gc"] or c["hist"]) and cid not in matched.values()]
     own_rows = {cid for kind, _, cid in rows if kind == "c"}
+
+    def history(c):
+        """(undated, changed, latest status): the newest history row by id decides whether the
+        history is dated; dated rows alone give the date and status (older undated ones are
+        ignored)."""
+        undated = bool(c and c["hist"] and c["hist"][-1][0] is None)
+        dated = sorted(h for h in c["hist"] if h[0] is not None) if c else []
+        changed = dated[-1][0] if dated and not undated else None
+        return undated, changed, (c["hist"][-1][2] if undated else dated[-1][2] if dated else None)
+
+    def winner_of(m, c):
+        changed = history(c)[1]
+        if m is None:
+            return "civicrm"
+        if changed is None:
+            return "mailchimp"
+        if changed == m["changed"]:
+            return policy.tie_winner
+        return "civicrm" if changed > m["changed"] else "mailchimp"
+
     result = {}
     for _kind, m, cid in rows:
         c = contacts.get(cid) if cid else None
         civi_in = bool(c and c["civi_in"])
         mc_in = bool(m and m["status"] in ("subscribed", "pending"))
-        # The newest history row by id decides whether the history is dated; dated rows alone
-        # give the date and status (an older undated row is ignored).
-        undated = bool(c and c["hist"] and c["hist"][-1][0] is None)
-        dated = sorted(h for h in c["hist"] if h[0] is not None) if c else []
-        changed = dated[-1][0] if dated and not undated else None
-        latest_status = (c["hist"][-1][2] if undated else dated[-1][2] if dated else None)
-        if m is None:
-            winner = "civicrm"
-        elif changed is None:
-            winner = "mailchimp"
-        elif changed == m["changed"]:
-            winner = policy.tie_winner
-        else:
-            winner = "civicrm" if changed > m["changed"] else "mailchimp"
+        undated, changed, latest_status = history(c)
+        winner = winner_of(m, c)
         if winner == "mailchimp":
             rule = {(True, True): "R1", (True, False): "R2", (False, True): "R3",
                     (False, False): "R4"}[(civi_in, mc_in)]
@@ -186,6 +195,11 @@ def oracle(population, policy: PolicySettings):
             # A member matched to another contact has it; or no member does, and a lower-id
             # contact's own row in the group gets it added.
             reason = "email_shared_with_other_contact"
+        elif rule == "R9" and any(
+                matched[o["id"]] == cid and o["status"] in ("subscribed", "pending")
+                and winner_of(o, c) == "mailchimp" for o in members if o is not m):
+            # Another member of the contact is MC-in and later than CiviCRM (its row is R3).
+            reason = "other_email_subscribed"
         elif rule == "R7" and m["norm"] in on_hold:
             reason = "email_on_hold"
         elif rule == "R8":

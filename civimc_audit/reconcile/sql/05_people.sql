@@ -3,6 +3,7 @@
 -- member matched (the candidates for R6 and R10 with Mailchimp absent). Each row gathers both
 -- sides' state and the facts the exceptions test:
 --   other_member_in / other_in_email   R2 other_email_subscribed
+--   latest_in_changed / latest_in_email  R9 other_email_subscribed (step 6)
 --   best_email_is_member / best_email_added_for_other / shared_with
 --                                      R6 email_shared_with_other_contact
 --   member_on_hold                     R7 email_on_hold
@@ -10,9 +11,12 @@
 -- (Joins on small per-key aggregates rather than window functions: this is the step that sees
 -- every person, and it must stay close to the cost of one join at a million people.)
 
--- Per matched contact, its MC-in members (R2: another member matched to the same contact).
+-- Per matched contact, its MC-in members (R2: another member matched to the same contact), and
+-- the latest of them (R9: another MC-in member that wins against CiviCRM, step 6).
 CREATE OR REPLACE TEMP TABLE m_contact_in AS
-SELECT mm.contact_id, count(*) AS n_in, min(m.email_address) AS in_email
+SELECT mm.contact_id, count(*) AS n_in, min(m.email_address) AS in_email,
+       max(m.last_changed) AS latest_in_changed,
+       arg_max(m.email_address, m.last_changed) AS latest_in_email
 FROM m_match mm JOIN m_member m USING (member_id)
 WHERE m.mc_in
 GROUP BY mm.contact_id;
@@ -86,6 +90,8 @@ SELECT r.person_id,
        -- MC-out, so in_email then names another member.
        coalesce(ci.n_in - CASE WHEN m.mc_in THEN 1 ELSE 0 END > 0, false) AS other_member_in,
        ci.in_email AS other_in_email,
+       ci.latest_in_changed,
+       ci.latest_in_email,
        -- R6: the best email is already a member; on a contact's own row that member was matched
        -- to another contact (had it matched this one, the contact would have no row of its own).
        ao.member_contact IS NOT NULL AS best_email_is_member,

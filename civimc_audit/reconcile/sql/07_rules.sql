@@ -16,6 +16,9 @@
 --                                                     (cannot_sync email_on_hold)
 --   R8  CiviCRM wins,   Civi-in,  cleaned          -> cannot_sync cleaned_at_mailchimp
 --   R9  CiviCRM wins,   Civi-out, MC-in            -> unsubscribe_in_mailchimp
+--                                                     (cannot_sync other_email_subscribed when
+--                                                      another member of the contact is MC-in
+--                                                      and wins: its row is R3)
 --   R10 CiviCRM wins,   Civi-out, MC-out / absent  -> no_change
 -- A member with no matching contact is Civi-out (R3/R4); Mailchimp always wins it (step 6).
 -- no_history_date: the contact's newest history row (by id) has no usable date, so which side
@@ -48,6 +51,7 @@ WITH r AS (
                 THEN 'email_shared_with_other_contact'
             WHEN rule = 'R7' AND member_on_hold THEN 'email_on_hold'
             WHEN rule = 'R8' THEN 'cleaned_at_mailchimp'
+            WHEN rule = 'R9' AND other_in_wins THEN 'other_email_subscribed'
         END AS reason_code
     FROM r
 )

@@ -1,6 +1,6 @@
 -- Step 9 — the outcome rows (DESIGN "Outcome rows"): one per person, each with a reason a person
 -- can read without the rules table — which date decided (who wins, for R1–R10) and what happens,
--- or why nothing can (the cannot_sync codes of R2, R3, R6, R7, R8; policy honor_civicrm_consent).
+-- or why nothing can (the cannot_sync codes of R2, R3, R6, R7, R8, R9; policy honor_civicrm_consent).
 -- When both dates fall on the same day, the time is shown too, so a decision to the second reads.
 -- person_id comes from step 5.
 CREATE OR REPLACE TEMP VIEW worded AS
@@ -77,6 +77,10 @@ SELECT w.*,
         WHEN consent_applied
             THEN concat('leave them out of Mailchimp, because CiviCRM says ', consent_words,
                         ' (policy honor_civicrm_consent)')
+        WHEN reason_code = 'other_email_subscribed' AND rule = 'R9'
+            THEN concat('cannot unsubscribe them in Mailchimp while their other address ',
+                        latest_in_email, ' is subscribed at Mailchimp and changed there after ',
+                        'CiviCRM, which puts the contact back in the CiviCRM group')
         WHEN reason_code = 'other_email_subscribed'
             THEN concat('cannot remove them from the CiviCRM group while their other address ',
                         other_in_email, ' is subscribed at Mailchimp')
