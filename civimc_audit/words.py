@@ -71,7 +71,9 @@ def civicrm_words(row, year: int | None = None) -> str:
         return "never in group"
     if hist is None or pd.isna(hist):
         return f"{str(status).lower()} (no history date)"
-    return f"{HISTORY_VERBS.get(hist, str(hist).lower())} {short_date(row.get('civicrm_changed'), year)}"
+    verb = HISTORY_VERBS.get(hist, str(hist).lower())
+    date = short_date(row.get("civicrm_changed"), year)
+    return f"{verb} {date}" if date else f"{verb} (no usable date)"
 
 
 def outcome_words(row) -> str:
