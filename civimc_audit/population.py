@@ -9,10 +9,12 @@ rules must give it, written in a compact notation so a table of cases reads like
 ``civi`` — contacts separated by ``;``; each is space-separated tokens:
   * an email: a one-letter label (``a``), optionally ``:`` and qualifiers — ``p`` primary,
     ``b`` bulk-mail, ``h`` on hold (bounce), ``o`` on hold (opt-out), ``U`` stored upper-case,
-    ``S`` stored with surrounding spaces. The first email is primary unless another says ``p``.
+    ``S`` stored with surrounding spaces, ``W`` stored with other whitespace around it (a tab,
+    a no-break space, a line break: SQL's trim() keeps these). The first email is primary unless
+    another says ``p``.
   * a membership change written the way core writes it: ``+D`` added, ``-D`` removed, ``?D``
     pending, ``xD`` deleted (row gone, 'Deleted' history), where ``D`` is a day of January
-    (10:00 UTC) or ``D@HH:MM[:SS]``;
+    (10:00 UTC) or ``D@HH:MM[:SS]``, or ``0``: a history row with no usable date (a zero date);
   * ``gc=Added|Removed|Pending``: only a group_contact row, no history (a direct-SQL import);
   * ``trashed``, ``do_not_email``, ``opt_out``, ``deceased``.
 ``mc`` — members separated by ``;``: ``label[:U] status [D[@HH:MM[:SS]]]``.
@@ -38,9 +40,11 @@ from datetime import UTC, datetime, timedelta
 
 from tqdm.auto import tqdm
 
+from .emails import SQL_WHITESPACE_CLASS, normalize_email
+
 YEAR = 2026
 REASON_CODES = ("other_email_subscribed", "no_usable_email", "email_shared_with_other_contact",
-                "email_on_hold", "cleaned_at_mailchimp")
+                "email_on_hold", "cleaned_at_mailchimp", "no_history_date")
 FLAGS = ("duplicate_contacts", "contact_deleted", "consent_conflict", "civicrm_pending",
          "no_civicrm_history", "needs_confirmation", "email_differs")
 MC_STATUSES = ("subscribed", "pending", "unsubscribed", "cleaned", "archived", "transactional")
@@ -59,6 +63,7 @@ class EmailSpec:
     on_hold: int = 0
     upper: bool = False
     spaced: bool = False
+    whitespace: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,10 @@ class Expected:
         return "mailchimp" if self.rule in ("R1", "R2", "R3", "R4") else "civicrm"
 
 
-def when(token: str, year: int = YEAR) -> datetime:
-    """``D`` or ``D@HH:MM[:SS]`` as a UTC datetime in January of `year`."""
+def when(token: str, year: int = YEAR) -> datetime | None:
+    """``D`` or ``D@HH:MM[:SS]`` as a UTC datetime in January of `year`; ``0`` is no date."""
+    if token == "0":
+        return None
     day, _, clock = token.partition("@")
     parts = [int(p) for p in (clock or "10:00").split(":")] + [0]
     return datetime(year, 1, int(day), parts[0], parts[1], parts[2], tzinfo=UTC)
@@ -117,11 +124,11 @@ def parse_civi(text: str) -> tuple[ContactSpec, ...]:
                 kw["gc_only"] = tok[3:]
             elif tok[0] in _EVENT and len(tok) > 1 and tok[1].isdigit():
                 events.append((_EVENT[tok[0]], when(tok[1:])))
-            elif re.fullmatch(r"[a-z](:[pbhoUS]+)?", tok):
+            elif re.fullmatch(r"[a-z](:[pbhoUSW]+)?", tok):
                 label, _, q = tok.partition(":")
                 emails.append(EmailSpec(label, "p" in q, "b" in q,
                                         1 if "h" in q else 2 if "o" in q else 0,
-                                        "U" in q, "S" in q))
+                                        "U" in q, "S" in q, "W" in q))
             else:
                 raise ValueError(f"bad CiviCRM token {tok!r} in {text!r}")
         if emails and not any(e.primary for e in emails):
@@ -216,6 +223,9 @@ ARCHETYPES: tuple[Case, ...] = (
     Case("shared_email", "a +1; a +2", "a subscribed 3",
          "a no_change R1 duplicate_contacts =#1;"
          " #2 cannot_sync R6 email_shared_with_other_contact duplicate_contacts"),
+    Case("same_new_address", "a +1; a:U +2", "",
+         "#1 add_to_mailchimp R6 duplicate_contacts;"
+         " #2 cannot_sync R6 email_shared_with_other_contact duplicate_contacts"),
     Case("on_hold", "a:h +3", "a archived 2", "a cannot_sync R7 email_on_hold"),
     Case("trashed_subscriber", "a +1 trashed", "a subscribed 2",
          "a add_to_civicrm_group R3 contact_deleted"),
@@ -225,6 +235,11 @@ ARCHETYPES: tuple[Case, ...] = (
          "a remove_from_civicrm_group R2 no_civicrm_history"),
     Case("prefers_bulk", "a b:b +1", "a subscribed 2", "a no_change R1 email_differs"),
     Case("tie", "a +2", "a transactional 2", "a resubscribe_in_mailchimp R7"),
+    Case("other_email_rejoins", "a b +1 -2", "a subscribed 3; b subscribed 1",
+         "a add_to_civicrm_group R3; b cannot_sync R9 other_email_subscribed email_differs"),
+    Case("undated_history", "a +0", "a unsubscribed 2", "a cannot_sync R2 no_history_date"),
+    Case("whitespace_email", "a:W +3", "a unsubscribed 2",
+         "a resubscribe_in_mailchimp R7 needs_confirmation =#1"),
 )
 
 
@@ -241,8 +256,8 @@ class Instance:
     def address(self, label: str) -> str:
         return f"{self.slug}.{label}@example.org"
 
-    def at(self, moment: datetime) -> datetime:
-        return moment + self.shift
+    def at(self, moment: datetime | None) -> datetime | None:
+        return None if moment is None else moment + self.shift
 
     @property
     def people(self) -> int:
@@ -303,6 +318,8 @@ def _stored(address: str, spec: EmailSpec | MemberSpec) -> str:
         address = address.upper()
     if getattr(spec, "spaced", False):
         address = f"  {address} "
+    if getattr(spec, "whitespace", False):
+        address = f"\t\u00a0{address}\r\n"
     return address
 
 
@@ -383,7 +400,8 @@ def snapshot_frames(population: Population, group_id: int = 1, *,
             for ev, moment in c.events:
                 rows["civicrm_subscription_history"].append({
                     "id": hid, "contact_id": cid, "group_id": group_id,
-                    "date": inst.at(moment).astimezone(UTC).replace(tzinfo=None),
+                    "date": (None if moment is None
+                             else inst.at(moment).astimezone(UTC).replace(tzinfo=None)),
                     "method": "Admin", "status": ev})
                 hid += 1
                 status = None if ev == "Deleted" else ev
@@ -397,11 +415,15 @@ def snapshot_frames(population: Population, group_id: int = 1, *,
         for m in inst.case.members:
             address = _stored(inst.address(m.label), m)
             rows["mailchimp_member"].append({
-                "id": hashlib.md5(address.strip().lower().encode()).hexdigest(),
+                "id": hashlib.md5(normalize_email(address).encode()).hexdigest(),
                 "email_address": address, "status": m.status,
                 "last_changed": inst.at(m.last_changed).astimezone(UTC).replace(tzinfo=None),
                 "fname": inst.case.name, "lname": inst.slug})
     return rows
+
+
+# Leading whitespace of a stored address (kept in front of a copy's prefix), escaped for format().
+_LEADING = (SQL_WHITESPACE_CLASS + "*").replace("{", "{{").replace("}", "}}")
 
 
 def write_store(store, population: Population, group_id: int = 1, *,
@@ -438,7 +460,8 @@ def write_store(store, population: Population, group_id: int = 1, *,
             "civicrm_contact": (civi, "id + k * {s}, contact_type, first_name, last_name,"
                                 " display_name, is_deleted, do_not_email, is_opt_out, is_deceased"),
             "civicrm_email": (civi, "id + k * {s}, contact_id + k * {s},"
-                              " regexp_replace(email, '^(\\s*)', '\\1' || " + prefix + "),"
+                              " regexp_replace(email, '^(" + _LEADING + ")', '\\1' || "
+                              + prefix + "),"
                               " is_primary, is_bulkmail, on_hold, location_type_id"),
             "civicrm_group_contact": (civi, "id + k * {s}, group_id, contact_id + k * {s},"
                                       " status"),

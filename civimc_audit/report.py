@@ -42,10 +42,18 @@ REASON_HELP = {
                             "resubscribed. Find a new address for them.",
     "email_on_hold": "The address is on hold in CiviCRM (bounces); fix or replace it first.",
     "other_email_subscribed": "Another of the contact's addresses is subscribed at Mailchimp, "
-                              "so the contact is kept in the group.",
+                              "so the contact is kept in the group (R2), or that address "
+                              "changed later than CiviCRM and puts the contact back in the "
+                              "group, so this address is not unsubscribed (R9).",
     "no_usable_email": "The contact has no email that is not on hold.",
     "email_shared_with_other_contact": "Their best email is already at Mailchimp as another "
-                                       "contact's address; merge the duplicates.",
+                                       "contact's address, or another contact in the group "
+                                       "has the same best email (the lowest contact id is "
+                                       "added); merge the duplicates.",
+    "no_history_date": "Their CiviCRM subscription history for the group has no usable date (a "
+                       "zero date), so nobody knows whether CiviCRM or Mailchimp changed "
+                       "later; nothing is removed or added on an unknown date. Fix the history "
+                       "date in CiviCRM (or re-add/remove them there) and audit again.",
 }
 
 

@@ -37,7 +37,8 @@ REASON_WORDS = {
     "email_on_hold": "email on hold in CiviCRM",
     "other_email_subscribed": "another of their addresses is subscribed",
     "no_usable_email": "no usable email",
-    "email_shared_with_other_contact": "email belongs to another contact at Mailchimp",
+    "email_shared_with_other_contact": "email belongs to another contact",
+    "no_history_date": "CiviCRM history has no usable date",
 }
 
 HISTORY_VERBS = {"Added": "added", "Removed": "removed", "Pending": "pending",
@@ -70,7 +71,9 @@ def civicrm_words(row, year: int | None = None) -> str:
         return "never in group"
     if hist is None or pd.isna(hist):
         return f"{str(status).lower()} (no history date)"
-    return f"{HISTORY_VERBS.get(hist, str(hist).lower())} {short_date(row.get('civicrm_changed'), year)}"
+    verb = HISTORY_VERBS.get(hist, str(hist).lower())
+    date = short_date(row.get("civicrm_changed"), year)
+    return f"{verb} {date}" if date else f"{verb} (no usable date)"
 
 
 def outcome_words(row) -> str:

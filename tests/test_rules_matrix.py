@@ -4,9 +4,10 @@ takes the snapshots and reconciles them — once per policy — and each case's 
 checked against the table. A failure names every case that went wrong.
 
 Notation (civimc_audit.population): CiviCRM contacts are separated by ``;``; ``a``/``b`` are email
-addresses (``:p`` primary, ``:b`` bulk, ``:h`` on hold, ``:U`` upper-case, ``:S`` spaces), ``+D``
-``-D`` ``?D`` ``xD`` add / remove / pending / delete on January D (``D@HH:MM:SS`` for a time),
-``gc=Status`` a group_contact row with no history. Mailchimp members: ``label status D``.
+addresses (``:p`` primary, ``:b`` bulk, ``:h`` on hold, ``:U`` upper-case, ``:S`` spaces, ``:W``
+tab/NBSP/newline), ``+D`` ``-D`` ``?D`` ``xD`` add / remove / pending / delete on January D
+(``D@HH:MM:SS`` for a time), ``gc=Status`` a group_contact row with no history. Mailchimp
+members: ``label status D``.
 Expected rows: ``who outcome rule [reason_code] [flags] [=#N contact] [->email]`` where ``who`` is
 a member's address or ``#N``, the N-th contact's own row.
 """
@@ -73,6 +74,19 @@ TABLE = [
     ("r6_email_shared_with_other_contact", "a +1; a +2", "a subscribed 3",
      "a no_change R1 duplicate_contacts =#1;"
      " #2 cannot_sync R6 email_shared_with_other_contact duplicate_contacts ->a"),
+    # Two contacts in the group with the same best email and no member: one address is one
+    # member, so only the lowest contact id (as matching step 2 picks) gets it added.
+    ("r6_two_contacts_one_new_address", "a +1; a +2", "",
+     "#1 add_to_mailchimp R6 duplicate_contacts ->a;"
+     " #2 cannot_sync R6 email_shared_with_other_contact duplicate_contacts ->a"),
+    ("r6_two_contacts_address_case_differs", "a:U +2; a:W +1", "",
+     "#1 add_to_mailchimp R6 duplicate_contacts ->a;"
+     " #2 cannot_sync R6 email_shared_with_other_contact duplicate_contacts ->a"),
+    ("r6_shared_address_lowest_in_group_wins", "a; a gc=Added; a +3", "",
+     "#2 add_to_mailchimp R6 duplicate_contacts no_civicrm_history ->a;"
+     " #3 cannot_sync R6 email_shared_with_other_contact duplicate_contacts ->a"),
+    ("r6_shared_address_other_not_in_group", "a +1 -2; a +3", "",
+     "#1 no_change R10 duplicate_contacts; #2 add_to_mailchimp R6 duplicate_contacts ->a"),
     ("r6_gc_added_no_history", "a gc=Added", "", "#1 add_to_mailchimp R6 no_civicrm_history"),
     # R7/R8: CiviCRM later, contact in the group, member out.
     ("r7_unsubscribed", "a +3", "a unsubscribed 2",
@@ -84,6 +98,13 @@ TABLE = [
      "a cannot_sync R7 email_on_hold duplicate_contacts =#1"),
     ("r7_spaces_around_email", "a:S +3", "a unsubscribed 2",
      "a resubscribe_in_mailchimp R7 needs_confirmation =#1"),
+    # Whitespace other than spaces around a CiviCRM address (tab, no-break space, line break) is
+    # stripped as Mailchimp's member hash strips it, so the contact matches its member.
+    ("r7_whitespace_email_matches_unsubscribed_member", "a:W +3", "a unsubscribed 2",
+     "a resubscribe_in_mailchimp R7 needs_confirmation =#1"),
+    ("r3_whitespace_email_matches_removed_contact", "a:W +1 -2", "a subscribed 3",
+     "a add_to_civicrm_group R3 =#1"),
+    ("r6_whitespace_email_sent_stripped", "a:UW +1", "", "#1 add_to_mailchimp R6 ->a"),
     ("r7_readded_after_delete", "a +1 x2 +3", "a unsubscribed 2@12:00",
      "a resubscribe_in_mailchimp R7 needs_confirmation"),
     ("r8_cleaned", "a +3", "a cleaned 2", "a cannot_sync R8 cleaned_at_mailchimp"),
@@ -95,6 +116,19 @@ TABLE = [
      "a unsubscribe_in_mailchimp R9 civicrm_pending"),
     ("r9_deleted_from_group", "a +1 x3", "a subscribed 2", "a unsubscribe_in_mailchimp R9"),
     ("r9_tie_goes_to_civicrm", "a +1 -2", "a subscribed 2", "a unsubscribe_in_mailchimp R9"),
+    # R9 with another member of the same contact subscribed later than CiviCRM's removal: that
+    # one re-adds the contact to the group (R3), so unsubscribing this one would flip-flop.
+    ("r9_other_email_rejoins_group", "a b +1 -2", "a subscribed 3; b subscribed 1",
+     "a add_to_civicrm_group R3 =#1; b cannot_sync R9 other_email_subscribed email_differs =#1"),
+    ("r9_other_email_also_earlier", "a b +1 -4", "a subscribed 3; b subscribed 2",
+     "a unsubscribe_in_mailchimp R9 =#1; b unsubscribe_in_mailchimp R9 email_differs =#1"),
+    ("r9_other_email_out_later", "a b +1 -2", "a unsubscribed 3; b subscribed 1",
+     "a no_change R4; b unsubscribe_in_mailchimp R9 email_differs"),
+    ("r9_other_email_ties_to_mailchimp", "a b +1 -2", "a subscribed 2; b subscribed 1",
+     "a add_to_civicrm_group R3; b cannot_sync R9 other_email_subscribed email_differs",
+     "tie_winner=mailchimp"),
+    ("r9_other_email_tie_to_civicrm", "a b +1 -2", "a subscribed 2; b subscribed 1",
+     "a unsubscribe_in_mailchimp R9; b unsubscribe_in_mailchimp R9 email_differs"),
     ("r10_removed_unsubscribed", "a +1 -3", "a unsubscribed 2", "a no_change R10"),
     ("r10_removed_cleaned", "a +1 -3", "a cleaned 2", "a no_change R10"),
     ("r10_removed_absent", "a +1 -3", "", "#1 no_change R10"),
@@ -108,6 +142,18 @@ TABLE = [
      "a remove_from_civicrm_group R2"),
     ("no_history_means_mailchimp", "a gc=Added", "a unsubscribed 1",
      "a remove_from_civicrm_group R2 no_civicrm_history"),
+    # History rows with no usable date (``0``: a zero date, read as NULL). An undated row older
+    # (by id) than a dated one is ignored; when the newest row is undated nobody knows which side
+    # changed later: no removal, addition or unsubscribe on an unknown date (no_history_date).
+    ("undated_older_row_ignored", "a +0 +5", "a subscribed 1", "a no_change R5"),
+    ("undated_newest_removal_not_acted_on", "a +5 -0", "a subscribed 1",
+     "a cannot_sync R3 no_history_date =#1"),
+    ("undated_only_history_not_removed", "a +0", "a unsubscribed 2",
+     "a cannot_sync R2 no_history_date =#1"),
+    ("undated_only_history_agrees", "a +0", "a subscribed 2", "a no_change R1"),
+    ("undated_history_not_readded", "a -0", "a subscribed 2", "a cannot_sync R3 no_history_date"),
+    ("undated_history_member_absent", "a +0", "", "#1 add_to_mailchimp R6"),
+    ("undated_removed_member_absent", "a +1 -0", "", "#1 no_change R10"),
     # Matching a member to a contact.
     ("match_same_email_twice_one_contact", "a a:b +1", "a subscribed 2", "a no_change R1 =#1"),
     ("match_case_differs", "a:U +1", "a subscribed 2", "a no_change R1 =#1"),
@@ -159,9 +205,10 @@ MATRIX = [Case(*row) for row in TABLE]
 REASON_PHRASES = {
     "other_email_subscribed": "while their other address",
     "no_usable_email": "no email address that is not on hold",
-    "email_shared_with_other_contact": "is already the Mailchimp member of contact",
+    "email_shared_with_other_contact": "cannot add them to Mailchimp, because their address",
     "email_on_hold": "on hold in CiviCRM",
     "cleaned_at_mailchimp": "Mailchimp cleaned the address",
+    "no_history_date": "without knowing when CiviCRM last changed them",
 }
 OUTCOME_PHRASES = {
     "add_to_mailchimp": "subscribe ", "resubscribe_in_mailchimp": "resubscribe in Mailchimp",
@@ -249,7 +296,8 @@ def check_population(population, rows_by_policy) -> list[str]:
                 else:
                     phrase = REASON_PHRASES.get(e.reason_code) or OUTCOME_PHRASES[e.outcome]
                 decided = row["mailchimp_status"] is None or any(w in reason for w in (
-                    ", after ", "same second", "so Mailchimp decides", "this address"))
+                    ", after ", "same second", "so Mailchimp decides", "this address",
+                    "which side changed later"))
                 if phrase not in reason or not decided:
                     problems.append(f"{name} [{who}]: reason does not say what decided or "
                                     f"what happens ({phrase!r}): {reason}")

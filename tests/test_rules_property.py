@@ -28,9 +28,10 @@ from civimc_audit.store import Store
 LABELS = "abcd"
 RULE_OUTCOMES = {
     "R1": {"no_change"}, "R2": {"remove_from_civicrm_group", "cannot_sync"},
-    "R3": {"add_to_civicrm_group"}, "R4": {"no_change"}, "R5": {"no_change"},
+    "R3": {"add_to_civicrm_group", "cannot_sync"}, "R4": {"no_change"}, "R5": {"no_change"},
     "R6": {"add_to_mailchimp", "cannot_sync"}, "R7": {"resubscribe_in_mailchimp", "cannot_sync"},
-    "R8": {"cannot_sync"}, "R9": {"unsubscribe_in_mailchimp"}, "R10": {"no_change"},
+    "R8": {"cannot_sync"}, "R9": {"unsubscribe_in_mailchimp", "cannot_sync"},
+    "R10": {"no_change"},
 }
 
 
@@ -40,9 +41,11 @@ def moment(day, second):
 
 emails = st.builds(EmailSpec, label=st.sampled_from(LABELS), primary=st.booleans(),
                    bulk=st.booleans(), on_hold=st.sampled_from([0, 0, 0, 1, 2]),
-                   upper=st.booleans(), spaced=st.booleans())
+                   upper=st.booleans(), spaced=st.booleans(), whitespace=st.booleans())
+# Day 0: a history row with no usable date (a zero date in CiviCRM, NULL in the store).
 events = st.tuples(st.sampled_from(["Added", "Removed", "Pending", "Deleted"]),
-                   st.builds(moment, st.integers(1, 3), st.sampled_from([0, 1])))
+                   st.integers(0, 3), st.sampled_from([0, 1])).map(
+    lambda t: (t[0], moment(t[1], t[2]) if t[1] else None))
 contacts = st.builds(
     ContactSpec, emails=st.lists(emails, max_size=3).map(tuple),
     events=st.lists(events, max_size=3).map(tuple),
@@ -142,20 +145,34 @@ def oracle(population, policy: PolicySettings):
     rows = [("m", m, matched[m["id"]]) for m in members]
     rows += [("c", None, cid) for cid, c in sorted(contacts.items())
              if c["live"] and (c["gc"] or c["hist"]) and cid not in matched.values()]
+    own_rows = {cid for kind, _, cid in rows if kind == "c"}
+
+    def history(c):
+        """(undated, changed, latest status): the newest history row by id decides whether the
+        history is dated; dated rows alone give the date and status (older undated ones are
+        ignored)."""
+        undated = bool(c and c["hist"] and c["hist"][-1][0] is None)
+        dated = sorted(h for h in c["hist"] if h[0] is not None) if c else []
+        changed = dated[-1][0] if dated and not undated else None
+        return undated, changed, (c["hist"][-1][2] if undated else dated[-1][2] if dated else None)
+
+    def winner_of(m, c):
+        changed = history(c)[1]
+        if m is None:
+            return "civicrm"
+        if changed is None:
+            return "mailchimp"
+        if changed == m["changed"]:
+            return policy.tie_winner
+        return "civicrm" if changed > m["changed"] else "mailchimp"
+
     result = {}
     for _kind, m, cid in rows:
         c = contacts.get(cid) if cid else None
         civi_in = bool(c and c["civi_in"])
         mc_in = bool(m and m["status"] in ("subscribed", "pending"))
-        changed = max(c["hist"])[0] if c and c["hist"] else None
-        if m is None:
-            winner = "civicrm"
-        elif changed is None:
-            winner = "mailchimp"
-        elif changed == m["changed"]:
-            winner = policy.tie_winner
-        else:
-            winner = "civicrm" if changed > m["changed"] else "mailchimp"
+        undated, changed, latest_status = history(c)
+        winner = winner_of(m, c)
         if winner == "mailchimp":
             rule = {(True, True): "R1", (True, False): "R2", (False, True): "R3",
                     (False, False): "R4"}[(civi_in, mc_in)]
@@ -165,13 +182,24 @@ def oracle(population, policy: PolicySettings):
         else:
             rule = "R9" if mc_in else "R10"
         reason = ""
-        if rule == "R2" and any(matched[o["id"]] == cid and o["status"] in ("subscribed", "pending")
+        if rule in ("R2", "R3") and undated:
+            reason = "no_history_date"
+        elif rule == "R2" and any(matched[o["id"]] == cid and o["status"] in ("subscribed", "pending")
                                 for o in members if o is not m):
             reason = "other_email_subscribed"
         elif rule == "R6" and cid not in best:
             reason = "no_usable_email"
-        elif rule == "R6" and best[cid] in member_of:
+        elif rule == "R6" and (best[cid] in member_of or any(
+                o < cid and contacts[o]["civi_in"] and best.get(o) == best[cid]
+                for o in own_rows)):
+            # A member matched to another contact has it; or no member does, and a lower-id
+            # contact's own row in the group gets it added.
             reason = "email_shared_with_other_contact"
+        elif rule == "R9" and any(
+                matched[o["id"]] == cid and o["status"] in ("subscribed", "pending")
+                and winner_of(o, c) == "mailchimp" for o in members if o is not m):
+            # Another member of the contact is MC-in and later than CiviCRM (its row is R3).
+            reason = "other_email_subscribed"
         elif rule == "R7" and m["norm"] in on_hold:
             reason = "email_on_hold"
         elif rule == "R8":
@@ -191,8 +219,7 @@ def oracle(population, policy: PolicySettings):
             "duplicate_contacts": len(owners.get(norm, ())) > 1 if norm else False,
             "contact_deleted": bool(m and m["norm"] in trashed),
             "consent_conflict": conflict,
-            "civicrm_pending": bool(c and (c["gc"] == "Pending" or (
-                c["hist"] and max(c["hist"])[2] == "Pending"))),
+            "civicrm_pending": bool(c and (c["gc"] == "Pending" or latest_status == "Pending")),
             "no_civicrm_history": bool(c and c["gc"] and not c["hist"]),
             "needs_confirmation": outcome == "resubscribe_in_mailchimp"
                                   and m["status"] == "unsubscribed",

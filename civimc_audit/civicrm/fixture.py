@@ -191,7 +191,21 @@ class CiviFixture:
 
     def history(self, contact_id: int, group_id: int, when, status: str,
                 method: str = "Admin", tracking: str | None = "") -> int:
-        """Only a subscription_history row (what core writes beside each membership change)."""
+        """Only a subscription_history row (what core writes beside each membership change).
+
+        `when` None writes the zero date '0000-00-00 00:00:00' (old imports left such rows; the
+        reader reads them as no date), allowing it for this statement only."""
+        if when is None:
+            with self.conn.cursor() as cur:
+                cur.execute("SET @civimc_mode = @@SESSION.sql_mode, SESSION sql_mode = ''")
+            try:
+                return self._exec(
+                    "INSERT INTO civicrm_subscription_history (contact_id, group_id, `date`,"
+                    " method, status, tracking) VALUES (%s,%s,'0000-00-00 00:00:00',%s,%s,%s)",
+                    (contact_id, group_id, method, status, tracking))
+            finally:
+                with self.conn.cursor() as cur:
+                    cur.execute("SET SESSION sql_mode = @civimc_mode")
         return self._exec(
             "INSERT INTO civicrm_subscription_history (contact_id, group_id, `date`, method,"
             " status, tracking) VALUES (%s,%s,%s,%s,%s,%s)",

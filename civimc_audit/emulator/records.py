@@ -13,6 +13,8 @@ import re
 import time
 from datetime import UTC, datetime
 
+from ..emails import normalize_email
+
 #: Statuses a member can have (Lists/Members response enum).
 STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional", "archived")
 #: Statuses a client may write with POST/PUT (no ``archived``: that is DELETE).
@@ -29,8 +31,8 @@ _EMAIL_RE = re.compile(r"^[^@\s\"(),:;<>\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Z
 
 
 def member_hash(email: str) -> str:
-    """Return Mailchimp's subscriber hash: md5 of the trimmed, lower-cased email."""
-    return hashlib.md5(email.strip().lower().encode("utf-8")).hexdigest()
+    """Return Mailchimp's subscriber hash: md5 of the normalised email (civimc_audit.emails)."""
+    return hashlib.md5(normalize_email(email).encode("utf-8")).hexdigest()
 
 
 def valid_email_syntax(email: str) -> bool:

@@ -26,6 +26,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..config import API_KEY_RE, ENV_MAILCHIMP_API_KEY, MailchimpSettings
+from ..emails import normalize_email
 from ..errors import MailchimpError
 
 USER_AGENT = "civimc-audit"
@@ -38,7 +39,7 @@ _TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout,
 
 def member_hash(email: str) -> str:
     """Mailchimp's subscriber hash: md5 of the lower-cased address."""
-    return hashlib.md5(email.strip().lower().encode("utf-8")).hexdigest()
+    return hashlib.md5(normalize_email(email).encode("utf-8")).hexdigest()
 
 
 def is_transient(resp: requests.Response) -> bool:

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from importlib import resources
 
 from ..config import PolicySettings
+from ..emails import install_sql_macros
 from ..errors import StoreError
 from ..store import Store, utcnow
 
@@ -58,6 +59,7 @@ def reconcile(store: Store, policy: PolicySettings | None = None, *,
         }
         for name, value in variables.items():
             con.execute(f"SET VARIABLE {name} = ?", [value])
+        install_sql_macros(con)
         try:
             for _name, text in sql_steps():
                 con.execute(text)

@@ -8,6 +8,12 @@
 -- contact_deleted is set on the member's row instead, step 3).
 -- The latest history status is taken by (date, id): core lists history by date, and the sync
 -- extension takes the highest id; the two agree unless dates were back-filled.
+-- Rows without a usable date (a zero date reads as NULL) take no part in civicrm_changed or the
+-- latest status (a NULL would sort last and win) — unless the newest row by id is one of them:
+-- then the latest change happened on an unknown date and the contact's history is `undated`
+-- (no civicrm_changed; the status is that newest row's, as the sync extension reads it). Step 7
+-- makes R2/R3 cannot_sync no_history_date for them: no one is removed or added on an unknown
+-- date (and, since Mailchimp then wins as with no history, no one is unsubscribed either).
 CREATE OR REPLACE TEMP TABLE c_state AS
 WITH gc AS (
     SELECT contact_id, arg_max(status, id) AS gc_status
@@ -17,7 +23,9 @@ WITH gc AS (
 ), h AS (
     SELECT contact_id,
            max(date) AS last_date,
-           arg_max(status, (date, id)) AS last_status
+           arg_max(status, (date, id)) FILTER (WHERE date IS NOT NULL) AS last_status,
+           arg_max(status, id) AS newest_status,
+           arg_max(date IS NULL, id) AS undated
     FROM civicrm_subscription_history
     WHERE snapshot_id = getvariable('civicrm_snapshot') AND group_id = getvariable('group_id')
     GROUP BY contact_id
@@ -26,9 +34,10 @@ SELECT c.contact_id,
        c.display_name,
        gc.gc_status,
        coalesce(gc.gc_status = 'Added', false) AS civi_in,
-       h.last_date AS civicrm_changed,
-       h.last_status AS history_status,
+       CASE WHEN NOT h.undated THEN h.last_date END AS civicrm_changed,
+       CASE WHEN h.undated THEN h.newest_status ELSE h.last_status END AS history_status,
        h.contact_id IS NOT NULL AS has_history,
+       coalesce(h.undated, false) AS history_undated,
        (gc.contact_id IS NOT NULL OR h.contact_id IS NOT NULL) AS in_population,
        c.do_not_email OR c.is_opt_out OR c.is_deceased AS consent_withheld,
        concat_ws(', ',

@@ -3,15 +3,20 @@
 -- member matched (the candidates for R6 and R10 with Mailchimp absent). Each row gathers both
 -- sides' state and the facts the exceptions test:
 --   other_member_in / other_in_email   R2 other_email_subscribed
---   best_email_is_member / shared_with R6 email_shared_with_other_contact
+--   latest_in_changed / latest_in_email  R9 other_email_subscribed (step 6)
+--   best_email_is_member / best_email_added_for_other / shared_with
+--                                      R6 email_shared_with_other_contact
 --   member_on_hold                     R7 email_on_hold
 --   duplicate_contacts, contact_deleted  the flags of the same names
 -- (Joins on small per-key aggregates rather than window functions: this is the step that sees
 -- every person, and it must stay close to the cost of one join at a million people.)
 
--- Per matched contact, its MC-in members (R2: another member matched to the same contact).
+-- Per matched contact, its MC-in members (R2: another member matched to the same contact), and
+-- the latest of them (R9: another MC-in member that wins against CiviCRM, step 6).
 CREATE OR REPLACE TEMP TABLE m_contact_in AS
-SELECT mm.contact_id, count(*) AS n_in, min(m.email_address) AS in_email
+SELECT mm.contact_id, count(*) AS n_in, min(m.email_address) AS in_email,
+       max(m.last_changed) AS latest_in_changed,
+       arg_max(m.email_address, m.last_changed) AS latest_in_email
 FROM m_match mm JOIN m_member m USING (member_id)
 WHERE m.mc_in
 GROUP BY mm.contact_id;
@@ -36,8 +41,10 @@ LEFT JOIN m_member m USING (member_id)
 LEFT JOIN c_best b ON b.contact_id = r.contact_id;
 
 -- For the best addresses of contacts' own rows (the R6 candidates): how many live contacts own
--- the address (flag duplicate_contacts) and the contact its member, if any, was matched to
--- (R6 email_shared_with_other_contact).
+-- the address (flag duplicate_contacts), the contact its member, if any, was matched to, and —
+-- when no member has it — the one contact to add it for: the lowest id among the Civi-in own
+-- rows with it as best address, as matching step 2 would pick once it is a member (R6
+-- email_shared_with_other_contact for the others: one address is one Mailchimp member).
 CREATE OR REPLACE TEMP TABLE c_addr_owner AS
 WITH wanted AS (
     SELECT DISTINCT b.best_norm AS norm
@@ -49,9 +56,14 @@ WITH wanted AS (
     SELECT m.norm, min(mm.contact_id) AS member_contact
     FROM m_member m SEMI JOIN wanted USING (norm) JOIN m_match mm USING (member_id)
     GROUP BY m.norm
+), ad AS (
+    SELECT b.best_norm AS norm, min(r.contact_id) AS add_contact
+    FROM p_rows r JOIN c_best b USING (contact_id) JOIN c_state s USING (contact_id)
+    WHERE r.member_id IS NULL AND s.civi_in
+    GROUP BY b.best_norm
 )
-SELECT o.norm, o.n_owners, mo.member_contact
-FROM o LEFT JOIN mo USING (norm);
+SELECT o.norm, o.n_owners, mo.member_contact, ad.add_contact
+FROM o LEFT JOIN mo USING (norm) LEFT JOIN ad USING (norm);
 
 CREATE OR REPLACE TEMP VIEW people AS
 SELECT r.person_id,
@@ -69,6 +81,7 @@ SELECT r.person_id,
        s.history_status,
        s.civicrm_changed,
        coalesce(s.has_history, false) AS has_history,
+       coalesce(s.history_undated, false) AS history_undated,
        coalesce(s.consent_withheld, false) AS consent_withheld,
        s.consent_words,
        b.best_email,
@@ -77,10 +90,16 @@ SELECT r.person_id,
        -- MC-out, so in_email then names another member.
        coalesce(ci.n_in - CASE WHEN m.mc_in THEN 1 ELSE 0 END > 0, false) AS other_member_in,
        ci.in_email AS other_in_email,
+       ci.latest_in_changed,
+       ci.latest_in_email,
        -- R6: the best email is already a member; on a contact's own row that member was matched
        -- to another contact (had it matched this one, the contact would have no row of its own).
        ao.member_contact IS NOT NULL AS best_email_is_member,
-       ao.member_contact AS shared_with,
+       -- R6: no member has it, but a lower-id contact in the group has the same best email.
+       coalesce(ao.member_contact IS NULL AND ao.add_contact <> r.contact_id, false)
+           AS best_email_added_for_other,
+       coalesce(ao.member_contact,
+                CASE WHEN ao.add_contact <> r.contact_id THEN ao.add_contact END) AS shared_with,
        -- R7: the member's address is on hold anywhere in CiviCRM.
        coalesce(ad.on_hold, false) AS member_on_hold,
        CASE WHEN r.member_id IS NOT NULL THEN coalesce(r.n_owners, 0) > 1

@@ -7,14 +7,23 @@
 --   R5  CiviCRM wins,   Civi-in,  MC-in            -> no_change
 --   R6  CiviCRM wins,   Civi-in,  MC-absent        -> add_to_mailchimp
 --                                                     (cannot_sync no_usable_email,
---                                                      email_shared_with_other_contact)
+--                                                      email_shared_with_other_contact: the
+--                                                      address is a member matched to another
+--                                                      contact, or a lower-id contact in the
+--                                                      group gets it added)
 --   R7  CiviCRM wins,   Civi-in,  unsubscribed/archived/transactional
 --                                                  -> resubscribe_in_mailchimp
 --                                                     (cannot_sync email_on_hold)
 --   R8  CiviCRM wins,   Civi-in,  cleaned          -> cannot_sync cleaned_at_mailchimp
 --   R9  CiviCRM wins,   Civi-out, MC-in            -> unsubscribe_in_mailchimp
+--                                                     (cannot_sync other_email_subscribed when
+--                                                      another member of the contact is MC-in
+--                                                      and wins: its row is R3)
 --   R10 CiviCRM wins,   Civi-out, MC-out / absent  -> no_change
 -- A member with no matching contact is Civi-out (R3/R4); Mailchimp always wins it (step 6).
+-- no_history_date: the contact's newest history row (by id) has no usable date, so which side
+-- is later is unknown; Mailchimp wins as with no history, but R2 (a removal) and R3 (an addition)
+-- become cannot_sync rather than act on an unknown date. R1/R4 agree and need nothing.
 CREATE OR REPLACE TEMP VIEW ruled AS
 WITH r AS (
     SELECT d.*,
@@ -35,11 +44,14 @@ WITH r AS (
 ), x AS (
     SELECT r.*,
         CASE
+            WHEN rule IN ('R2', 'R3') AND history_undated THEN 'no_history_date'
             WHEN rule = 'R2' AND other_member_in THEN 'other_email_subscribed'
             WHEN rule = 'R6' AND best_email IS NULL THEN 'no_usable_email'
-            WHEN rule = 'R6' AND best_email_is_member THEN 'email_shared_with_other_contact'
+            WHEN rule = 'R6' AND (best_email_is_member OR best_email_added_for_other)
+                THEN 'email_shared_with_other_contact'
             WHEN rule = 'R7' AND member_on_hold THEN 'email_on_hold'
             WHEN rule = 'R8' THEN 'cleaned_at_mailchimp'
+            WHEN rule = 'R9' AND other_in_wins THEN 'other_email_subscribed'
         END AS reason_code
     FROM r
 )

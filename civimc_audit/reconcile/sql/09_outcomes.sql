@@ -1,6 +1,6 @@
 -- Step 9 — the outcome rows (DESIGN "Outcome rows"): one per person, each with a reason a person
 -- can read without the rules table — which date decided (who wins, for R1–R10) and what happens,
--- or why nothing can (the cannot_sync codes of R2, R6, R7, R8; policy honor_civicrm_consent).
+-- or why nothing can (the cannot_sync codes of R2, R3, R6, R7, R8, R9; policy honor_civicrm_consent).
 -- When both dates fall on the same day, the time is shown too, so a decision to the second reads.
 -- person_id comes from step 5.
 CREATE OR REPLACE TEMP VIEW worded AS
@@ -33,6 +33,10 @@ FROM d;
 CREATE OR REPLACE TEMP VIEW reasoned AS
 SELECT w.*,
     CASE
+        WHEN NOT has_member AND history_undated
+            THEN concat('Not in the Mailchimp audience, and CiviCRM lists them as ',
+                        CASE WHEN gc_status IS NULL THEN 'not in the group' ELSE gc_words END,
+                        ' with no usable date in their subscription history')
         WHEN NOT has_member AND has_history
             THEN concat('Not in the Mailchimp audience, and CiviCRM ', hverb, ' on ', cdate)
         WHEN NOT has_member
@@ -43,6 +47,12 @@ SELECT w.*,
                         CASE WHEN contact_deleted
                              THEN ', and the only CiviCRM contact with this address is in the trash'
                              ELSE ', and no CiviCRM contact has this address' END)
+        WHEN history_undated
+            THEN concat('Mailchimp ', mverb, CASE WHEN mdate IS NOT NULL THEN ' on ' END, mdate,
+                        ', and CiviCRM''s subscription history for them has no usable date',
+                        CASE WHEN reason_code = 'no_history_date'
+                             THEN ', so nobody knows which side changed later'
+                             ELSE ', so Mailchimp decides' END)
         WHEN NOT has_history
             THEN concat('Mailchimp ', mverb, CASE WHEN mdate IS NOT NULL THEN ' on ' END, mdate,
                         ', and CiviCRM has no subscription history for them in this group, so ',
@@ -67,12 +77,26 @@ SELECT w.*,
         WHEN consent_applied
             THEN concat('leave them out of Mailchimp, because CiviCRM says ', consent_words,
                         ' (policy honor_civicrm_consent)')
+        WHEN reason_code = 'other_email_subscribed' AND rule = 'R9'
+            THEN concat('cannot unsubscribe them in Mailchimp while their other address ',
+                        latest_in_email, ' is subscribed at Mailchimp and changed there after ',
+                        'CiviCRM, which puts the contact back in the CiviCRM group')
         WHEN reason_code = 'other_email_subscribed'
             THEN concat('cannot remove them from the CiviCRM group while their other address ',
                         other_in_email, ' is subscribed at Mailchimp')
+        WHEN reason_code = 'no_history_date' AND rule = 'R2'
+            THEN 'cannot remove them from the CiviCRM group without knowing when CiviCRM last '
+                 'changed them (fix the date of their subscription history in CiviCRM)'
+        WHEN reason_code = 'no_history_date'
+            THEN 'cannot add them to the CiviCRM group without knowing when CiviCRM last '
+                 'changed them (fix the date of their subscription history in CiviCRM)'
         WHEN reason_code = 'no_usable_email'
             THEN 'cannot add them to Mailchimp, because they have no email address that is not '
                  'on hold'
+        WHEN reason_code = 'email_shared_with_other_contact' AND best_email_added_for_other
+            THEN concat('cannot add them to Mailchimp, because their address ', best_email,
+                        ' is also the best address of contact ', shared_with, ', who is added ',
+                        'instead (one address is one Mailchimp member)')
         WHEN reason_code = 'email_shared_with_other_contact'
             THEN concat('cannot add them to Mailchimp, because their address ', best_email,
                         ' is already the Mailchimp member of contact ', shared_with)

@@ -1,0 +1,44 @@
+"""The one normalisation of email addresses, in Python and in DuckDB SQL.
+
+An address is compared, hashed (Mailchimp's member id is the MD5 of the lower-cased address) and
+matched after stripping whitespace at both ends and lower-casing. "Whitespace" is every character
+Python's `str.isspace` accepts — spaces, tabs, line breaks (\\t \\n \\r \\v \\f), the no-break
+space U+00A0 and the other Unicode spaces — so `normalize_email` agrees with a plain
+`str.strip()` and with the SQL macro `normalize_email(s)` below. SQL's own `trim()` (DuckDB and
+MySQL alike) strips only the space character, which is why SQL must use the macro: an address
+stored as "a@x.org\\n" in CiviCRM is the member a@x.org at Mailchimp.
+"""
+
+from __future__ import annotations
+
+import sys
+
+#: Every character `str.isspace` accepts (29 of them), in code point order.
+WHITESPACE = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+
+#: The same set as an RE2 character class, for DuckDB's regexp functions.
+SQL_WHITESPACE_CLASS = "[" + "".join(f"\\x{{{ord(c):04X}}}" for c in WHITESPACE) + "]"
+
+
+def strip_email(s: str) -> str:
+    """`s` without whitespace at either end (case kept, for display and for sending)."""
+    return s.strip(WHITESPACE)
+
+
+def normalize_email(s: str) -> str:
+    """The address as compared and hashed: whitespace stripped at both ends, then lower-cased."""
+    return strip_email(s).lower()
+
+
+def sql_macros() -> str:
+    """DuckDB statements defining the temporary macros `strip_email(s)` and
+    `normalize_email(s)`, which agree with the Python functions of the same names."""
+    pattern = f"^{SQL_WHITESPACE_CLASS}+|{SQL_WHITESPACE_CLASS}+$"
+    return (f"CREATE OR REPLACE TEMP MACRO strip_email(s) AS "
+            f"regexp_replace(s, '{pattern}', '', 'g');\n"
+            f"CREATE OR REPLACE TEMP MACRO normalize_email(s) AS lower(strip_email(s));\n")
+
+
+def install_sql_macros(con) -> None:
+    """Define `strip_email` and `normalize_email` on a DuckDB connection."""
+    con.execute(sql_macros())
