@@ -214,11 +214,13 @@ class MailchimpWriter:
     # --- drift check ---------------------------------------------------------------------
     def changed_since(self, since_utc: datetime) -> dict[str, datetime]:
         """Member id (md5) -> last_changed (naive UTC) for members changed after `since_utc`
-        (naive means UTC), every status included."""
+        (naive means UTC), every status included, archived ones too."""
         from .reader import read_changed
 
+        # Archived members are asked for by status too: a listing may leave them out, and
+        # whether it does is not known from a snapshot that held none (a false change is safe).
         rows = read_changed(self.client, self.list_id, _as_utc_param(since_utc),
-                            fields=("id", "last_changed"))
+                            fields=("id", "last_changed"), archived_separately=True)
         return {m["id"]: _parse(m["last_changed"]) for m in rows.values()}
 
 
