@@ -267,8 +267,9 @@ def plan_hash(store: Store, plan: Plan, allow_pending: bool | None = None) -> st
 def freeze(store: Store, plan_id: int | None, by: str, *, allow_pending: bool = False) -> Plan:
     """Freeze a plan: record the hash of its approved items, its reviewers, who froze it, when.
 
-    `allow_pending` is the reviewers' consent that members Mailchimp refuses with "Member In
-    Compliance State" may be re-sent as pending, which emails them a confirmation request.
+    `allow_pending` is the reviewers' consent that the resubscribes flagged needs_confirmation,
+    when Mailchimp refuses them with "Member In Compliance State", may be re-sent as pending,
+    which emails them a confirmation request (no other item is ever sent as pending).
     """
     by = _reviewer(by)
     plan = _open_plan(store, plan_id)
