@@ -250,15 +250,17 @@ class _Run:
         Run over every item about to be sent, fresh or re-sent after an interrupted run; see
         drift.py for what counts as a change.
         """
-        from .drift import civicrm_drift, cutoff
+        from .drift import civicrm_drift, cutoff, moved_members
         from .resume import contacts_owning
 
         if items.empty:
             return items
-        mc_since = cutoff(snapshots["mailchimp"])
-        mc_changed = self.mc_writer().changed_since(mc_since)
+        changed = self.mc_writer().changed_members(cutoff(snapshots["mailchimp"]))
+        mc_changed = {mid: m["last_changed"] for mid, m in changed.items()}
         ids = sorted({int(c) for c in items["contact_id"].dropna()})
         with open_store(self.config.store_file) as store:
+            moved = moved_members(store, snapshots["mailchimp"].id, changed,
+                                  items["member_id"].dropna().tolist())
             civi_changed = civicrm_drift(self.config.civicrm, store, snapshots["civicrm"].id,
                                          self.plan.group_id, ids, cutoff(snapshots["civicrm"]),
                                          self.tracking)
@@ -271,6 +273,8 @@ class _Run:
             if row["member_id"] and row["member_id"] in mc_changed:
                 when = mc_changed[row["member_id"]]
                 why.append(f"changed at Mailchimp on {when:%Y-%m-%d %H:%M:%S}Z")
+            elif row["member_id"] in moved:
+                why.append(f"email changed at Mailchimp to {moved[row['member_id']]}")
             if not pd.isna(row["contact_id"]) and int(row["contact_id"]) in civi_changed:
                 why.append(civi_changed[int(row["contact_id"])])
             if row["action"] == "create_contact" and owners.get(row["email"].strip().lower()):

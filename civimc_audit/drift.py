@@ -1,7 +1,7 @@
 """Who changed at either side since a plan's snapshots (the check before anything is sent).
 
 A person is drift when, after the snapshot, Mailchimp changed the member (any status, archived
-included), CiviCRM wrote group history for the contact other than this plan's own, or the
+included, or its address — which gives it a new id), CiviCRM wrote group history for the contact other than this plan's own, or the
 contact now differs from the snapshot in what decides whether it may be synced: trashed,
 do_not_email / is_opt_out / is_deceased, its email rows (address, on hold) or its group status
 (none of these write history). Apply skips them as `stale`; a false `stale` is the safe way to
@@ -74,3 +74,21 @@ def civicrm_drift(settings: CiviCRMSettings, store: Store, snapshot_id: int, gro
         if changed:
             reasons.append(f"{', '.join(changed)} changed in CiviCRM since the snapshot")
     return {cid: "; ".join(r) for cid, r in why.items() if r}
+
+
+def moved_members(store: Store, snapshot_id: int, changed: dict[str, dict], member_ids
+                  ) -> dict[str, str]:
+    """Snapshot member id -> its new address, for the members among `member_ids` whose address
+    changed at Mailchimp since the snapshot (so their id did too): found by the Mailchimp
+    contact_id, which an address change keeps. `changed` is MailchimpWriter.changed_members."""
+    by_contact = {m["contact_id"]: m["email_address"] for mid, m in changed.items()
+                  if m.get("contact_id")}
+    ids = sorted(set(member_ids))
+    if not by_contact or not ids:
+        return {}
+    rows = store.con.execute(
+        "SELECT id, contact_id FROM mailchimp_member WHERE snapshot_id = ?"
+        " AND id IN (SELECT unnest(?)) AND contact_id IS NOT NULL",
+        [snapshot_id, ids]).fetchall()
+    return {mid: by_contact[cid] for mid, cid in rows
+            if cid in by_contact and mid not in changed}

@@ -214,3 +214,17 @@ def seeded(civi_db, emulator, make_config):
 
     ids = load_seed(civi_db.fixture, civi_db.group_id, emulator, TEST_LIST_ID, YEAR)
     return make_config(), ids
+
+
+def test_a_member_whose_email_changed_at_mailchimp_is_stale(seeded, run_cli, emulator):
+    """The member's id follows the address; its Mailchimp contact_id does not."""
+    config, _ = seeded
+    plan_and_freeze(run_cli, config)
+    emulator.update_member(TEST_LIST_ID, seed_email("Fred"),
+                           email_address="fred.new@bedrock.example.org", last_changed=later())
+    code, out, err = run_cli("--config", config, "apply", "--execute", "--no-verify")
+    assert code == 1, (out, err)
+    assert journal_states(config)[seed_email("Fred")] == "stale"
+    assert "email changed at Mailchimp" in out
+    assert (seed_email("Fred"), "unsubscribed") not in posted(emulator)
+    assert emulator.get_member(TEST_LIST_ID, seed_email("Fred")) is None
