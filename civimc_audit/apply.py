@@ -189,7 +189,7 @@ class _Run:
 
         if items.empty:
             return items
-        done, resend = [], []
+        done, resend, trashed = [], [], []
         mc = items[items["target"] == "mailchimp"]
         if not mc.empty:
             now = mailchimp_statuses(self.mc_client, self.plan.list_id, list(mc["member_id"]))
@@ -221,6 +221,13 @@ class _Run:
             late_adds = []
             for row in new.to_dict("records"):
                 found = ours.get(row["email"].strip().lower(), [])
+                if any(status == "trashed" for _, status in found):
+                    # Someone put the contact this plan created in the trash: never again.
+                    trashed.append({"item_id": row["item_id"], "state": "stale",
+                                    "title": "changed since the snapshot",
+                                    "detail": "the contact this plan created was trashed in "
+                                              "CiviCRM: left for a new audit"})
+                    continue
                 added = [cid for cid, status in found if status == "Added"]
                 if added:
                     done.append(_settled(row, f"contact {added[0]} in the group (confirmed "
@@ -232,6 +239,7 @@ class _Run:
             if late_adds:
                 self._finish_created(late_adds)
         self.journal(done)
+        self.journal(trashed)
         return items[items["item_id"].isin(resend)]
 
     def _finish_created(self, pairs: list[tuple[dict, int]]) -> None:

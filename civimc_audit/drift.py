@@ -1,11 +1,12 @@
 """Who changed at either side since a plan's snapshots (the check before anything is sent).
 
 A person is drift when, after the snapshot, Mailchimp changed the member (any status, archived
-included, or its address — which gives it a new id), CiviCRM wrote group history for the contact other than this plan's own, or the
-contact now differs from the snapshot in what decides whether it may be synced: trashed,
-do_not_email / is_opt_out / is_deceased, its email rows (address, on hold) or its group status
-(none of these write history). Apply skips them as `stale`; a false `stale` is the safe way to
-be wrong, so the time cut-off is early rather than late.
+included, or its address — which gives it a new id), CiviCRM wrote group history for the
+contact other than this plan's own, or the contact now differs from the snapshot in what
+decides whether it may be synced: trashed, do_not_email / is_opt_out / is_deceased, its email
+rows (address, on hold) or its group status (none of these write history). Apply skips them as
+`stale`; a false `stale` is the safe way to be wrong, so the time cut-off is early rather than
+late.
 """
 
 from __future__ import annotations

@@ -228,3 +228,24 @@ def test_a_member_whose_email_changed_at_mailchimp_is_stale(seeded, run_cli, emu
     assert "email changed at Mailchimp" in out
     assert (seed_email("Fred"), "unsubscribed") not in posted(emulator)
     assert emulator.get_member(TEST_LIST_ID, seed_email("Fred")) is None
+
+
+def test_a_contact_the_interrupted_create_made_then_trashed_is_not_made_again(
+        civi_db, emulator, make_config, run_cli):
+    emulator.add_member(TEST_LIST_ID, "nova@example.org", status="subscribed",
+                        last_changed="2026-01-03T00:00:00+00:00")
+    config = make_config()
+    plan_and_freeze(run_cli, config)
+    proc = start_apply(config, "civicrm_before_call:1")
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    with CiviCRMWriter(load_config(config).civicrm) as w:
+        ours = w.create_contact("nova@example.org", "Nova", None, tracking="civimc-audit plan 1")
+    sql(civi_db, "UPDATE civicrm_contact SET is_deleted = 1 WHERE id = %s", ours)
+    code, out, err = run_cli("--config", config, "apply", "--execute", "--no-verify")
+    assert code == 1, (out, err)
+    assert journal_states(config)["nova@example.org"] == "stale"
+    with civi_db.conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM civicrm_email WHERE email = 'nova@example.org'")
+        assert cur.fetchone()[0] == 1
+    assert group_status(civi_db, ours) is None
