@@ -69,6 +69,11 @@ def civicrm_drift(settings: CiviCRMSettings, store: Store, snapshot_id: int, gro
                                               strict=True) if a != b]
         if before.emails != after.emails:
             changed.append("email addresses or holds")
+        # Rows this plan wrote aside, the contact's history rows must be the snapshot's (a merge
+        # moves rows here with their old dates; a row inserted back-dated is new too).
+        if ({hid for hid, _ in before.history}
+                != {hid for hid, note in after.history if note != own_tracking}):
+            changed.append("group history")
         # This plan's own group writes change the status; its history rows say so.
         if before.group_status != after.group_status and own_tracking not in notes.get(cid, ()):
             changed.append("group status")

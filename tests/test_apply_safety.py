@@ -70,6 +70,9 @@ def test_resumed_items_are_checked_for_drift_before_being_sent_again(seeded, run
     ("Pebbles", "INSERT INTO civicrm_email (contact_id, location_type_id, email, is_primary)"
                 " VALUES (%s, 1, 'pebbles@second.example.org', 0)"),
     ("Barney", "UPDATE civicrm_group_contact SET status = 'Removed' WHERE contact_id = %s"),
+    # A merge of Wilma into Barney: her history moves to him with its old dates.
+    ("Barney", "UPDATE civicrm_subscription_history SET contact_id = %s"
+               " WHERE contact_id = (SELECT id FROM civicrm_contact WHERE first_name = 'Wilma')"),
 ])
 def test_civicrm_changes_without_history_make_the_person_stale(seeded, run_cli, emulator,
                                                                civi_db, who, change):

@@ -241,11 +241,13 @@ CONSENT_FIELDS = ("is_deleted", "do_not_email", "is_opt_out", "is_deceased")
 @dataclass(frozen=True)
 class ContactState:
     """What of a contact decides whether it may be synced, compared before applying a plan:
-    trashed, the consent fields, its email rows (address, on_hold) and its group status."""
+    trashed, the consent fields, its email rows (address, on_hold), its group status and the
+    ids of its group history rows (a merge moves rows with their old dates)."""
 
     flags: tuple
     emails: frozenset
     group_status: str | None
+    history: frozenset = frozenset()  # (row id, tracking note or '')
 
 
 def contact_states(settings: CiviCRMSettings, group_id: int, contact_ids
@@ -263,6 +265,7 @@ def contact_states(settings: CiviCRMSettings, group_id: int, contact_ids
             flags: dict[int, tuple] = {}
             emails: dict[int, set] = {}
             groups: dict[int, str] = {}
+            history: dict[int, set] = {}
             for start in range(0, len(ids), 5000):
                 chunk = ids[start:start + 5000]
                 cur.execute(f"SELECT id, {cols} FROM civicrm_contact WHERE id IN %s", (chunk,))
@@ -275,13 +278,19 @@ def contact_states(settings: CiviCRMSettings, group_id: int, contact_ids
                 cur.execute("SELECT contact_id, status FROM civicrm_group_contact"
                             " WHERE group_id = %s AND contact_id IN %s", (group_id, chunk))
                 groups.update((int(cid), status) for cid, status in cur.fetchall())
+                cur.execute("SELECT contact_id, id, COALESCE(tracking, '')"
+                            " FROM civicrm_subscription_history"
+                            " WHERE group_id = %s AND contact_id IN %s", (group_id, chunk))
+                for cid, hid, note in cur.fetchall():
+                    history.setdefault(int(cid), set()).add((int(hid), note))
         conn.commit()
     except pymysql.err.MySQLError as exc:
         raise CiviCRMError(f"CiviCRM drift check failed: {describe_error(exc, settings.user)}"
                            ) from None
     finally:
         conn.close()
-    return {cid: ContactState(f, frozenset(emails.get(cid, ())), groups.get(cid))
+    return {cid: ContactState(f, frozenset(emails.get(cid, ())), groups.get(cid),
+                              frozenset(history.get(cid, ())))
             for cid, f in flags.items()}
 
 
@@ -305,7 +314,14 @@ def snapshot_contact_states(store: Store, snapshot_id: int, group_id: int, conta
         "SELECT contact_id, status FROM civicrm_group_contact WHERE snapshot_id = ?"
         " AND group_id = ? AND contact_id IN (SELECT unnest(?))",
         [snapshot_id, group_id, ids]).fetchall())
-    return {cid: ContactState(f, frozenset(emails.get(cid, ())), groups.get(cid))
+    history: dict[int, set] = {}
+    for cid, hid in con.execute(
+            "SELECT contact_id, id FROM civicrm_subscription_history WHERE snapshot_id = ?"
+            " AND group_id = ? AND contact_id IN (SELECT unnest(?))",
+            [snapshot_id, group_id, ids]).fetchall():
+        history.setdefault(int(cid), set()).add((int(hid), None))  # notes are not stored
+    return {cid: ContactState(f, frozenset(emails.get(cid, ())), groups.get(cid),
+                              frozenset(history.get(cid, ())))
             for cid, f in flags.items()}
 
 
