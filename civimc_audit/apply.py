@@ -388,7 +388,7 @@ class _Run:
             outcome = result.get(cid, "done")
             if outcome == "missing":
                 rows.append({"item_id": i, "state": "failed", "title": "contact missing",
-                             "detail": f"contact {cid} no longer exists in CiviCRM"})
+                             "detail": f"contact {cid} no longer exists in CiviCRM or is in the trash"})
             else:
                 rows.append({"item_id": i, "state": "done", "detail": f"{outcome} in CiviCRM"})
         self.journal(rows)
