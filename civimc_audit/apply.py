@@ -9,8 +9,9 @@ blindly, and never sends an item that is already done, failed or stale.
 
 Before the first change of a run, both snapshots are backed up (Parquet, plus the audience in
 Mailchimp's import format) into the run folder, and every person changed at either side since
-its snapshot is skipped as `stale`. One apply of a plan at a time: a lock row names the process
-holding the plan; a lock whose process is gone is taken over.
+its snapshot is skipped as `stale` (drift.py) — items re-sent after an interrupted run too. One
+apply per store at a time, whatever the plan: a lock row names the process holding it; a lock
+whose process is gone is taken over.
 
 The store is opened only for each journal write (DuckDB lets one process hold the file), so
 `plan --show` or a second, refused, apply can run while an apply is sending.
@@ -26,7 +27,6 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -184,11 +184,12 @@ class _Run:
     # settling interrupted items --------------------------------------------------------------
     def settle(self, items: pd.DataFrame, sent: dict[int, dict]) -> pd.DataFrame:
         """Journal `sending` items whose change is already made as done; returns the rest."""
-        from .resume import contacts_owning, group_statuses, mailchimp_statuses
+        from .civicrm.writer import source_note
+        from .resume import contacts_created_by, group_statuses, mailchimp_statuses
 
         if items.empty:
             return items
-        done, resend = [], []
+        done, resend, trashed = [], [], []
         mc = items[items["target"] == "mailchimp"]
         if not mc.empty:
             now = mailchimp_statuses(self.mc_client, self.plan.list_id, list(mc["member_id"]))
@@ -213,21 +214,32 @@ class _Run:
                     resend.append(row["item_id"])
         new = items[items["action"] == "create_contact"]
         if not new.empty:
-            owners = contacts_owning(self.config.civicrm, self.plan.group_id, list(new["email"]))
+            # Only a contact this plan created counts (its source note names the plan); one
+            # made by someone else meanwhile is drift, found when the item is re-sent.
+            ours = contacts_created_by(self.config.civicrm, self.plan.group_id,
+                                       source_note(self.tracking))
             late_adds = []
             for row in new.to_dict("records"):
-                found = owners.get(row["email"].strip().lower(), [])
+                found = ours.get(row["email"].strip().lower(), [])
+                if any(status == "trashed" for _, status in found):
+                    # Someone put the contact this plan created in the trash: never again.
+                    trashed.append({"item_id": row["item_id"], "state": "stale",
+                                    "title": "changed since the snapshot",
+                                    "detail": "the contact this plan created was trashed in "
+                                              "CiviCRM: left for a new audit"})
+                    continue
                 added = [cid for cid, status in found if status == "Added"]
                 if added:
                     done.append(_settled(row, f"contact {added[0]} in the group (confirmed "
                                               "after an interrupted run)"))
                 elif found:
-                    late_adds.append((row, max(cid for cid, _ in found)))
+                    late_adds.append((row, min(cid for cid, _ in found)))
                 else:
                     resend.append(row["item_id"])
             if late_adds:
                 self._finish_created(late_adds)
         self.journal(done)
+        self.journal(trashed)
         return items[items["item_id"].isin(resend)]
 
     def _finish_created(self, pairs: list[tuple[dict, int]]) -> None:
@@ -241,20 +253,25 @@ class _Run:
 
     # drift -----------------------------------------------------------------------------------
     def drift(self, items: pd.DataFrame, snapshots: dict) -> pd.DataFrame:
-        """Journal people changed at either side since the snapshots as stale; returns the rest."""
-        from .civicrm.reader import changed_since
+        """Journal people changed at either side since the snapshots as stale; returns the rest.
+
+        Run over every item about to be sent, fresh or re-sent after an interrupted run; see
+        drift.py for what counts as a change.
+        """
+        from .drift import civicrm_drift, cutoff, moved_members
         from .resume import contacts_owning
 
         if items.empty:
             return items
-        # Snapshot start times are whole seconds and the APIs compare strictly (>): a second
-        # earlier makes a change in the snapshot's own second count as drift, never missed.
-        mc_since = snapshots["mailchimp"].started_at.replace(tzinfo=UTC) - timedelta(seconds=1)
-        civi_since = snapshots["civicrm"].started_at.replace(tzinfo=UTC) - timedelta(seconds=1)
-        mc_changed = self.mc_writer().changed_since(mc_since)
+        changed = self.mc_writer().changed_members(cutoff(snapshots["mailchimp"]))
+        mc_changed = {mid: m["last_changed"] for mid, m in changed.items()}
         ids = sorted({int(c) for c in items["contact_id"].dropna()})
-        civi_changed = (changed_since(self.config.civicrm, self.plan.group_id, ids, civi_since)
-                        if ids else set())
+        with open_store(self.config.store_file) as store:
+            moved = moved_members(store, snapshots["mailchimp"].id, changed,
+                                  items["member_id"].dropna().tolist())
+            civi_changed = civicrm_drift(self.config.civicrm, store, snapshots["civicrm"].id,
+                                         self.plan.group_id, ids, cutoff(snapshots["civicrm"]),
+                                         self.tracking)
         new = items[items["action"] == "create_contact"]
         owners = (contacts_owning(self.config.civicrm, self.plan.group_id, list(new["email"]))
                   if not new.empty else {})
@@ -264,8 +281,10 @@ class _Run:
             if row["member_id"] and row["member_id"] in mc_changed:
                 when = mc_changed[row["member_id"]]
                 why.append(f"changed at Mailchimp on {when:%Y-%m-%d %H:%M:%S}Z")
+            elif row["member_id"] in moved:
+                why.append(f"email changed at Mailchimp to {moved[row['member_id']]}")
             if not pd.isna(row["contact_id"]) and int(row["contact_id"]) in civi_changed:
-                why.append("new CiviCRM group history since the snapshot")
+                why.append(civi_changed[int(row["contact_id"])])
             if row["action"] == "create_contact" and owners.get(row["email"].strip().lower()):
                 why.append("a CiviCRM contact with this email exists since the snapshot")
             if why:
@@ -323,8 +342,7 @@ class _Run:
                              "detail": f"{r.status} at Mailchimp"
                                        + (" (confirmation email sent)" if r.status == "pending"
                                           else "")})
-            elif (r.title == COMPLIANCE and self.plan.allow_pending
-                  and payload["status"] == "subscribed"):
+            elif r.title == COMPLIANCE and self.plan.allow_pending and _may_go_pending(row):
                 refused.append(row["item_id"])
             else:
                 rows.append({"item_id": row["item_id"], "state": "failed", "title": r.title,
@@ -370,7 +388,7 @@ class _Run:
             outcome = result.get(cid, "done")
             if outcome == "missing":
                 rows.append({"item_id": i, "state": "failed", "title": "contact missing",
-                             "detail": f"contact {cid} no longer exists in CiviCRM"})
+                             "detail": f"contact {cid} no longer exists in CiviCRM or is in the trash"})
             else:
                 rows.append({"item_id": i, "state": "done", "detail": f"{outcome} in CiviCRM"})
         self.journal(rows)
@@ -399,6 +417,12 @@ class _Run:
                        "detail": error} for i in left["item_id"]])
 
 
+def _may_go_pending(row: dict) -> bool:
+    """Only what reviewers saw flagged as needing a confirmation email may be re-sent as
+    pending: a resubscribe of an unsubscribed member (flag needs_confirmation)."""
+    return row["action"] == "resubscribe" and "needs_confirmation" in (row["flags"] or "").split()
+
+
 def _settled(row: dict, detail: str) -> dict:
     return {"item_id": row["item_id"], "state": "done", "detail": detail}
 
@@ -418,13 +442,16 @@ def _alive(pid: int, host: str) -> bool:
 def _acquire(config: Config, plan: Plan, folder: Path) -> int:
     host, pid = socket.gethostname(), os.getpid()
     with open_store(config.store_file) as store, store.transaction() as con:
-        held = con.execute("SELECT run_id, pid, host, acquired_at FROM apply_locks"
-                           " WHERE plan_id = ?", [plan.id]).fetchone()
-        if held and _alive(held[1], held[2]):
-            raise UsageError(f"plan {plan.id} is already being applied (run {held[0]}, pid "
-                             f"{held[1]} on {held[2]} since {held[3]:%Y-%m-%d %H:%M:%S}Z); two "
-                             "applies of one plan at once are refused")
-        con.execute("DELETE FROM apply_locks WHERE plan_id = ?", [plan.id])
+        # One apply per store (one audience and group) at a time, whatever the plan: two plans
+        # applied at once would both pass the drift check before either sends.
+        for held in con.execute("SELECT plan_id, run_id, pid, host, acquired_at"
+                                " FROM apply_locks ORDER BY plan_id").fetchall():
+            if _alive(held[2], held[3]):
+                raise UsageError(
+                    f"plan {held[0]} is already being applied (run {held[1]}, pid {held[2]} on "
+                    f"{held[3]} since {held[4]:%Y-%m-%d %H:%M:%S}Z); one apply at a time is "
+                    f"allowed, so plan {plan.id} is refused for now")
+        con.execute("DELETE FROM apply_locks")
         run_id = con.execute(
             "INSERT INTO apply_runs (plan_id, started_at, execute, pid, host, folder, status)"
             " VALUES (?, ?, true, ?, ?, ?, 'running') RETURNING id",
@@ -493,8 +520,9 @@ def apply_plan(config: Config, plan_id: int | None = None, *, execute: bool = Fa
                              folder / "backup")
         interrupted = open_items[open_items["journal_state"] == "sending"]
         resend = run.settle(interrupted, sent)
-        fresh = run.drift(open_items[open_items["journal_state"].isna()], snapshots)
-        todo = pd.concat([resend, fresh]).sort_values("item_id")
+        # Re-sent items are checked like fresh ones: what was not made may have changed since.
+        todo = run.drift(pd.concat([resend, open_items[open_items["journal_state"].isna()]]),
+                         snapshots).sort_values("item_id")
         run.send_mailchimp(todo[todo["target"] == "mailchimp"])
         run.send_civicrm(todo[todo["target"] == "civicrm"])
         status = "finished"

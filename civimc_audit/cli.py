@@ -228,8 +228,8 @@ def review(obj, plan_id, export_path, import_path, reviewer):
 @click.option("--reviewer", help="Who decides (or freezes).")
 @click.option("--freeze", "do_freeze", is_flag=True, help="Freeze the plan (hash its approved items).")
 @click.option("--allow-pending", is_flag=True,
-              help="With --freeze: re-send Mailchimp compliance refusals as pending "
-                   "(emails each person a confirmation request).")
+              help="With --freeze: re-send Mailchimp compliance refusals of resubscribes "
+                   "flagged needs_confirmation as pending (emails each a confirmation request).")
 @click.pass_obj
 def approve(obj, plan_id, everything, outcome, rule, flag, target, items, undecided, reject,
             note, reviewer, do_freeze, allow_pending):

@@ -204,7 +204,8 @@ def summary_lines(store: Store, plan_id: int | None = None) -> list[str]:
         lines.append(f"  frozen {plan.frozen_at:%Y-%m-%d %H:%M:%S}Z by {plan.frozen_by}; "
                      f"reviewers: {', '.join(plan.frozen_reviewers) or '-'}; "
                      f"sha256 {plan.frozen_hash}"
-                     + ("; compliance refusals re-sent as pending" if plan.allow_pending else ""))
+                     + ("; refused needs_confirmation resubscribes re-sent as pending"
+                        if plan.allow_pending else ""))
     if items.empty:
         lines.append("  no changes to make")
         return lines

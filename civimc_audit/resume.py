@@ -73,3 +73,25 @@ def contacts_owning(settings: CiviCRMSettings, group_id: int, emails: list[str]
     finally:
         conn.close()
     return out
+
+
+def contacts_created_by(settings: CiviCRMSettings, group_id: int, source: str
+                        ) -> dict[str, list[tuple[int, str | None]]]:
+    """lower-cased email -> [(contact id, its group status)] of the contacts whose
+    civicrm_contact.source is `source` (those a plan's apply created), lowest id first; the
+    status of a contact in the trash is 'trashed'."""
+    out: dict[str, list[tuple[int, str | None]]] = {}
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT e.email, c.id, IF(c.is_deleted, 'trashed', g.status)"
+                " FROM civicrm_contact c"
+                " JOIN civicrm_email e ON e.contact_id = c.id"
+                " LEFT JOIN civicrm_group_contact g ON g.contact_id = c.id AND g.group_id = %s"
+                " WHERE c.source = %s ORDER BY c.id", (group_id, source))
+            for email, cid, status in cur.fetchall():
+                out.setdefault(email.strip().lower(), []).append((int(cid), status))
+    finally:
+        conn.close()
+    return out

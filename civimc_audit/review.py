@@ -133,10 +133,30 @@ def _csv_frame(store: Store, plan: Plan) -> pd.DataFrame:
     return out[CSV_COLUMNS].fillna("")
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection");
+# such cells are written with a leading apostrophe, which spreadsheets show as text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _defuse(value):
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _undefuse(value: str) -> str:
+    """A cell as export_csv wrote it back to its value (the apostrophe it added removed)."""
+    if value.startswith("'") and value[1:].startswith(_FORMULA_STARTS):
+        return value[1:]
+    return value
+
+
 def export_csv(store: Store, plan_id: int | None, path: str | Path) -> int:
-    """Write the plan's items (removals and flagged first) to a CSV a spreadsheet can edit."""
+    """Write the plan's items (removals and flagged first) to a CSV a spreadsheet can edit;
+    cells that would run as formulas get a leading apostrophe (removed again on import)."""
     plan = get_plan(store, plan_id)
     frame = _csv_frame(store, plan)
+    frame = frame.apply(lambda col: col.map(_defuse))
     frame.to_csv(path, index=False, quoting=csv.QUOTE_MINIMAL)
     return len(frame)
 
@@ -153,6 +173,7 @@ def import_csv(store: Store, path: str | Path, reviewer: str, plan_id: int | Non
         rows = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read decisions CSV {path}: {exc}") from None
+    rows = rows.apply(lambda col: col.map(_undefuse))
     missing = [c for c in ("plan_id", "plan_token", "item_id", "decision", *CHECKED_COLUMNS)
                if c not in rows.columns]
     if missing:
@@ -246,8 +267,9 @@ def plan_hash(store: Store, plan: Plan, allow_pending: bool | None = None) -> st
 def freeze(store: Store, plan_id: int | None, by: str, *, allow_pending: bool = False) -> Plan:
     """Freeze a plan: record the hash of its approved items, its reviewers, who froze it, when.
 
-    `allow_pending` is the reviewers' consent that members Mailchimp refuses with "Member In
-    Compliance State" may be re-sent as pending, which emails them a confirmation request.
+    `allow_pending` is the reviewers' consent that the resubscribes flagged needs_confirmation,
+    when Mailchimp refuses them with "Member In Compliance State", may be re-sent as pending,
+    which emails them a confirmation request (no other item is ever sent as pending).
     """
     by = _reviewer(by)
     plan = _open_plan(store, plan_id)

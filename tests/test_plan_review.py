@@ -252,3 +252,41 @@ def test_filters_cover_outcome_rule_flag_text_and_dates(planned):
     # Fred's later change is 4 Jan, Betty's 4 Jan, Barney's 2 Jan, Pebbles' 1 Jan.
     got = filter_items(frame, since=f"{YEAR}-01-03", until=f"{YEAR}-01-05")
     assert set(got["email"]) == {seed_email("Fred"), seed_email("Betty")}
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def test_csv_export_defuses_spreadsheet_formulas_and_round_trips(civi_db, emulator, make_config,
+                                                                 run_cli, tmp_path):
+    """Finding 13: a cell a spreadsheet would run as a formula is written with a leading "'",
+    and the exported file is still accepted on import with the values unchanged."""
+    from civimc_audit.demo import jan
+
+    cid = civi_db.fixture.contact('=HYPERLINK("http://evil.example","x")', "+1",
+                                  email="-dash@example.org")
+    civi_db.fixture.add_to_group(cid, civi_db.group_id, jan(3, YEAR))
+    civi_db.fixture.commit()
+    config = make_config()
+    for cmd in (["snapshot"], ["reconcile"], ["plan"]):
+        code, _, err = run_cli("--config", config, *cmd)
+        assert code == 0, err
+    path = tmp_path / "d.csv"
+    assert run_cli("--config", config, "review", "--export", path)[0] == 0
+    rows = read_csv(path)
+    (row,) = [r for r in rows if "dash@example.org" in r["email"]]
+    assert row["email"] == "'-dash@example.org"
+    assert row["display_name"].startswith("'=HYPERLINK(")
+    for r in rows:
+        assert not any(v.startswith(FORMULA_STARTS) for v in r.values()), r
+    for r in rows:
+        r["decision"] = "approve"
+    row["note"] = "'=looks odd but fine"
+    write_csv(path, rows)
+    code, out, err = run_cli("--config", config, "review", "--import", path, "--reviewer", "Ada")
+    assert code == 0, err
+    with store_of(config) as store:
+        items = items_frame(store, 1).set_index("email")
+    item = items.loc["-dash@example.org"]
+    assert item["decision"] == "approved" and item["note"] == "=looks odd but fine"
+    assert item["display_name"].startswith("=HYPERLINK(")

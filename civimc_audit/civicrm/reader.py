@@ -195,29 +195,135 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
             store.con.execute(f"SET threads = {int(threads)}")
         conn.close()
 
-def changed_since(settings: CiviCRMSettings, group_id: int, contact_ids, since_utc) -> set[int]:
+def changed_since(settings: CiviCRMSettings, group_id: int, contact_ids, since_utc, *,
+                  exclude_tracking: str | None = None) -> set[int]:
     """Contacts among `contact_ids` with a subscription_history row for the group dated after
-    `since_utc` (the drift check before applying a plan), read with the read-only account."""
+    `since_utc` (the drift check before applying a plan), read with the read-only account;
+    rows whose tracking note is `exclude_tracking` (a plan's own writes) do not count."""
+    notes = history_since(settings, group_id, contact_ids, since_utc)
+    return {c for c, seen in notes.items() if seen - {exclude_tracking}}
+
+
+def history_since(settings: CiviCRMSettings, group_id: int, contact_ids, since_utc
+                  ) -> dict[int, set[str]]:
+    """Contact -> the tracking notes ('' for none) of its group history rows dated after
+    `since_utc`, for the contacts among `contact_ids` that have any."""
     from .columns import history_sql_time
 
     ids = list(dict.fromkeys(int(c) for c in contact_ids))
     if not ids:
-        return set()
+        return {}
     conn = connect(settings)
     try:
         with conn.cursor() as cur:
             schema = Schema.read(cur, settings.database)
             since = history_sql_time(schema, settings, since_utc)
-            changed: set[int] = set()
+            out: dict[int, set[str]] = {}
             for start in range(0, len(ids), 5000):
                 cur.execute(
-                    "SELECT DISTINCT contact_id FROM civicrm_subscription_history"
+                    "SELECT DISTINCT contact_id, COALESCE(tracking, '')"
+                    " FROM civicrm_subscription_history"
                     " WHERE group_id = %s AND contact_id IN %s AND `date` > %s",
                     (group_id, ids[start:start + 5000], since))
-                changed.update(row[0] for row in cur.fetchall())
-            return changed
+                for cid, note in cur.fetchall():
+                    out.setdefault(int(cid), set()).add(note)
+            return out
     except pymysql.err.MySQLError as exc:
         raise CiviCRMError(f"CiviCRM drift check failed: {describe_error(exc, settings.user)}"
                            ) from None
     finally:
         conn.close()
+
+
+CONSENT_FIELDS = ("is_deleted", "do_not_email", "is_opt_out", "is_deceased")
+
+
+@dataclass(frozen=True)
+class ContactState:
+    """What of a contact decides whether it may be synced, compared before applying a plan:
+    trashed, the consent fields, its email rows (address, on_hold), its group status and the
+    ids of its group history rows (a merge moves rows with their old dates)."""
+
+    flags: tuple
+    emails: frozenset
+    group_status: str | None
+    history: frozenset = frozenset()  # (row id, tracking note or '')
+
+
+def contact_states(settings: CiviCRMSettings, group_id: int, contact_ids
+                   ) -> dict[int, ContactState]:
+    """The current ContactState of each contact among `contact_ids` that still exists."""
+    ids = list(dict.fromkeys(int(c) for c in contact_ids))
+    if not ids:
+        return {}
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cur:
+            schema = Schema.read(cur, settings.database)
+            cols = ", ".join(f"`{c}`" if schema.has("civicrm_contact", c) else "NULL"
+                             for c in CONSENT_FIELDS)
+            flags: dict[int, tuple] = {}
+            emails: dict[int, set] = {}
+            groups: dict[int, str] = {}
+            history: dict[int, set] = {}
+            for start in range(0, len(ids), 5000):
+                chunk = ids[start:start + 5000]
+                cur.execute(f"SELECT id, {cols} FROM civicrm_contact WHERE id IN %s", (chunk,))
+                for row in cur.fetchall():
+                    flags[int(row[0])] = _flags(row[1:])
+                cur.execute("SELECT contact_id, email, on_hold FROM civicrm_email"
+                            " WHERE contact_id IN %s", (chunk,))
+                for cid, email, hold in cur.fetchall():
+                    emails.setdefault(int(cid), set()).add((email, int(hold or 0)))
+                cur.execute("SELECT contact_id, status FROM civicrm_group_contact"
+                            " WHERE group_id = %s AND contact_id IN %s", (group_id, chunk))
+                groups.update((int(cid), status) for cid, status in cur.fetchall())
+                cur.execute("SELECT contact_id, id, COALESCE(tracking, '')"
+                            " FROM civicrm_subscription_history"
+                            " WHERE group_id = %s AND contact_id IN %s", (group_id, chunk))
+                for cid, hid, note in cur.fetchall():
+                    history.setdefault(int(cid), set()).add((int(hid), note))
+        conn.commit()
+    except pymysql.err.MySQLError as exc:
+        raise CiviCRMError(f"CiviCRM drift check failed: {describe_error(exc, settings.user)}"
+                           ) from None
+    finally:
+        conn.close()
+    return {cid: ContactState(f, frozenset(emails.get(cid, ())), groups.get(cid),
+                              frozenset(history.get(cid, ())))
+            for cid, f in flags.items()}
+
+
+def snapshot_contact_states(store: Store, snapshot_id: int, group_id: int, contact_ids
+                            ) -> dict[int, ContactState]:
+    """The ContactState of each contact among `contact_ids` as a CiviCRM snapshot saw it."""
+    ids = sorted({int(c) for c in contact_ids})
+    if not ids:
+        return {}
+    con = store.con
+    cols = ", ".join(CONSENT_FIELDS)
+    flags = {int(r[0]): _flags(r[1:]) for r in con.execute(
+        f"SELECT id, {cols} FROM civicrm_contact WHERE snapshot_id = ?"
+        " AND id IN (SELECT unnest(?))", [snapshot_id, ids]).fetchall()}
+    emails: dict[int, set] = {}
+    for cid, email, hold in con.execute(
+            "SELECT contact_id, email, on_hold FROM civicrm_email WHERE snapshot_id = ?"
+            " AND contact_id IN (SELECT unnest(?))", [snapshot_id, ids]).fetchall():
+        emails.setdefault(int(cid), set()).add((email, int(hold or 0)))
+    groups = dict(con.execute(
+        "SELECT contact_id, status FROM civicrm_group_contact WHERE snapshot_id = ?"
+        " AND group_id = ? AND contact_id IN (SELECT unnest(?))",
+        [snapshot_id, group_id, ids]).fetchall())
+    history: dict[int, set] = {}
+    for cid, hid in con.execute(
+            "SELECT contact_id, id FROM civicrm_subscription_history WHERE snapshot_id = ?"
+            " AND group_id = ? AND contact_id IN (SELECT unnest(?))",
+            [snapshot_id, group_id, ids]).fetchall():
+        history.setdefault(int(cid), set()).add((int(hid), None))  # notes are not stored
+    return {cid: ContactState(f, frozenset(emails.get(cid, ())), groups.get(cid),
+                              frozenset(history.get(cid, ())))
+            for cid, f in flags.items()}
+
+
+def _flags(values) -> tuple:
+    return tuple(None if v is None else bool(v) for v in values)

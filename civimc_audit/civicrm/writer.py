@@ -45,6 +45,12 @@ def display_names(first_name: str | None, last_name: str | None, email: str) -> 
     return display[:128], sort[:128]
 
 
+def source_note(tracking: str) -> str:
+    """civicrm_contact.source of a contact created for `tracking` (how a resumed apply knows
+    the contacts its plan created)."""
+    return f"{SOURCE}: {tracking}"[:255]
+
+
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -54,7 +60,8 @@ class CiviCRMWriter:
     """Group adds/removals, new contacts and on-hold flags, written as CiviCRM writes them.
 
     Per-contact results are "done" (written now), "already" (was in that state; nothing written)
-    or "missing" (no such contact any more — it was deleted since the snapshot; nothing written).
+    or "missing" (no such contact any more, or it is in the trash — deleted since the snapshot;
+    nothing written).
     """
 
     def __init__(self, settings: CiviCRMSettings, *, batch_size: int = 200,
@@ -129,7 +136,9 @@ class CiviCRMWriter:
 
     def _status_batch(self, cur, group_id: int, batch: list[int], status: str,
                       tracking: str) -> dict[int, str]:
-        cur.execute("SELECT id FROM civicrm_contact WHERE id IN %s", (batch,))
+        # A trashed contact counts as gone: nothing is written for it.
+        cur.execute("SELECT id FROM civicrm_contact WHERE id IN %s AND is_deleted = 0",
+                    (batch,))
         existing = {row[0] for row in cur.fetchall()}
         cur.execute(f"SELECT contact_id, status FROM civicrm_group_contact {self._member_key}"
                     " WHERE contact_id IN %s AND group_id = %s FOR UPDATE", (batch, group_id))
@@ -177,7 +186,7 @@ class CiviCRMWriter:
         email = email.strip()
         if not email:
             raise CiviCRMError("cannot create a CiviCRM contact without an email address")
-        source = f"{SOURCE}: {tracking}"[:255]
+        source = source_note(tracking)
         first = (first_name or "").strip()[:64] or None
         last = (last_name or "").strip()[:64] or None
         display, sort = display_names(first, last, email)

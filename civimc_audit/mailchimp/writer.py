@@ -214,12 +214,22 @@ class MailchimpWriter:
     # --- drift check ---------------------------------------------------------------------
     def changed_since(self, since_utc: datetime) -> dict[str, datetime]:
         """Member id (md5) -> last_changed (naive UTC) for members changed after `since_utc`
-        (naive means UTC), every status included."""
+        (naive means UTC), every status included, archived ones too."""
+        return {mid: m["last_changed"] for mid, m in self.changed_members(since_utc).items()}
+
+    def changed_members(self, since_utc: datetime) -> dict[str, dict]:
+        """Member id -> {"last_changed" (naive UTC), "contact_id", "email_address"} for members
+        changed after `since_utc`. contact_id stays when the address (and so the id) changes."""
         from .reader import read_changed
 
+        # Archived members are asked for by status too: a listing may leave them out, and
+        # whether it does is not known from a snapshot that held none (a false change is safe).
         rows = read_changed(self.client, self.list_id, _as_utc_param(since_utc),
-                            fields=("id", "last_changed"))
-        return {m["id"]: _parse(m["last_changed"]) for m in rows.values()}
+                            fields=("id", "last_changed", "contact_id", "email_address"),
+                            archived_separately=True)
+        return {m["id"]: {"last_changed": _parse(m["last_changed"]),
+                          "contact_id": m.get("contact_id"),
+                          "email_address": m.get("email_address")} for m in rows.values()}
 
 
 def _member_body(m: dict) -> dict:
