@@ -33,6 +33,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .config import Config
+from .emails import normalize_email
 from .errors import CiviCRMError, MailchimpError, StoreError, UsageError
 from .export import backup_snapshots
 from .plan import Plan, get_plan, latest_frozen_plan
@@ -220,7 +221,7 @@ class _Run:
                                        source_note(self.tracking))
             late_adds = []
             for row in new.to_dict("records"):
-                found = ours.get(row["email"].strip().lower(), [])
+                found = ours.get(normalize_email(row["email"]), [])
                 if any(status == "trashed" for _, status in found):
                     # Someone put the contact this plan created in the trash: never again.
                     trashed.append({"item_id": row["item_id"], "state": "stale",
@@ -285,7 +286,7 @@ class _Run:
                 why.append(f"email changed at Mailchimp to {moved[row['member_id']]}")
             if not pd.isna(row["contact_id"]) and int(row["contact_id"]) in civi_changed:
                 why.append(civi_changed[int(row["contact_id"])])
-            if row["action"] == "create_contact" and owners.get(row["email"].strip().lower()):
+            if row["action"] == "create_contact" and owners.get(normalize_email(row["email"])):
                 why.append("a CiviCRM contact with this email exists since the snapshot")
             if why:
                 stale.append({"item_id": row["item_id"], "state": "stale",
@@ -324,10 +325,10 @@ class _Run:
             raise MailchimpError(f"apply stopped: {exc}; {len(chunk)} items are journaled as "
                                  "sending: run apply again to settle them and go on") from None
         checkpoint("mailchimp_after_call")
-        by_email = {r.email_address.strip().lower(): r for r in results}
+        by_email = {normalize_email(r.email_address): r for r in results}
         rows, refused, unknown = [], [], None
         for row, payload in zip(chunk.to_dict("records"), payloads, strict=True):
-            r = by_email.get(payload["email_address"].strip().lower())
+            r = by_email.get(normalize_email(payload["email_address"]))
             if r is not None and not r.ok and getattr(r, "final", True) is False:
                 # The call failed as a whole (no answer, 429/5xx after retries): the change
                 # may or may not have been made, so the item stays `sending` for the next run.

@@ -30,12 +30,16 @@ def normalize_email(s: str) -> str:
     return strip_email(s).lower()
 
 
+#: Whitespace at either end, as a regular expression that DuckDB (RE2) and MariaDB (PCRE) read
+#: alike: `REGEXP_REPLACE(email, STRIP_PATTERN, '')` strips an address in SQL.
+STRIP_PATTERN = f"^{SQL_WHITESPACE_CLASS}+|{SQL_WHITESPACE_CLASS}+$"
+
+
 def sql_macros() -> str:
     """DuckDB statements defining the temporary macros `strip_email(s)` and
     `normalize_email(s)`, which agree with the Python functions of the same names."""
-    pattern = f"^{SQL_WHITESPACE_CLASS}+|{SQL_WHITESPACE_CLASS}+$"
     return (f"CREATE OR REPLACE TEMP MACRO strip_email(s) AS "
-            f"regexp_replace(s, '{pattern}', '', 'g');\n"
+            f"regexp_replace(s, '{STRIP_PATTERN}', '', 'g');\n"
             f"CREATE OR REPLACE TEMP MACRO normalize_email(s) AS lower(strip_email(s));\n")
 
 

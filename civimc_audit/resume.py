@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .civicrm.db import connect
 from .config import CiviCRMSettings
+from .emails import STRIP_PATTERN, normalize_email
 from .errors import MailchimpError
 from .mailchimp.client import MailchimpClient
 
@@ -52,7 +53,7 @@ def group_statuses(settings: CiviCRMSettings, group_id: int, contact_ids: list[i
 def contacts_owning(settings: CiviCRMSettings, group_id: int, emails: list[str]
                     ) -> dict[str, list[tuple[int, str | None]]]:
     """lower-cased email -> [(non-deleted contact id, its group status)] for each address."""
-    out: dict[str, list[tuple[int, str | None]]] = {e.strip().lower(): [] for e in emails}
+    out: dict[str, list[tuple[int, str | None]]] = {normalize_email(e): [] for e in emails}
     if not emails:
         return out
     conn = connect(settings)
@@ -62,14 +63,19 @@ def contacts_owning(settings: CiviCRMSettings, group_id: int, emails: list[str]
             for start in range(0, len(keys), 1000):
                 chunk = keys[start:start + 1000]
                 marks = ", ".join(["%s"] * len(chunk))
+                # SQL TRIM strips only spaces; the shared pattern strips what Python strips.
                 cur.execute(
-                    "SELECT DISTINCT LOWER(TRIM(e.email)), c.id, g.status FROM civicrm_email e"
+                    "SELECT DISTINCT e.email, c.id, g.status FROM civicrm_email e"
                     " JOIN civicrm_contact c ON c.id = e.contact_id AND c.is_deleted = 0"
                     " LEFT JOIN civicrm_group_contact g ON g.contact_id = c.id AND g.group_id = %s"
-                    f" WHERE LOWER(TRIM(e.email)) IN ({marks}) ORDER BY c.id",
-                    (group_id, *chunk))
+                    f" WHERE LOWER(REGEXP_REPLACE(e.email, %s, '')) IN ({marks}) ORDER BY c.id",
+                    (group_id, STRIP_PATTERN, *chunk))
+                seen = set()
                 for email, cid, status in cur.fetchall():
-                    out.setdefault(email, []).append((int(cid), status))
+                    key = (normalize_email(email), int(cid))
+                    if key not in seen:
+                        seen.add(key)
+                        out.setdefault(key[0], []).append((int(cid), status))
     finally:
         conn.close()
     return out
@@ -91,7 +97,7 @@ def contacts_created_by(settings: CiviCRMSettings, group_id: int, source: str
                 " LEFT JOIN civicrm_group_contact g ON g.contact_id = c.id AND g.group_id = %s"
                 " WHERE c.source = %s ORDER BY c.id", (group_id, source))
             for email, cid, status in cur.fetchall():
-                out.setdefault(email.strip().lower(), []).append((int(cid), status))
+                out.setdefault(normalize_email(email), []).append((int(cid), status))
     finally:
         conn.close()
     return out

@@ -62,9 +62,12 @@ def verify(config: Config, plan_id: int | None = None, *, progress: bool = False
                     QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY seq DESC) = 1)
                 SELECT DISTINCT i.item_id, i.target, i.action, i.email, o.outcome, o.reason
                 FROM plan_items i JOIN j USING (item_id)
+                -- The same person: the same contact and address where the item names a
+                -- contact (an address can be shared by several contacts, a contact can have
+                -- several members), else the address (a contact the apply created).
                 JOIN outcomes o ON o.reconciliation_id = $2
-                     AND (lower(trim(o.email)) = lower(trim(i.email))
-                          OR (i.contact_id IS NOT NULL AND o.contact_id = i.contact_id))
+                     AND lower(trim(o.email)) = lower(trim(i.email))
+                     AND (i.contact_id IS NULL OR o.contact_id = i.contact_id)
                 WHERE i.plan_id = $1 AND j.state = 'done' AND o.outcome <> 'no_change'
                 ORDER BY i.item_id
                 """, [plan_id, rec["id"]]).df()

@@ -60,8 +60,10 @@ def test_a_fully_approved_plan_converges_on_a_generated_population(civi_db, emul
     assert rid_after > rid
     # Only what could never be synced is left, and no more of it than before.
     assert set(after) <= {"no_change", "cannot_sync"}
-    assert after.get("cannot_sync", 0) == before["cannot_sync"]
-    assert "nothing to do" in out or f"cannot_sync {before['cannot_sync']}" in out
+    # (Some resolve: a contact kept out of an unsubscribe because another of its addresses
+    # rejoined the group is in agreement once that addition is applied.)
+    assert 0 < after.get("cannot_sync", 0) <= before["cannot_sync"]
+    assert f"cannot_sync {after['cannot_sync']}" in out
     # And a plan of the converged state has no item: the sync rule finds nothing to do.
     out = cli_ok(run_cli, config, "plan")
     with Store(load_config(config).store_file) as store:

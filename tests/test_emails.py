@@ -84,3 +84,21 @@ def test_reconciliation_names_the_stripped_address():
             [rec["id"]]).fetchone()
     address = population.instances[0].address("a").upper()
     assert email == target == address
+
+
+def test_resume_finds_owners_whatever_whitespace_civicrm_stored(civi_db, monkeypatch):
+    """Settling an interrupted apply looks contacts up by address in MariaDB, whose TRIM strips
+    only spaces: the shared pattern must find "\\tA@x.org\\n" for "a@x.org"."""
+    from civicrm_helpers import settings_for
+
+    from civimc_audit.resume import contacts_owning
+
+    f, g = civi_db.fixture, civi_db.group_id
+    padded = f.contact("Pad", "Ded", email="\tWS@example.org\u00a0\r\n")
+    f.add_to_group(padded, g, "2024-01-01T00:00:00Z")
+    other = f.contact("Other", "One", email="other@example.org")
+    f.commit()
+    found = contacts_owning(settings_for(civi_db, monkeypatch), g,
+                            ["ws@example.org", " Other@Example.org", "none@example.org"])
+    assert found == {"ws@example.org": [(padded, "Added")],
+                     "other@example.org": [(other, None)], "none@example.org": []}
