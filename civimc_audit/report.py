@@ -7,7 +7,9 @@ notebook show the same thing. Names and emails are always escaped, never rendere
 from __future__ import annotations
 
 import json
+import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -230,6 +232,20 @@ def new_run_folder(base: Path) -> Path:
             folder = base / f"{stamp}-{n}"
 
 
+@contextmanager
+def quiet_kernel_transport():
+    """Silence tornado's log while papermill talks to the kernel: under load the ZMQ stream can
+    log "Uncaught exception in ZMQStream callback" as the kernel shuts down, which is transport
+    noise (the notebook's own outcome is what counts) and would break one-line stderr."""
+    logger = logging.getLogger("tornado")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def run_report(config: Config, *, reconciliation_id: int | None = None,
                runs_dir: Path | None = None, notebook: Path | None = None,
                folder: Path | None = None, parameters: dict | None = None) -> Path:
@@ -249,17 +265,18 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
     started = time.monotonic()
     status, message = "ok", "report written"
     try:
-        pm.execute_notebook(
-            str(notebook), str(out),
-            parameters={"config_path": str(config.source),
-                        "reconciliation_id": reconciliation_id, **(parameters or {})},
-            progress_bar=False, cwd=str(config.base_dir), kernel_name="python3",
-            # The kernel's chatter on stderr (a TCP transport warning, "KeyboardInterrupt caught"
-            # when it is stopped after a failed cell) would break the
-            # one-line-on-stderr contract that schedulers read.
-            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-            kernel_manager_class=ipc_kernel_manager(),
-        )
+        with quiet_kernel_transport():
+            pm.execute_notebook(
+                str(notebook), str(out),
+                parameters={"config_path": str(config.source),
+                            "reconciliation_id": reconciliation_id, **(parameters or {})},
+                progress_bar=False, cwd=str(config.base_dir), kernel_name="python3",
+                # The kernel's chatter on stderr (a TCP transport warning, "KeyboardInterrupt caught"
+                # when it is stopped after a failed cell) would break the
+                # one-line-on-stderr contract that schedulers read.
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                kernel_manager_class=ipc_kernel_manager(),
+            )
     except pm.PapermillExecutionError as exc:
         status, message = "failed", f"report notebook failed: {exc.ename}: {exc.evalue}"
     finally:
