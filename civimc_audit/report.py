@@ -60,8 +60,7 @@ REASON_HELP = {
 
 
 REPORT_CSS = """<style>
-table.civimc-table th, table.civimc-table td { text-align: left; }
-table.civimc-table td.num, table.civimc-table th.num { text-align: right; }
+table.civimc-table th, table.civimc-table td, table.civimc-table tr { text-align: left !important; }
 </style>"""
 
 
