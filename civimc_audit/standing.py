@@ -4,8 +4,10 @@
 `add_to_mailchimp`, `add_to_civicrm_group`). For a run's reconciliation this builds a plan,
 approves exactly the items with a listed outcome (reviewer "standing approval (config)"),
 freezes it, applies it with execute and verifies. A removal (`remove_from_civicrm_group`,
-`unsubscribe_in_mailchimp`) is approved only when its own code is listed; every other item stays
-undecided. With nothing approvable the plan stays open for review and nothing is sent.
+`unsubscribe_in_mailchimp`) is approved only when its own code is listed; an item in a review
+bucket (flagged consent_conflict, duplicate_contacts or contact_deleted) is never approved
+without a person; every other item stays undecided. With nothing approvable the plan stays open
+for review and nothing is sent.
 
 The store is opened only around each step: apply opens it itself for every journal write.
 """
@@ -23,6 +25,9 @@ from .store import Store
 REVIEWER = "standing approval (config)"
 NOTE = "[schedule] auto_approve"
 RESULTS = ("done", "failed", "stale")
+# Flags that put an item in front of a person whatever its outcome: a standing approval was
+# given for the routine case, not for someone who asked not to be emailed or a duplicate.
+HELD_FLAGS = ("consent_conflict", "duplicate_contacts", "contact_deleted")
 
 
 def approvable_outcomes(auto_approve: tuple[str, ...] | list[str]) -> list[str]:
@@ -72,7 +77,8 @@ def approve_standing(store: Store, reconciliation_id: int,
     there are any. Returns (plan, number approved)."""
     plan = build_plan(store, reconciliation_id)
     items = items_frame(store, plan.id)
-    chosen = items[items["outcome"].isin(approvable_outcomes(auto_approve))]
+    held = items["flags"].fillna("").str.split().apply(lambda fl: bool(set(fl) & set(HELD_FLAGS)))
+    chosen = items[items["outcome"].isin(approvable_outcomes(auto_approve)) & ~held]
     if chosen.empty:
         return plan, 0
     n = decide(store, plan.id, chosen["item_id"].tolist(), "approved", REVIEWER, note=NOTE,

@@ -252,3 +252,21 @@ def test_mailchimp_failing_during_the_apply_exits_3_and_the_journal_says_how_far
     assert mc_status(emulator, "Betty") is None
     html = (runs_of(config)[0] / "audit.html").read_text(encoding="utf-8")
     assert "subscribe: 1 not finished" in html
+
+
+def test_flagged_items_wait_for_a_person_whatever_the_standing_approval(seeded, civi_db,
+                                                                         emulator, run_cli):
+    """Betty's twin who asked not to be emailed is in the group but not at Mailchimp: the
+    outcome is add_to_mailchimp (as the sync would do), flagged consent_conflict — a standing
+    approval of add_to_mailchimp must not send it."""
+    f = civi_db.fixture
+    quiet = f.contact("Quiet", "Rubble", do_not_email=True, email="quiet@bedrock.example.org")
+    f.add_to_group(quiet, civi_db.group_id, datetime(YEAR, 1, 4, 10, tzinfo=UTC))
+    f.commit()
+    config = seeded(ADDS)
+    code, out, err = run_cli("--config", config, "run", "--apply")
+    assert code == 0, err
+    assert mc_status(emulator, "Betty") == "subscribed"
+    assert emulator.get_member(TEST_LIST_ID, "quiet@bedrock.example.org") is None
+    summary = summary_of(runs_of(config)[-1])
+    assert summary["waiting_for_review"].get("add_to_mailchimp") == 1
