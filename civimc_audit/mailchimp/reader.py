@@ -259,10 +259,12 @@ def read_changed(client: MailchimpClient, list_id: str, since: str,
 class Spool:
     """Raw pages on their way to DuckDB, written by the page threads.
 
-    Pages go to JSON-lines files of `pages_per_file` pages; each full file is handed to a
-    loader thread that has DuckDB run `sql` over it (parse, convert, insert) while later pages
-    still download (DuckDB releases the GIL). The store connection is used only by the loader
-    until `close()`.
+    Pages go to JSON-lines files of `pages_per_file` pages; full files are handed to a loader
+    thread that has DuckDB run `sql` over them (parse, convert, insert) while later pages still
+    download (DuckDB releases the GIL). Each load takes every file waiting at that moment in one
+    statement, so a backlog (the download outran DuckDB, as it does at the end of a pass) is
+    loaded by all of DuckDB's threads at once rather than one file after another. The store
+    connection is used only by the loader until `close()`.
     """
 
     def __init__(self, folder: str, rnd: int, query: int, con, sql: str, params: dict,
@@ -276,6 +278,7 @@ class Spool:
         self._in_file = 0
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="mailchimp-load")
         self._loads = []
+        self._waiting: list[str] = []  # full files no load has taken yet
 
     def write(self, offset: int, content: bytes) -> None:
         if b"\n" in content:  # JSON lines: re-encode a pretty-printed page compactly
@@ -294,13 +297,19 @@ class Spool:
     def _hand_over(self) -> None:
         f, self._file, self._in_file = self._file, None, 0
         f.close()
-        self._loads.append(self._loader.submit(self._load, f.name))
+        self._waiting.append(f.name)
+        self._loads.append(self._loader.submit(self._load))
 
-    def _load(self, path: str) -> None:
+    def _load(self) -> None:
+        with self._lock:
+            paths, self._waiting = self._waiting, []
+        if not paths:  # an earlier load took them
+            return
         try:
-            self.con.execute(self.sql, {**self.params, "path": path})
+            self.con.execute(self.sql, {**self.params, "path": paths})
         finally:
-            os.unlink(path)
+            for path in paths:
+                os.unlink(path)
 
     def close(self, load: bool = True) -> None:
         """Load what is left and wait for every load (or, on failure, just clean up)."""
@@ -310,8 +319,12 @@ class Spool:
                     self._hand_over()
                 else:
                     self._file.close()
-                    os.unlink(self._file.name)
+                    self._waiting.append(self._file.name)
                     self._file = None
+            if not load:
+                for path in self._waiting:
+                    os.unlink(path)
+                self._waiting = []
         self._loader.shutdown(wait=True)
         for f in self._loads:
             if load:
