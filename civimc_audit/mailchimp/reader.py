@@ -259,14 +259,21 @@ def read_changed(client: MailchimpClient, list_id: str, since: str,
 class Spool:
     """Raw pages on their way to DuckDB, written by the page threads.
 
-    Pages go to JSON-lines files of `pages_per_file` pages; each full file is handed to a
-    loader thread that has DuckDB run `sql` over it (parse, convert, insert) while later pages
-    still download (DuckDB releases the GIL). The store connection is used only by the loader
-    until `close()`.
+    Pages go to JSON-lines files of `pages_per_file` pages; full files are handed to a loader
+    thread that has DuckDB run `sql` over them (parse, convert, insert) while later pages still
+    download (DuckDB releases the GIL). Each load takes every file waiting at that moment in one
+    statement, so a backlog (the download outran DuckDB, as it does at the end of a pass) is
+    loaded by all of DuckDB's threads at once rather than one file after another. The store
+    connection is used only by the loader until `close()`.
+
+    With `one_transaction` every load runs in one transaction that `close()` commits: DuckDB
+    then writes whole row groups, compressed by the threads that loaded them, instead of
+    topping up a partly filled row group through its write-ahead log at each commit and
+    compressing that again, single-threaded, at the next checkpoint.
     """
 
     def __init__(self, folder: str, rnd: int, query: int, con, sql: str, params: dict,
-                 pages_per_file: int = 50):
+                 pages_per_file: int = 50, one_transaction: bool = False):
         self.folder, self.rnd, self.query, self.con = folder, rnd, query, con
         self.sql, self.params = sql, params
         self.pages_per_file = pages_per_file
@@ -276,6 +283,9 @@ class Spool:
         self._in_file = 0
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="mailchimp-load")
         self._loads = []
+        self._waiting: list[str] = []  # full files no load has taken yet
+        self._one_transaction = one_transaction
+        self._began = False
 
     def write(self, offset: int, content: bytes) -> None:
         if b"\n" in content:  # JSON lines: re-encode a pretty-printed page compactly
@@ -294,13 +304,22 @@ class Spool:
     def _hand_over(self) -> None:
         f, self._file, self._in_file = self._file, None, 0
         f.close()
-        self._loads.append(self._loader.submit(self._load, f.name))
+        self._waiting.append(f.name)
+        self._loads.append(self._loader.submit(self._load))
 
-    def _load(self, path: str) -> None:
+    def _load(self) -> None:
+        with self._lock:
+            paths, self._waiting = self._waiting, []
+        if not paths:  # an earlier load took them
+            return
+        if self._one_transaction and not self._began:
+            self.con.execute("BEGIN TRANSACTION")
+            self._began = True
         try:
-            self.con.execute(self.sql, {**self.params, "path": path})
+            self.con.execute(self.sql, {**self.params, "path": paths})
         finally:
-            os.unlink(path)
+            for path in paths:
+                os.unlink(path)
 
     def close(self, load: bool = True) -> None:
         """Load what is left and wait for every load (or, on failure, just clean up)."""
@@ -310,12 +329,23 @@ class Spool:
                     self._hand_over()
                 else:
                     self._file.close()
-                    os.unlink(self._file.name)
+                    self._waiting.append(self._file.name)
                     self._file = None
+            if not load:
+                for path in self._waiting:
+                    os.unlink(path)
+                self._waiting = []
         self._loader.shutdown(wait=True)
-        for f in self._loads:
-            if load:
-                f.result()
+        try:
+            for f in self._loads:
+                if load:
+                    f.result()
+        except BaseException:
+            load = False
+            raise
+        finally:
+            if self._began:
+                self.con.execute("COMMIT" if load else "ROLLBACK")
 
 
 def page_edges(content: bytes) -> tuple[int, str | None, str | None, int]:
@@ -366,14 +396,15 @@ class _Snapshotter:
         finally:
             self.seconds[name] += time.perf_counter() - t
 
-    def _spool(self, rnd: int, sql: str, **params) -> Spool:
+    def _spool(self, rnd: int, sql: str, one_transaction: bool = False, **params) -> Spool:
         self.queries += 1
-        return Spool(self.tmp.name, rnd, self.queries, self.con, sql, params)
+        return Spool(self.tmp.name, rnd, self.queries, self.con, sql, params,
+                     one_transaction=one_transaction)
 
     # --- reading ---------------------------------------------------------------------------
     def _full_read(self, params: dict) -> Read:
         """Every page of a listing, spooled straight into the snapshot's rows."""
-        spool = self._spool(0, _DIRECT_SQL, snap=self.snap_id)
+        spool = self._spool(0, _DIRECT_SQL, one_transaction=True, snap=self.snap_id)
         edges: dict[int, tuple] = {}
         totals: set[int] = set()
         lock = threading.Lock()

@@ -1,0 +1,54 @@
+"""The spool that carries a full pass's raw pages into DuckDB (mailchimp.reader.Spool)."""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+
+from civimc_audit.mailchimp.reader import _DIRECT_SQL, STRIDE, Spool
+from civimc_audit.store import Store
+
+
+def _page(first: int, n: int, total: int) -> bytes:
+    return orjson.dumps({"total_items": total, "members": [
+        {"id": f"id{i}", "email_address": f"m{i}@example.org", "status": "subscribed",
+         "last_changed": "2025-06-01T12:00:00+00:00", "merge_fields": {"FNAME": f"F{i}"},
+         "unique_email_id": f"u{i}", "contact_id": f"c{i}", "timestamp_opt": ""}
+        for i in range(first, first + n)]})
+
+
+def _spool(store: Store, folder, one_transaction: bool) -> Spool:
+    return Spool(str(folder), 0, 1, store.con, _DIRECT_SQL, {"snap": 7},
+                 pages_per_file=2, one_transaction=one_transaction)
+
+
+def test_backlog_loads_every_page_once_without_overlaps(tmp_path):
+    """Pages written faster than they load (a backlog of many files) all land, each member
+    once, the one-member page overlaps left out, and no spool file is left behind."""
+    total = 8 * STRIDE + 1
+    with Store(tmp_path / "audit.duckdb") as store:
+        spool = _spool(store, tmp_path, one_transaction=True)
+        for k in range(8):
+            spool.write(k * STRIDE, _page(k * STRIDE, STRIDE + 1, total))
+        spool.close()
+        n, distinct, fname = store.con.execute(
+            "SELECT count(*), count(DISTINCT id), max_by(fname, id) FROM mailchimp_member"
+            " WHERE snapshot_id = 7").fetchone()
+        assert (n, distinct) == (total, total)
+        assert fname == "F999"  # max id by string order is id999
+    assert [p for p in os.listdir(tmp_path) if p.endswith(".jsonl")] == []
+
+
+def test_abandoned_pass_leaves_no_rows_and_no_files(tmp_path):
+    """A pass that fails part-way (close(load=False)) rolls back what it had loaded."""
+    with Store(tmp_path / "audit.duckdb") as store:
+        spool = _spool(store, tmp_path, one_transaction=True)
+        for k in range(5):
+            spool.write(k * STRIDE, _page(k * STRIDE, STRIDE + 1, 10_000))
+        spool.close(load=False)
+        assert store.con.execute("SELECT count(*) FROM mailchimp_member").fetchone()[0] == 0
+        store.con.execute("SELECT 1").fetchall()  # the connection is out of the transaction
+        with store.transaction():
+            pass
+    assert [p for p in os.listdir(tmp_path) if p.endswith(".jsonl")] == []
