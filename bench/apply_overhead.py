@@ -30,7 +30,7 @@ from civimc_audit.demo import jan
 from civimc_audit.emulator import Emulator, EmulatorServer
 from civimc_audit.localdb import ensure_server
 
-KEY = "0123456789abcdef0123456789abcdef-us1"
+KEY = "0123456789abcdef0123456789abcdef-us1"  # fake key for the emulator
 LIST = "b3nchb3nch"
 
 

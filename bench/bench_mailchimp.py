@@ -26,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-KEY = "0badc0de0badc0de0badc0de0badc0de-us5"  # made up
+KEY = "0badc0de0badc0de0badc0de0badc0de-us5"  # fake key, made up
 LIST = "be7c4a11d0"
 STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "archived", "transactional")
 
