@@ -240,9 +240,9 @@ def test_a_live_lock_refuses_the_run(seeded, run_cli):
     assert not (runs / LOCK_NAME).exists()  # released by its owner
 
 
-def test_overlapping_runs_are_refused(seeded, emulator, run_cli):
-    """A real `civimc-audit run` in another process, held mid-snapshot, and a second one."""
-    config = seeded()
+def start_held_run(config, emulator):
+    """`civimc-audit run` in another process, held at its first Mailchimp page until `release`
+    is set; returns (process, in_page event, release event)."""
     in_page, release = threading.Event(), threading.Event()
 
     def hold(emu, list_id, offset):
@@ -250,8 +250,15 @@ def test_overlapping_runs_are_refused(seeded, emulator, run_cli):
         release.wait(60)
 
     emulator.on_members_page = hold
-    first = subprocess.Popen([sys.executable, "-m", "civimc_audit.cli", "--config", str(config),
-                              "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "civimc_audit.cli", "--config", str(config),
+                             "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, in_page, release
+
+
+def test_overlapping_runs_are_refused(seeded, emulator, run_cli):
+    """A real `civimc-audit run` in another process, held mid-snapshot, and a second one."""
+    config = seeded()
+    first, in_page, release = start_held_run(config, emulator)
     try:
         assert in_page.wait(60), "the first run never reached Mailchimp"
         code, _, err = run_cli("--config", config, "run")
@@ -417,15 +424,7 @@ def test_a_killed_run_does_not_block_the_next(seeded, emulator, run_cli):
 def test_sigterm_records_the_interruption_and_releases_the_lock(seeded, emulator):
     """systemd and Airflow stop a job with SIGTERM: the run says so and unlocks."""
     config = seeded()
-    in_page, release = threading.Event(), threading.Event()
-
-    def hold(emu, list_id, offset):
-        in_page.set()
-        release.wait(60)
-
-    emulator.on_members_page = hold
-    job = subprocess.Popen([sys.executable, "-m", "civimc_audit.cli", "--config", str(config),
-                            "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job, in_page, release = start_held_run(config, emulator)
     try:
         assert in_page.wait(60), "the run never reached Mailchimp"
         job.terminate()

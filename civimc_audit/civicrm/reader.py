@@ -12,6 +12,7 @@ leaves nothing behind but a snapshot marked failed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -213,21 +214,29 @@ def history_since(settings: CiviCRMSettings, group_id: int, contact_ids, since_u
     ids = list(dict.fromkeys(int(c) for c in contact_ids))
     if not ids:
         return {}
+    out: dict[int, set[str]] = {}
+    with _drift_read(settings) as (cur, schema):
+        since = history_sql_time(schema, settings, since_utc)
+        for start in range(0, len(ids), 5000):
+            cur.execute(
+                "SELECT DISTINCT contact_id, COALESCE(tracking, '')"
+                " FROM civicrm_subscription_history"
+                " WHERE group_id = %s AND contact_id IN %s AND `date` > %s",
+                (group_id, ids[start:start + 5000], since))
+            for cid, note in cur.fetchall():
+                out.setdefault(int(cid), set()).add(note)
+    return out
+
+
+@contextmanager
+def _drift_read(settings: CiviCRMSettings):
+    """A read-only cursor and the site's schema for the drift check; a server error becomes one
+    CiviCRMError line (never the password)."""
     conn = connect(settings)
     try:
         with conn.cursor() as cur:
-            schema = Schema.read(cur, settings.database)
-            since = history_sql_time(schema, settings, since_utc)
-            out: dict[int, set[str]] = {}
-            for start in range(0, len(ids), 5000):
-                cur.execute(
-                    "SELECT DISTINCT contact_id, COALESCE(tracking, '')"
-                    " FROM civicrm_subscription_history"
-                    " WHERE group_id = %s AND contact_id IN %s AND `date` > %s",
-                    (group_id, ids[start:start + 5000], since))
-                for cid, note in cur.fetchall():
-                    out.setdefault(int(cid), set()).add(note)
-            return out
+            yield cur, Schema.read(cur, settings.database)
+        conn.commit()
     except pymysql.err.MySQLError as exc:
         raise CiviCRMError(f"CiviCRM drift check failed: {describe_error(exc, settings.user)}"
                            ) from None
@@ -256,39 +265,30 @@ def contact_states(settings: CiviCRMSettings, group_id: int, contact_ids
     ids = list(dict.fromkeys(int(c) for c in contact_ids))
     if not ids:
         return {}
-    conn = connect(settings)
-    try:
-        with conn.cursor() as cur:
-            schema = Schema.read(cur, settings.database)
-            cols = ", ".join(f"`{c}`" if schema.has("civicrm_contact", c) else "NULL"
-                             for c in CONSENT_FIELDS)
-            flags: dict[int, tuple] = {}
-            emails: dict[int, set] = {}
-            groups: dict[int, str] = {}
-            history: dict[int, set] = {}
-            for start in range(0, len(ids), 5000):
-                chunk = ids[start:start + 5000]
-                cur.execute(f"SELECT id, {cols} FROM civicrm_contact WHERE id IN %s", (chunk,))
-                for row in cur.fetchall():
-                    flags[int(row[0])] = _flags(row[1:])
-                cur.execute("SELECT contact_id, email, on_hold FROM civicrm_email"
-                            " WHERE contact_id IN %s", (chunk,))
-                for cid, email, hold in cur.fetchall():
-                    emails.setdefault(int(cid), set()).add((email, int(hold or 0)))
-                cur.execute("SELECT contact_id, status FROM civicrm_group_contact"
-                            " WHERE group_id = %s AND contact_id IN %s", (group_id, chunk))
-                groups.update((int(cid), status) for cid, status in cur.fetchall())
-                cur.execute("SELECT contact_id, id, COALESCE(tracking, '')"
-                            " FROM civicrm_subscription_history"
-                            " WHERE group_id = %s AND contact_id IN %s", (group_id, chunk))
-                for cid, hid, note in cur.fetchall():
-                    history.setdefault(int(cid), set()).add((int(hid), note))
-        conn.commit()
-    except pymysql.err.MySQLError as exc:
-        raise CiviCRMError(f"CiviCRM drift check failed: {describe_error(exc, settings.user)}"
-                           ) from None
-    finally:
-        conn.close()
+    with _drift_read(settings) as (cur, schema):
+        cols = ", ".join(f"`{c}`" if schema.has("civicrm_contact", c) else "NULL"
+                         for c in CONSENT_FIELDS)
+        flags: dict[int, tuple] = {}
+        emails: dict[int, set] = {}
+        groups: dict[int, str] = {}
+        history: dict[int, set] = {}
+        for start in range(0, len(ids), 5000):
+            chunk = ids[start:start + 5000]
+            cur.execute(f"SELECT id, {cols} FROM civicrm_contact WHERE id IN %s", (chunk,))
+            for row in cur.fetchall():
+                flags[int(row[0])] = _flags(row[1:])
+            cur.execute("SELECT contact_id, email, on_hold FROM civicrm_email"
+                        " WHERE contact_id IN %s", (chunk,))
+            for cid, email, hold in cur.fetchall():
+                emails.setdefault(int(cid), set()).add((email, int(hold or 0)))
+            cur.execute("SELECT contact_id, status FROM civicrm_group_contact"
+                        " WHERE group_id = %s AND contact_id IN %s", (group_id, chunk))
+            groups.update((int(cid), status) for cid, status in cur.fetchall())
+            cur.execute("SELECT contact_id, id, COALESCE(tracking, '')"
+                        " FROM civicrm_subscription_history"
+                        " WHERE group_id = %s AND contact_id IN %s", (group_id, chunk))
+            for cid, hid, note in cur.fetchall():
+                history.setdefault(int(cid), set()).add((int(hid), note))
     return {cid: ContactState(f, frozenset(emails.get(cid, ())), groups.get(cid),
                               frozenset(history.get(cid, ())))
             for cid, f in flags.items()}
