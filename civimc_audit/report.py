@@ -196,6 +196,7 @@ def ipc_kernel_manager():
     later, so another process can take one first and the run fails at random ("Address
     already in use"); sockets in a folder of our own cannot collide."""
     import shutil
+    import subprocess
     import tempfile
 
     from jupyter_client.manager import AsyncKernelManager
@@ -208,6 +209,14 @@ def ipc_kernel_manager():
         def _ip_default(self):
             self._ipc_dir = tempfile.mkdtemp(prefix="civimc-kernel-")
             return str(Path(self._ipc_dir) / "k")
+
+        async def _async_pre_start_kernel(self, **kw):
+            # The kernel process's own stderr is not the report: libzmq can print an assertion
+            # there as a kernel shuts down under load, breaking one-line stderr. Cell errors
+            # still reach the notebook through the messaging protocol.
+            cmd, kw = await super()._async_pre_start_kernel(**kw)
+            kw["stderr"] = subprocess.DEVNULL
+            return cmd, kw
 
         async def _async_cleanup_resources(self, restart: bool = False) -> None:
             await super()._async_cleanup_resources(restart=restart)
