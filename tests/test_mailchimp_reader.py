@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import orjson
 import pytest
 from mc_env import LIST, OLD, STATUSES, emulator_state, mc_env, snapshot_state
 
@@ -255,28 +256,56 @@ def _h(email):
     return member_hash(email)
 
 
-def test_page_checks_read_raw_pages_compact_or_pretty(tmp_path):
+def _raw_pages(n: int):
+    """One page of `n` members as Mailchimp's compact JSON, pretty-printed, and with the keys
+    in another order; names hold quotes and a member boundary lookalike."""
     import json
-
-    from civimc_audit.mailchimp.reader import _LOAD_SQL, _ROWS_TABLE, STRIDE, Spool, page_edges
-    from civimc_audit.store import Store
 
     members = [{"id": f"{i:032x}", "email_address": f"p{i}@example.org", "status": "subscribed",
                 "last_changed": "2026-01-02T03:04:05+00:00", "unique_email_id": "u",
                 "contact_id": f"{i:032x}", "timestamp_opt": "",
-                "merge_fields": {"FNAME": 'A "quoted" \\"id\\":\\"x\\"', "ADDRESS": {"city": "C"}}}
-               for i in range(STRIDE + 2)]
+                "merge_fields": {"FNAME": 'A "quoted" \\"id\\":\\"x\\"', "LNAME": '},{"id":"z',
+                                 "ADDRESS": {"city": "C"}}}
+               for i in range(n)]
     page = {"members": members, "total_items": 4321}
-    compact = json.dumps(page, separators=(",", ":")).encode()
-    pretty = json.dumps(page, indent=2).encode()
-    assert page_edges(compact) == page_edges(pretty) == (
-        4321, f"{0:032x}", f"{STRIDE:032x}", STRIDE + 2)
+    reordered = {"total_items": 4321,
+                 "members": [dict(reversed(list(m.items()))) for m in members]}
+    return (json.dumps(page, separators=(",", ":")).encode(), json.dumps(page, indent=2).encode(),
+            json.dumps(reordered, separators=(",", ":")).encode())
+
+
+def test_raw_pages_are_cut_down_to_their_members_whatever_their_layout():
+    """Compact pages are cut without decoding; pretty or reordered ones are decoded; all give
+    the same members, ids at the page edges and count; a later page's overlap is left out."""
+    from civimc_audit.mailchimp.reader import STRIDE, split_page
+
+    for n in (STRIDE + 1, STRIDE + 2, 3, 1):
+        compact, pretty, reordered = _raw_pages(n)
+        for offset in (0, STRIDE):
+            pages = [split_page(raw, offset) for raw in (compact, pretty, reordered)]
+            want = orjson.loads(compact)["members"][1 if offset else 0:]
+            for page in pages:
+                assert (page.total, page.first, page.n) == (4321, f"{0:032x}", n)
+                assert page.at_stride == (f"{STRIDE:032x}" if n > STRIDE else None)
+                assert orjson.loads(b"[" + page.members + b"]") == want
+    empty = split_page(b'{"members":[],"total_items":0}', 0)
+    assert (empty.total, empty.n, empty.first, empty.members) == (0, 0, None, b"")
+
+
+def test_spooled_members_load_as_store_rows(tmp_path):
+    from civimc_audit.mailchimp.reader import _LOAD_SQL, _ROWS_TABLE, STRIDE, Spool, split_page
+    from civimc_audit.store import Store
+
+    compact, pretty, _ = _raw_pages(STRIDE + 2)
     with Store(tmp_path / "s.duckdb") as store:
         store.con.execute(_ROWS_TABLE)
-        spool = Spool(str(tmp_path), 1, 1, store.con, _LOAD_SQL, {})
-        spool.write(0, pretty)
+        spool = Spool(str(tmp_path), 1, store.con, _LOAD_SQL, {"r": 3})
+        spool.write(split_page(pretty, 0).members)
+        spool.write(split_page(compact, STRIDE).members)
         spool.close()
-        rows = store.con.execute("SELECT count(*), min(fname), min(last_changed) FROM _mc_rows"
-                                 ).fetchone()
-    assert rows[0] == STRIDE + 2 and rows[1].startswith('A "quoted"')
-    assert str(rows[2]) == "2026-01-02 03:04:05"
+        rows = store.con.execute(
+            "SELECT count(*), count(DISTINCT id), min(fname), min(lname), min(last_changed),"
+            " min(r), max(r) FROM _mc_rows").fetchone()
+    assert rows[:2] == (2 * STRIDE + 3, STRIDE + 2)
+    assert rows[2].startswith('A "quoted"') and rows[3] == '},{"id":"z'
+    assert str(rows[4]) == "2026-01-02 03:04:05" and rows[5:] == (3, 3)

@@ -6,7 +6,7 @@ import os
 
 import orjson
 
-from civimc_audit.mailchimp.reader import _DIRECT_SQL, STRIDE, Spool
+from civimc_audit.mailchimp.reader import _DIRECT_SQL, STRIDE, Spool, split_page
 from civimc_audit.store import Store
 
 
@@ -19,7 +19,7 @@ def _page(first: int, n: int, total: int) -> bytes:
 
 
 def _spool(store: Store, folder, one_transaction: bool) -> Spool:
-    return Spool(str(folder), 0, 1, store.con, _DIRECT_SQL, {"snap": 7},
+    return Spool(str(folder), 1, store.con, _DIRECT_SQL, {"snap": 7},
                  pages_per_file=2, one_transaction=one_transaction)
 
 
@@ -30,14 +30,14 @@ def test_backlog_loads_every_page_once_without_overlaps(tmp_path):
     with Store(tmp_path / "audit.duckdb") as store:
         spool = _spool(store, tmp_path, one_transaction=True)
         for k in range(8):
-            spool.write(k * STRIDE, _page(k * STRIDE, STRIDE + 1, total))
+            spool.write(split_page(_page(k * STRIDE, STRIDE + 1, total), k * STRIDE).members)
         spool.close()
         n, distinct, fname = store.con.execute(
             "SELECT count(*), count(DISTINCT id), max_by(fname, id) FROM mailchimp_member"
             " WHERE snapshot_id = 7").fetchone()
         assert (n, distinct) == (total, total)
         assert fname == "F999"  # max id by string order is id999
-    assert [p for p in os.listdir(tmp_path) if p.endswith(".jsonl")] == []
+    assert [p for p in os.listdir(tmp_path) if p.endswith(".json")] == []
 
 
 def test_abandoned_pass_leaves_no_rows_and_no_files(tmp_path):
@@ -45,10 +45,10 @@ def test_abandoned_pass_leaves_no_rows_and_no_files(tmp_path):
     with Store(tmp_path / "audit.duckdb") as store:
         spool = _spool(store, tmp_path, one_transaction=True)
         for k in range(5):
-            spool.write(k * STRIDE, _page(k * STRIDE, STRIDE + 1, 10_000))
+            spool.write(split_page(_page(k * STRIDE, STRIDE + 1, 10_000), k * STRIDE).members)
         spool.close(load=False)
         assert store.con.execute("SELECT count(*) FROM mailchimp_member").fetchone()[0] == 0
         store.con.execute("SELECT 1").fetchall()  # the connection is out of the transaction
         with store.transaction():
             pass
-    assert [p for p in os.listdir(tmp_path) if p.endswith(".jsonl")] == []
+    assert [p for p in os.listdir(tmp_path) if p.endswith(".json")] == []

@@ -22,8 +22,9 @@ reads only members changed since it started (with a safety overlap), then checks
 the same way.
 
 Parsing is the hot path of a million-member audience, so the page bodies of a full pass are not
-decoded in Python at all: they are spooled as they arrive to temporary JSON-lines files that
-DuckDB parses, converts and writes into the snapshot's rows while later pages still download.
+decoded in Python at all: the text of each page's member array (`split_page`) is spooled as it
+arrives to temporary JSON files that DuckDB parses, converts and writes into the snapshot's rows
+while later pages still download.
 Only the small re-reads are decoded with orjson; they then replace their earlier copies in SQL.
 """
 
@@ -62,27 +63,22 @@ INCREMENTAL_OVERLAP = timedelta(minutes=10)
 MAX_ROUNDS = 6
 MAX_REPAIR_FETCHES = 2000
 
-# One spooled page per line: {"r": round, "q": query number, "o": offset, "p": <the page as
-# Mailchimp sent it>}. DuckDB flattens it to one row per member in store form, keeping each
-# member's position `i` on its page (1-based). The first member of a page after the first is the
-# overlap with the page before (see MemberPager) and is left out.
-_MEMBER_TYPE = ("STRUCT(id VARCHAR, email_address VARCHAR, status VARCHAR, last_changed VARCHAR,"
-                " merge_fields JSON, unique_email_id VARCHAR, contact_id VARCHAR,"
-                " timestamp_opt VARCHAR)")
+# A spool file is one JSON array of members as Mailchimp sent them (see split_page); DuckDB parses
+# it into rows in store form.
+_MEMBER_COLUMNS = ("{id: 'VARCHAR', email_address: 'VARCHAR', status: 'VARCHAR',"
+                   " last_changed: 'VARCHAR', merge_fields: 'JSON', unique_email_id: 'VARCHAR',"
+                   " contact_id: 'VARCHAR', timestamp_opt: 'VARCHAR'}")
 _STORE_COLUMNS = ("id, email_address, status, last_changed, fname, lname, merge_fields, "
                   "unique_email_id, contact_id, timestamp_opt")
 _FROM_SPOOL = f"""
-SELECT r, id, email_address, status,
+SELECT id, email_address, status,
        CAST(CAST(NULLIF(last_changed, '') AS TIMESTAMPTZ) AS TIMESTAMP) AS last_changed,
        NULLIF(json_extract_string(merge_fields, '$.FNAME'), '') AS fname,
        NULLIF(json_extract_string(merge_fields, '$.LNAME'), '') AS lname,
        merge_fields, unique_email_id, contact_id,
        CAST(CAST(NULLIF(timestamp_opt, '') AS TIMESTAMPTZ) AS TIMESTAMP) AS timestamp_opt
-FROM (SELECT r, o, generate_subscripts(p.members, 1) AS i, unnest(p.members, recursive := true)
-      FROM read_json($path, format = 'newline_delimited', maximum_object_size = 268435456,
-                     columns = {{r: 'INTEGER', q: 'INTEGER', o: 'BIGINT',
-                                 p: 'STRUCT(total_items BIGINT, members {_MEMBER_TYPE}[])'}}))
-WHERE o = 0 OR i > 1
+FROM read_json($path, format = 'array', maximum_object_size = 268435456,
+               columns = {_MEMBER_COLUMNS})
 """
 # Rows of a full pass go straight into the snapshot as each spool file loads, so parsing and the
 # store's own write overlap the download; rows decoded in Python (re-reads, repairs) wait in
@@ -94,7 +90,7 @@ CREATE OR REPLACE TEMP TABLE _mc_rows (
     fname VARCHAR, lname VARCHAR, merge_fields JSON, unique_email_id VARCHAR, contact_id VARCHAR,
     timestamp_opt TIMESTAMP)
 """
-_LOAD_SQL = f"INSERT INTO _mc_rows {_FROM_SPOOL}"
+_LOAD_SQL = f"INSERT INTO _mc_rows SELECT $r, {_STORE_COLUMNS} FROM ({_FROM_SPOOL})"
 # The newest copy of each re-read member, also across an email change (same contact_id).
 _LATER_SQL = """
 CREATE OR REPLACE TEMP TABLE _mc_later AS
@@ -257,14 +253,14 @@ def read_changed(client: MailchimpClient, list_id: str, since: str,
 
 
 class Spool:
-    """Raw pages on their way to DuckDB, written by the page threads.
+    """Members on their way to DuckDB, written by the page threads.
 
-    Pages go to JSON-lines files of `pages_per_file` pages; full files are handed to a loader
-    thread that has DuckDB run `sql` over them (parse, convert, insert) while later pages still
-    download (DuckDB releases the GIL). Each load takes every file waiting at that moment in one
-    statement, so a backlog (the download outran DuckDB, as it does at the end of a pass) is
-    loaded by all of DuckDB's threads at once rather than one file after another. The store
-    connection is used only by the loader until `close()`.
+    Each file is one JSON array of the members of `pages_per_file` pages. Full files are handed
+    to a loader thread that has DuckDB run `sql` over them (parse, convert, insert) while later
+    pages still download (DuckDB releases the GIL). Each load takes every file waiting at that
+    moment in one statement, so a backlog (the download outran DuckDB, as it does at the end of
+    a pass) is loaded by all of DuckDB's threads at once rather than one file after another. The
+    store connection is used only by the loader until `close()`.
 
     With `one_transaction` every load runs in one transaction that `close()` commits: DuckDB
     then writes whole row groups, compressed by the threads that loaded them, instead of
@@ -272,9 +268,9 @@ class Spool:
     compressing that again, single-threaded, at the next checkpoint.
     """
 
-    def __init__(self, folder: str, rnd: int, query: int, con, sql: str, params: dict,
+    def __init__(self, folder: str, query: int, con, sql: str, params: dict,
                  pages_per_file: int = 50, one_transaction: bool = False):
-        self.folder, self.rnd, self.query, self.con = folder, rnd, query, con
+        self.folder, self.query, self.con = folder, query, con
         self.sql, self.params = sql, params
         self.pages_per_file = pages_per_file
         self._lock = threading.Lock()
@@ -287,22 +283,26 @@ class Spool:
         self._one_transaction = one_transaction
         self._began = False
 
-    def write(self, offset: int, content: bytes) -> None:
-        if b"\n" in content:  # JSON lines: re-encode a pretty-printed page compactly
-            content = orjson.dumps(orjson.loads(content))
-        line = b'{"r":%d,"q":%d,"o":%d,"p":%s}\n' % (self.rnd, self.query, offset, content)
+    def write(self, members: bytes) -> None:
+        """Add one page's members (comma-separated objects, see `split_page`)."""
+        if not members:
+            return
         with self._lock:
             if self._file is None:
                 self._files += 1
-                path = os.path.join(self.folder, f"pages-{self.query}-{self._files}.jsonl")
+                path = os.path.join(self.folder, f"members-{self.query}-{self._files}.json")
                 self._file = open(path, "wb")  # noqa: SIM115 - closed by _hand_over
-            self._file.write(line)
+                self._file.write(b"[")
+            else:
+                self._file.write(b",")
+            self._file.write(members)
             self._in_file += 1
             if self._in_file >= self.pages_per_file:
                 self._hand_over()
 
     def _hand_over(self) -> None:
         f, self._file, self._in_file = self._file, None, 0
+        f.write(b"]")
         f.close()
         self._waiting.append(f.name)
         self._loads.append(self._loader.submit(self._load))
@@ -348,15 +348,66 @@ class Spool:
                 self.con.execute("COMMIT" if load else "ROLLBACK")
 
 
-def page_edges(content: bytes) -> tuple[int, str | None, str | None, int]:
-    """(total_items, first member id, member id at index STRIDE, members) of a raw page,
-    without decoding it: `"id":"…"` can only be a key (quotes inside JSON strings are escaped)
-    and the trimmed members have no nested object with an `id` key. A wrong guess could only
-    make pages look shifted, which costs a repair pass, never a gap."""
-    ids = _ID_RE.findall(content)
-    m = _TOTAL_RE.search(content)
-    return (int(m.group(1)) if m else 0, ids[0].decode() if ids else None,
-            ids[STRIDE].decode() if len(ids) > STRIDE else None, len(ids))
+@dataclass
+class Page:
+    """One raw member page, checked and cut down to its members."""
+
+    total: int  # its total_items
+    first: str | None  # id of its first member
+    at_stride: str | None  # id of its member at index STRIDE (the next page's first)
+    n: int  # members on it
+    members: bytes  # its member objects, comma-separated, a later page's overlap left out
+
+
+_MEMBERS_KEY = b'"members":['
+_MEMBER_START = b'{"id":"'
+_BOUNDARY = b'},{"id":"'
+
+
+def split_page(content: bytes, offset: int) -> Page:
+    """Cut the members out of a raw page without decoding it in Python.
+
+    Mailchimp sends compact JSON with each member's `id` first, so every member starts with
+    exactly `{"id":"`, and that cannot occur anywhere else: inside a string every `"` is
+    escaped, and the trimmed members hold no nested object with an `id` key. Counting it counts
+    the members; the array's text between its brackets is kept as it is. Any other page
+    (pretty-printed, keys in another order) is decoded and re-encoded instead. The first member
+    of a page after the first (offset > 0) is the overlap with the page before (see
+    MemberPager) and is left out.
+    """
+    start = content.find(_MEMBERS_KEY)
+    end = content.rfind(b"]")
+    if start >= 0 and end > start and b"\n" not in content:
+        head, tail = content[:start], content[end:]
+        seg = content[start + len(_MEMBERS_KEY):end]
+        m = _TOTAL_RE.search(head) or _TOTAL_RE.search(tail)
+        total = int(m.group(1)) if m else 0
+        if not seg and b"[" not in head:
+            return Page(total, None, None, 0, b"")
+        if seg.startswith(_MEMBER_START) and seg.endswith(b"}") and b"[" not in head:
+            n = seg.count(_MEMBER_START)
+            k = len(_MEMBER_START)
+            first = seg[k:seg.index(b'"', k)].decode()
+            at_stride = None
+            if n > STRIDE:
+                i = seg.rfind(_MEMBER_START)
+                for _ in range(n - STRIDE - 1):  # only if a page held more than PAGE_SIZE
+                    i = seg.rfind(_MEMBER_START, 0, i)
+                at_stride = seg[i + k:seg.index(b'"', i + k)].decode()
+            if offset:
+                cut = seg.find(_BOUNDARY)
+                seg = seg[cut + 2:] if cut >= 0 else b""
+            return Page(total, first, at_stride, n, seg)
+    doc = orjson.loads(content)
+    ms = doc.get("members") or []
+    return Page(int(doc.get("total_items") or 0), ms[0]["id"] if ms else None,
+                ms[STRIDE]["id"] if len(ms) > STRIDE else None, len(ms),
+                member_text(ms[1:] if offset else ms))
+
+
+def member_text(members: list[dict]) -> bytes:
+    """Decoded members as spool text (comma-separated objects)."""
+    return orjson.dumps(members)[1:-1]
 
 
 class _Snapshotter:
@@ -396,26 +447,26 @@ class _Snapshotter:
         finally:
             self.seconds[name] += time.perf_counter() - t
 
-    def _spool(self, rnd: int, sql: str, one_transaction: bool = False, **params) -> Spool:
+    def _spool(self, sql: str, one_transaction: bool = False, **params) -> Spool:
         self.queries += 1
-        return Spool(self.tmp.name, rnd, self.queries, self.con, sql, params,
+        return Spool(self.tmp.name, self.queries, self.con, sql, params,
                      one_transaction=one_transaction)
 
     # --- reading ---------------------------------------------------------------------------
     def _full_read(self, params: dict) -> Read:
         """Every page of a listing, spooled straight into the snapshot's rows."""
-        spool = self._spool(0, _DIRECT_SQL, one_transaction=True, snap=self.snap_id)
+        spool = self._spool(_DIRECT_SQL, one_transaction=True, snap=self.snap_id)
         edges: dict[int, tuple] = {}
         totals: set[int] = set()
         lock = threading.Lock()
 
         def on_page(offset: int, content: bytes) -> None:
-            total, first, last, n = page_edges(content)
+            page = split_page(content, offset)
             with lock:
-                totals.add(total)
-                edges[offset] = (first, last)
-                self.rows_read += n - (1 if offset and n else 0)
-            spool.write(offset, content)
+                totals.add(page.total)
+                edges[offset] = (page.first, page.at_stride)
+                self.rows_read += page.n - (1 if offset and page.n else 0)
+            spool.write(page.members)
 
         try:
             with self.phase("download"):
@@ -452,8 +503,8 @@ class _Snapshotter:
         """Members decoded in Python (re-reads, repairs) wait in _mc_rows."""
         if members:
             self.rows_read += len(members)
-            spool = self._spool(rnd, _LOAD_SQL)
-            spool.write(0, orjson.dumps({"members": members, "total_items": len(members)}))
+            spool = self._spool(_LOAD_SQL, r=rnd)
+            spool.write(member_text(members))
             spool.close()
 
     def changed_round(self, since: datetime, rnd: int) -> tuple[int, datetime, bool]:
