@@ -2,9 +2,10 @@
 
 A row-by-row pymysql cursor spends its time building one Python tuple per row (about 8 times
 slower than `mysql --batch`). Here the server packs a key range of rows into one text value
-(GROUP_CONCAT of tab-separated fields: numbers as digits, strings as HEX of their UTF-8 bytes, so
-no value can break the framing and every byte survives), the client receives a few large values,
-pyarrow's CSV reader parses each in C, and DuckDB decodes and types the columns. No per-row
+(GROUP_CONCAT of tab-separated fields: numbers as digits, strings as their UTF-8 bytes in double
+quotes with inner quotes doubled, so no tab, newline or quote in a value can break the framing
+and every byte survives), the client receives a few large values, pyarrow's CSV reader parses
+each in C, and DuckDB types the columns. No per-row
 Python object is made, and the work stays inside the caller's transaction (one consistent
 snapshot).
 """
@@ -22,8 +23,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
-# The NULL marker: hex digits, numbers and dates never spell it. Separators are written as
-# CHAR(9)/CHAR(10) so the SQL means the same under sql_mode NO_BACKSLASH_ESCAPES.
+# The NULL marker, unquoted: numbers and dates never spell it and strings are always quoted.
+# Separators are written as CHAR(9)/CHAR(10) so the SQL means the same under sql_mode
+# NO_BACKSLASH_ESCAPES.
 NULL = "N"
 
 
@@ -31,8 +33,7 @@ NULL = "N"
 class Field:
     """One output column: its name, the SQL expression that reads it (None: the site's schema
     has no such column, so it is NULL), its kind ('int', 'bool', 'text' or 'time'), whether it
-    can be NULL, and whether a text column must be converted to UTF-8 first (not utf8/utf8mb4,
-    or an ENUM/SET whose HEX would otherwise be of its number)."""
+    can be NULL, and whether a text column must be converted to UTF-8 first (not utf8/utf8mb4)."""
 
     name: str
     expr: str | None
@@ -43,12 +44,15 @@ class Field:
     def packed(self) -> str:
         """The expression as it travels inside the packed text. Every function call costs
         server time on millions of rows, so NOT NULL columns skip IFNULL and UTF-8 columns skip
-        CONVERT; numbers and dates go as MariaDB prints them."""
+        CONVERT; numbers and dates go as MariaDB prints them. Quoted strings are cast to BINARY
+        so columns of different collations can be packed together."""
         if self.expr is None:
             return f"'{NULL}'"
         value = self.expr
         if self.kind == "text":
-            value = f"HEX(CONVERT({value} USING utf8mb4))" if self.convert else f"HEX({value})"
+            if self.convert:
+                value = f"CONVERT({value} USING utf8mb4)"
+            value = f"CAST(CONCAT('\"', REPLACE({value}, '\"', '\"\"'), '\"') AS BINARY)"
         return f"IFNULL({value}, '{NULL}')" if self.nullable else value
 
     def plain(self) -> str:
@@ -62,8 +66,6 @@ class Field:
     def typed(self, time_zone: str | None = None) -> str:
         """DuckDB expression turning the packed text column back into a typed value."""
         col = f'"{self.name}"'
-        if self.kind == "text":
-            return f"decode(unhex({col})) AS {col}"
         if self.kind == "bool":
             return f"({col} <> 0) AS {col}"
         if self.kind == "time":
@@ -143,9 +145,11 @@ def stream_table(cur, duck: duckdb.DuckDBPyConnection, read: TableRead, target: 
            f" FROM {read.source} WHERE ({read.where})"
            f" AND {key} >= %(_lo)s AND {key} < %(_hi)s")
     options = (pacsv.ReadOptions(column_names=names, block_size=1 << 26),
-               pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False),
+               pacsv.ParseOptions(delimiter="\t", quote_char='"', double_quote=True,
+                                  escape_char=False, newlines_in_values=True),
                pacsv.ConvertOptions(column_types={f.name: f.arrow_type for f in read.fields},
-                                    null_values=[NULL], strings_can_be_null=True))
+                                    null_values=[NULL], strings_can_be_null=True,
+                                    quoted_strings_can_be_null=False))
 
     def load(blob: bytes, count: int) -> None:
         table = pacsv.read_csv(io.BytesIO(blob), *options)
