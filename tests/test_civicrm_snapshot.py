@@ -10,12 +10,21 @@ from datetime import datetime
 import pytest
 from civicrm_helpers import db_user, settings_for, variant_db
 
+from civimc_audit.civicrm.dump import find_client
 from civimc_audit.civicrm.fixture import VARIANTS
 from civimc_audit.civicrm.reader import snapshot_civicrm
 from civimc_audit.errors import CiviCRMError, ConfigError
 from civimc_audit.store import Store
 
 SITE_ZONE = "America/New_York"
+TRANSPORTS = [pytest.param("client", marks=pytest.mark.skipif(
+    find_client() is None, reason="no mariadb/mysql command-line client")), "server"]
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request):
+    """Each test runs through the command-line client and through server-packed chunks."""
+    return request.param
 
 
 def _rows(store: Store, table: str, snap_id: int, cols: str) -> list[tuple]:
@@ -52,7 +61,7 @@ def _populate(db, *, wide: bool):
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_each_schema_variant_snapshots_exactly_with_a_select_only_account(
-        variant, mysql_server, tmp_path, monkeypatch):
+        variant, transport, mysql_server, tmp_path, monkeypatch):
     v = VARIANTS[variant]
     zone = SITE_ZONE if v.history_datetime else None
     with variant_db(mysql_server, variant, timezone=zone) as db:
@@ -63,8 +72,9 @@ def test_each_schema_variant_snapshots_exactly_with_a_select_only_account(
                 admin.commit()
         with db_user(db, "SELECT") as (user, pw), Store(tmp_path / "a.duckdb") as store:
             settings = settings_for(db, monkeypatch, user=user, password=pw, timezone=zone)
-            snap = snapshot_civicrm(settings, store)
+            snap = snapshot_civicrm(settings, store, transport=transport)
             assert snap.status == "complete"
+            assert snap.meta["transport"] == {"client": "mysql client"}.get(transport, "server-packed")
             assert snap.meta["history_date_type"] == ("DATETIME" if zone else "TIMESTAMP")
             sid = snap.id
             group = _rows(store, "civicrm_group", sid, "id, name, title, group_type,"
@@ -115,16 +125,23 @@ def test_datetime_history_without_a_timezone_is_a_config_error(mysql_server, tmp
             snapshot_civicrm(settings_for(db, monkeypatch, timezone="Mars/Olympus"), store)
 
 
-def test_snapshot_is_one_consistent_read(civi_db, tmp_path, monkeypatch):
+def test_snapshot_is_one_consistent_read(civi_db, transport, tmp_path, monkeypatch):
     f, g = civi_db.fixture, civi_db.group_id
     first = f.contact("First", "Member", email="first@example.org")
     f.add_to_group(first, g, "2024-01-01T00:00:00Z")
     f.commit()
     writer = civi_db.server.connect(civi_db.name, autocommit=True)
+    with writer.cursor() as cur:
+        # The snapshot will wait at the history table until the writer is done.
+        cur.execute("SET SESSION foreign_key_checks = 0")
+        cur.execute("LOCK TABLES civicrm_subscription_history WRITE, civicrm_contact WRITE,"
+                    " civicrm_email WRITE")
+    written = []
 
     def write_meanwhile(table, rows):
-        # While the snapshot is between tables, someone joins the group and changes an email.
-        if table == "civicrm_group_contact":
+        # Once the snapshot has read the memberships, someone joins the group and an email
+        # goes on hold; then the tables are released for the snapshot's later reads.
+        if table == "civicrm_group_contact" and not written:
             with writer.cursor() as cur:
                 cur.execute("INSERT INTO civicrm_contact (contact_type, first_name) VALUES"
                             " ('Individual', 'Late')")
@@ -135,11 +152,14 @@ def test_snapshot_is_one_consistent_read(civi_db, tmp_path, monkeypatch):
                             " method, status) VALUES (%s, %s, 'API', 'Added')", (late, g))
                 cur.execute("UPDATE civicrm_email SET on_hold = 1 WHERE contact_id = %s",
                             (first,))
+                cur.execute("UNLOCK TABLES")
+            written.append(late)
 
     try:
         with Store(tmp_path / "a.duckdb") as store:
             snap = snapshot_civicrm(settings_for(civi_db, monkeypatch), store,
-                                    on_chunk=write_meanwhile)
+                                    on_chunk=write_meanwhile, transport=transport)
+            assert written
             assert snap.row_counts == {"civicrm_group": 1, "civicrm_contact": 1,
                                        "civicrm_email": 1, "civicrm_group_contact": 1,
                                        "civicrm_subscription_history": 1}
@@ -154,14 +174,17 @@ def _reader_connection_ids(db, user):
         return [r[0] for r in cur.fetchall()]
 
 
-def test_connection_lost_mid_read_stores_nothing_and_a_rerun_succeeds(civi_db, tmp_path,
-                                                                      monkeypatch):
+def test_connection_lost_mid_read_stores_nothing_and_a_rerun_succeeds(civi_db, transport,
+                                                                      tmp_path, monkeypatch):
     f, g = civi_db.fixture, civi_db.group_id
     for i in range(3):
         f.add_to_group(f.contact(f"P{i}", "X", email=f"p{i}@example.org"), g, "2024-01-01T00:00Z")
     f.commit()
+    locker = civi_db.server.connect(civi_db.name)
     with db_user(civi_db, "SELECT") as (user, pw), Store(tmp_path / "a.duckdb") as store:
         settings = settings_for(civi_db, monkeypatch, user=user, password=pw)
+        with locker.cursor() as cur:  # holds the read at the contacts until the kill
+            cur.execute("LOCK TABLES civicrm_email WRITE")
 
         def kill_reader(table, rows):
             if table == "civicrm_subscription_history":
@@ -169,8 +192,13 @@ def test_connection_lost_mid_read_stores_nothing_and_a_rerun_succeeds(civi_db, t
                     for cid in _reader_connection_ids(civi_db, user):
                         cur.execute(f"KILL CONNECTION {int(cid)}")
 
-        with pytest.raises(CiviCRMError) as err:
-            snapshot_civicrm(settings, store, on_chunk=kill_reader)
+        try:
+            with pytest.raises(CiviCRMError) as err:
+                snapshot_civicrm(settings, store, on_chunk=kill_reader, transport=transport)
+        finally:
+            with locker.cursor() as cur:
+                cur.execute("UNLOCK TABLES")
+            locker.close()
         message = str(err.value)
         assert "lost the connection" in message and "run the snapshot again" in message
         assert "\n" not in message and pw not in message
@@ -180,12 +208,13 @@ def test_connection_lost_mid_read_stores_nothing_and_a_rerun_succeeds(civi_db, t
                       "civicrm_group_contact", "civicrm_subscription_history"):
             assert store.con.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
 
-        again = snapshot_civicrm(settings, store)
+        again = snapshot_civicrm(settings, store, transport=transport)
         assert again.status == "complete" and again.row_counts["civicrm_group_contact"] == 3
         assert store.latest_snapshot("civicrm").id == again.id
 
 
-def test_lock_wait_timeout_fails_cleanly_and_a_rerun_succeeds(civi_db, tmp_path, monkeypatch):
+def test_lock_wait_timeout_fails_cleanly_and_a_rerun_succeeds(civi_db, transport, tmp_path,
+                                                              monkeypatch):
     f, g = civi_db.fixture, civi_db.group_id
     f.add_to_group(f.contact("A", "B", email="a@example.org"), g, "2024-01-01T00:00:00Z")
     f.commit()
@@ -196,12 +225,12 @@ def test_lock_wait_timeout_fails_cleanly_and_a_rerun_succeeds(civi_db, tmp_path,
             cur.execute("LOCK TABLES civicrm_email WRITE")  # as a schema change would
         with Store(tmp_path / "a.duckdb") as store:
             with pytest.raises(CiviCRMError) as err:
-                snapshot_civicrm(settings, store, lock_wait_timeout=1)
+                snapshot_civicrm(settings, store, lock_wait_timeout=1, transport=transport)
             assert "lock wait timeout" in str(err.value)
             assert store.latest_snapshot("civicrm") is None
             with locker.cursor() as cur:
                 cur.execute("UNLOCK TABLES")
-            assert snapshot_civicrm(settings, store).status == "complete"
+            assert snapshot_civicrm(settings, store, transport=transport).status == "complete"
     finally:
         locker.close()
 

@@ -4,9 +4,10 @@ All tables are read inside one `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ
 session time_zone '+00:00', so the snapshot is one instant of the database and every TIMESTAMP
 is UTC. The account needs nothing but SELECT. Column presence and types come from
 information_schema (sites differ by version); a DATETIME history date is local time and is
-converted from `[civicrm] timezone`. Rows travel in packed chunks straight into DuckDB
-(`stream.py`) and reach the store's tables in one transaction at the end, so a failed read
-leaves nothing behind but a snapshot marked failed.
+converted from `[civicrm] timezone`. Rows go straight into DuckDB, through the `mariadb`/`mysql`
+command-line client when one is installed (`dump.py`, the fastest way out of the server) or
+else in server-packed chunks (`stream.py`), and reach the store's tables in one transaction, so
+a failed read leaves nothing behind but a snapshot marked failed.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from dataclasses import dataclass
 
 import duckdb
 import pymysql
+from tqdm.auto import tqdm
 
 from ..config import CiviCRMSettings
 from ..errors import CiviCRMError, ConfigError
 from ..store import Snapshot, Store
 from .columns import Schema, site_zone
 from .db import connect, describe_error
+from .dump import ClientUnavailable, dump_tables, find_client, select_sql
 from .stream import Field, TableRead, stream_table
 
 MAILING_TYPE = "2"
@@ -30,6 +33,9 @@ MAILING_TYPE = "2"
 # per query (ten times slower here than index lookups per contact), so they are turned off.
 OPTIMIZER_SWITCH = "materialization=off"
 GROUP_COLUMNS = ("id", "name", "title", "group_type", "saved_search_id", "is_active", "is_hidden")
+#: How rows leave the server: "auto" (the command-line client if installed, else "server"),
+#: "client" (only the command-line client) or "server" (packed chunks through pymysql).
+TRANSPORTS = ("auto", "client", "server")
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,9 @@ def table_reads(schema: Schema, settings: CiviCRMSettings) -> list[TableRead]:
     schema.require("civicrm_email", "id", "contact_id", "email", "on_hold")
     zone = site_zone(settings).key if schema.history_date_is_datetime else None
     return [
+        TableRead("civicrm_group", "g", "g.id = %(g)s",
+                  fields("civicrm_group", "g", "id:int name:text title:text group_type:text"
+                         " saved_search_id:int is_active:bool is_hidden:bool"), bounded=True),
         TableRead("civicrm_group_contact", "gc", "gc.group_id = %(g)s",
                   fields("civicrm_group_contact", "gc",
                          "id:int group_id:int contact_id:int status:text"), bounded=True,
@@ -130,12 +139,19 @@ def table_reads(schema: Schema, settings: CiviCRMSettings) -> list[TableRead]:
 
 def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = False, *,
                      lock_wait_timeout: int = 60,
-                     on_chunk: Callable[[str, int], None] | None = None) -> Snapshot:
+                     on_chunk: Callable[[str, int], None] | None = None,
+                     transport: str = "auto") -> Snapshot:
     """Read the configured group and everyone relevant to it into a new, complete snapshot.
 
     `lock_wait_timeout` bounds how long a read waits behind another session's table lock (DDL,
-    LOCK TABLES) before failing; `on_chunk(table, rows so far)` is called as rows arrive.
+    LOCK TABLES) before failing; `on_chunk(table, rows so far)` is called as rows arrive;
+    `transport` is one of TRANSPORTS.
     """
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {TRANSPORTS}, not {transport!r}")
+    client = find_client() if transport != "server" else None
+    if transport == "client" and client is None:
+        raise ConfigError("no mariadb or mysql command-line client on PATH")
     conn = connect(settings, read_timeout=3600)
     snap_id = threads = None
     try:
@@ -159,25 +175,46 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
                 "is_mailing_list": group.is_mailing_list,
                 "history_date_type": "DATETIME" if schema.history_date_is_datetime
                 else "TIMESTAMP",
-                "history_time_zone": reads[1].time_zone or "UTC",
+                "history_time_zone": next(r.time_zone for r in reads
+                                          if r.name == "civicrm_subscription_history") or "UTC",
             })
             # Rows go straight into the store's tables inside one DuckDB transaction: a failure
             # rolls them all back, so no partial snapshot ever exists.
             threads = store.con.execute("SELECT current_setting('threads')").fetchone()[0]
-            # One DuckDB thread per chunk insert: the server and the parser need the other
-            # cores, and small inserts gain nothing from more threads.
-            store.con.execute("SET threads = 1")
+            # Packed chunks are inserted with one DuckDB thread: the server and the parser need
+            # the other cores, and small inserts gain nothing from more. The client's files
+            # are large and parsed by DuckDB itself, which uses every core.
+            if client is None:
+                store.con.execute("SET threads = 1")
+            params, constants = {"g": group.id}, {"snapshot_id": snap_id}
             with store.transaction() as con:
-                con.execute("INSERT INTO civicrm_group (snapshot_id, id, name, title, group_type,"
-                            " saved_search_id, is_active, is_hidden) VALUES (?,?,?,?,?,?,?,?)",
-                            [snap_id, group.id, group.name, group.title, group.group_type,
-                             group.saved_search_id, group.is_active, group.is_hidden])
-                for read in reads:
-                    stream_table(cur, con, read, read.name, {"g": group.id}, max_bytes=max_bytes,
-                                 constants={"snapshot_id": snap_id}, progress=progress,
-                                 on_chunk=on_chunk)
+                used = None
+                fallback = "server-packed"
+                if client is not None:
+                    session = ["SET time_zone = '+00:00'",
+                               f"SET SESSION lock_wait_timeout = {int(lock_wait_timeout)}",
+                               f"SET SESSION optimizer_switch = '{OPTIMIZER_SWITCH}'",
+                               "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"]
+                    try:
+                        with tqdm(desc="CiviCRM rows", unit=" rows", disable=not progress,
+                                  leave=False) as bar:
+                            dump_tables(client, settings, con, reads,
+                                        [cur.mogrify(select_sql(r), params) for r in reads],
+                                        session=session, constants=constants,
+                                        progress_bar=bar, on_chunk=on_chunk)
+                        used = "mysql client"
+                    except ClientUnavailable as exc:
+                        if transport == "client":
+                            raise CiviCRMError(f"CiviCRM snapshot: the command-line client "
+                                               f"{client} could not connect ({exc})") from None
+                        fallback = f"server-packed (the command-line client could not connect: {exc})"
+                if used is None:
+                    for read in reads:
+                        stream_table(cur, con, read, read.name, params, max_bytes=max_bytes,
+                                     constants=constants, progress=progress, on_chunk=on_chunk)
+                    used = fallback
                 cur.execute("COMMIT")
-                return store.finish_snapshot(snap_id)
+                return store.finish_snapshot(snap_id, meta={"transport": used})
     except (pymysql.err.MySQLError, duckdb.Error, ValueError, KeyboardInterrupt) as exc:
         if isinstance(exc, pymysql.err.MySQLError):
             reason = describe_error(exc, settings.user)

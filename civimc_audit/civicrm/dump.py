@@ -1,0 +1,245 @@
+"""Rows through the MariaDB/MySQL command-line client, when one is installed.
+
+`mariadb --batch --quick` is the fastest way the server hands rows to another program: rows
+stream in the server's own protocol while the client, in C, writes them out as tab-separated
+lines. A snapshot runs one client session holding every SELECT in one consistent, read-only
+transaction; its output is cut at each result's header line into files of a few MB, and DuckDB's
+CSV reader parses and types each file straight into the store while the dump goes on. No row
+becomes a Python object.
+
+Batch output escapes tab, newline, backslash and NUL inside values (`\\t \\n \\\\ \\0`) and prints
+SQL NULL as `NULL`, exactly like the string 'NULL'. So each nullable text column travels with an
+`IS NULL` flag, a NOT NULL one is never NULL, and values holding a backslash are unescaped in
+SQL. The password reaches the client through its environment (MYSQL_PWD), never its command
+line, and option files are ignored (`--no-defaults`) so a user's ~/.my.cnf cannot change what
+is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import duckdb
+import pymysql
+
+from ..config import CiviCRMSettings
+from .stream import Field, TableRead
+
+PIECE_BYTES = 32 << 20  # a section's output is loaded in files of about this size
+MAX_WAITING = 3  # pieces written but not loaded yet before the reader waits for DuckDB
+READ_BYTES = 4 << 20
+PIPE_BYTES = 1 << 20
+# Client errors that mean it never got a working connection (too old for utf8mb4, an
+# authentication plugin it lacks, TLS it insists on): the snapshot reads through the
+# server-packed path instead. Anything after that is the server's answer and is reported.
+CANNOT_CONNECT = {1045, 1251, 2002, 2003, 2005, 2019, 2026, 2059, 2061}
+_ERROR_RE = re.compile(r"ERROR (\d+) \(\w+\)(?: at line \d+)?: (.*)")
+_FLAG = "__is_null"
+
+
+class ClientUnavailable(Exception):
+    """The command-line client could not connect; read another way."""
+
+
+def find_client() -> str | None:
+    """The MariaDB or MySQL command-line client on PATH, if any."""
+    return shutil.which("mariadb") or shutil.which("mysql")
+
+
+def _columns(read: TableRead) -> list[tuple[str, str]]:
+    """(name, DuckDB type) of the dump's columns for `read`: its present fields, each nullable
+    text field followed by its NULL flag."""
+    out = []
+    for f in read.fields:
+        if f.expr is None:
+            continue
+        out.append((f.name, {"int": "BIGINT", "bool": "TINYINT"}.get(f.kind, "VARCHAR")))
+        if f.kind == "text" and f.nullable:
+            out.append((f.name + _FLAG, "TINYINT"))
+    return out
+
+
+def select_sql(read: TableRead) -> str:
+    """The SELECT the client runs for `read` (with %(name)s parameters)."""
+    cols = []
+    for f in read.fields:
+        if f.expr is None:
+            continue
+        cols.append(f"{f.expr} AS `{f.name}`")
+        if f.kind == "text" and f.nullable:
+            cols.append(f"{f.expr} IS NULL AS `{f.name}{_FLAG}`")
+    return f"SELECT {', '.join(cols)} FROM {read.source} WHERE {read.where}"
+
+
+def _typed(f: Field, time_zone: str | None) -> str:
+    col = f'"{f.name}"'
+    if f.expr is None:
+        return f"NULL AS {col}"
+    if f.kind != "text":
+        return f.typed(time_zone)
+    # Undo the client's escapes: split at escaped backslashes, turn \n \t \0 back into their
+    # characters in each part, join with single backslashes.
+    value = (f"CASE WHEN contains({col}, '\\') THEN array_to_string(list_transform("
+             f"string_split({col}, '\\\\'), lambda s: replace(replace(replace(s, '\\n', chr(10)),"
+             f" '\\t', chr(9)), '\\0', chr(0))), '\\') ELSE {col} END")
+    # `NULL` in the output is SQL NULL only where the flag says so; otherwise it was 'NULL'.
+    value = f"coalesce({value}, 'NULL')"
+    if f.nullable:
+        value = f'CASE WHEN "{f.name}{_FLAG}" = 1 THEN NULL ELSE {value} END'
+    return f"{value} AS {col}"
+
+
+class _Loader:
+    """Loads the files of one read into its store table, one INSERT per file."""
+
+    def __init__(self, duck: duckdb.DuckDBPyConnection, read: TableRead, target: str,
+                 constants: dict[str, int]):
+        spec = ", ".join(f"'{n}': '{t}'" for n, t in _columns(read))
+        names = [f.name for f in read.fields]
+        typed = ", ".join(_typed(f, read.time_zone) for f in read.fields)
+        self.duck = duck
+        self.sql = (f"INSERT INTO {target} ({', '.join([*constants, *names])})"
+                    f" SELECT {', '.join([*(str(int(v)) for v in constants.values()), typed])}"
+                    " FROM read_csv($path, delim = '\t', quote = '', escape = '',"
+                    " header = false, nullstr = 'NULL', auto_detect = false,"
+                    f" columns = {{{spec}}})")
+
+    def load(self, path: str) -> int:
+        try:
+            return self.duck.execute(self.sql, {"path": path}).fetchone()[0]
+        finally:
+            os.unlink(path)
+
+
+def _client_command(client: str, settings: CiviCRMSettings) -> list[str]:
+    where = ([f"--socket={settings.socket}"] if settings.socket else
+             [f"--host={settings.host}", f"--port={settings.port}", "--protocol=TCP"])
+    return [client, "--no-defaults", "--batch", "--quick", "--unbuffered",
+            "--default-character-set=utf8mb4",
+            *where, f"--user={settings.user}", f"--database={settings.database}"]
+
+
+def _failure(stderr: str, returncode: int, started: bool) -> Exception:
+    """The client's error as the pymysql error it stands for (so it is reported the same way),
+    or ClientUnavailable if it never connected."""
+    m = None
+    for line in stderr.splitlines():
+        m = _ERROR_RE.search(line) or m
+    if m is None:
+        if not started:
+            return ClientUnavailable(f"exit status {returncode}: {stderr.strip()[:200]}")
+        return pymysql.err.OperationalError(2013, f"the mysql client stopped (exit status "
+                                                  f"{returncode})")
+    code, message = int(m.group(1)), m.group(2).strip()
+    if not started and code in CANNOT_CONNECT:
+        return ClientUnavailable(f"ERROR {code}: {message}")
+    return pymysql.err.OperationalError(code, message)
+
+
+def dump_tables(client: str, settings: CiviCRMSettings, duck: duckdb.DuckDBPyConnection,
+                reads: list[TableRead], statements: list[str], *, session: list[str],
+                constants: dict[str, int], progress_bar=None,
+                on_chunk: Callable[[str, int], None] | None = None) -> dict[str, int]:
+    """Run `statements` (the rendered SELECT of each read, in order) in one client session
+    after the `session` statements, loading each result into the store table named like its
+    read; returns the rows loaded per table. `on_chunk(table, rows so far)` is called as output
+    arrives."""
+    script = ";\n".join([*session, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+                         *statements, "COMMIT"]) + ";\n"
+    headers = [("\t".join(n for n, _ in _columns(r)) + "\n").encode() for r in reads]
+    loaders = [_Loader(duck, r, r.name, constants) for r in reads]
+    counts = {r.name: 0 for r in reads}
+    lines = dict.fromkeys(counts, 0)
+    env = {**os.environ, "MYSQL_PWD": settings.password}
+    with tempfile.TemporaryDirectory(prefix="civimc-civicrm-") as folder, \
+            tempfile.TemporaryFile() as errors, \
+            ThreadPoolExecutor(1, thread_name_prefix="civicrm-load") as worker:
+        proc = subprocess.Popen(_client_command(client, settings), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=errors, env=env)
+        with contextlib.suppress(AttributeError, OSError):  # Linux: fewer, larger pipe reads
+            fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        waiting: deque = deque()
+        k, out, pieces = -1, None, 0
+
+        def hand_over() -> None:
+            nonlocal out
+            if out is None:
+                return
+            out.close()
+            while len(waiting) >= MAX_WAITING:
+                table, fut = waiting.popleft()
+                counts[table] += fut.result()
+            waiting.append((reads[k].name, worker.submit(loaders[k].load, out.name)))
+            out = None
+
+        try:
+            proc.stdin.write(script.encode())
+            proc.stdin.close()
+            carry = b""
+            while True:
+                chunk = proc.stdout.read1(READ_BYTES)
+                buf = carry + chunk
+                cut = buf.rfind(b"\n") + 1 if chunk else len(buf)
+                part, carry = buf[:cut], buf[cut:]
+                while part:
+                    nxt = headers[k + 1] if k + 1 < len(headers) else None
+                    if nxt is not None and part.startswith(nxt):
+                        hand_over()
+                        k += 1
+                        part = part[len(nxt):]
+                        if on_chunk:
+                            on_chunk(reads[k].name, 0)
+                        continue
+                    if k < 0:
+                        raise ValueError("the mysql client's output did not start with the "
+                                         "expected columns")
+                    # Data lines start with the integer id, header lines with a letter.
+                    pos = part.find(b"\n" + nxt) + 1 if nxt is not None else 0
+                    body, part = (part[:pos], part[pos:]) if pos > 0 else (part, b"")
+                    if out is None:
+                        pieces += 1
+                        out = open(os.path.join(folder, f"{pieces}.tsv"), "wb")  # noqa: SIM115
+                    out.write(body)
+                    n = body.count(b"\n")
+                    lines[reads[k].name] += n
+                    if progress_bar is not None:
+                        progress_bar.update(n)
+                    if on_chunk:
+                        on_chunk(reads[k].name, lines[reads[k].name])
+                    if out.tell() >= PIECE_BYTES:
+                        hand_over()
+                if not chunk:
+                    break
+            if proc.wait() != 0:
+                errors.seek(0)
+                raise _failure(errors.read().decode("utf-8", "replace"), proc.returncode, k >= 0)
+            if k != len(reads) - 1:
+                raise ValueError("the mysql client's output ended before every table was read")
+            hand_over()
+            while waiting:
+                table, fut = waiting.popleft()
+                counts[table] += fut.result()
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if out is not None:
+                out.close()
+            for _, fut in waiting:  # loads in flight finish before the folder goes
+                fut.cancel()
+                with contextlib.suppress(BaseException):  # the first failure is the one raised
+                    fut.result()
+            raise
+    for r in reads:
+        if counts[r.name] != lines[r.name]:
+            raise ValueError(f"{r.name}: loaded {counts[r.name]} rows of {lines[r.name]} sent")
+    return counts
