@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .civicrm.db import connect
+from .civicrm.dump import find_client
 from .civicrm.reader import find_group
 from .config import ENV_CIVICRM_WRITE_PASSWORD, Config
 from .errors import CiviCRMError
@@ -33,6 +34,11 @@ def check(config: Config) -> list[str]:
     lines.append(f"CiviCRM: group {group.id} '{group.title}' is a normal group")
     if not group.is_mailing_list:
         lines.append(mailing_list_warning(group.id, group.title))
+    client_path = find_client()
+    lines.append(f"CiviCRM: snapshots stream through the command-line client {client_path}"
+                 if client_path else
+                 "CiviCRM: snapshots read in server-packed chunks (install the mariadb or mysql "
+                 "command-line client for faster snapshots)")
     lines.append(check_writer(config))
     client = MailchimpClient(config.mailchimp)
     try:
