@@ -4,7 +4,8 @@ the same rows and columns to /dev/null, in the same run. Target: at most 1.5 tim
 
 Generation (server-side, from MariaDB's SEQUENCE engine) is not timed; the database is kept for
 the next run unless --drop. Options: --contacts N (scales everything), --repeat N (best of N,
-alternating baseline and snapshot so both see the same machine load), --regenerate, --drop.
+alternating baseline and snapshot so both see the same machine load), --regenerate, --drop,
+--transport auto|client|server (how the snapshot moves rows; see civicrm/reader.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from civimc_audit.civicrm.columns import Schema
 from civimc_audit.civicrm.fixture import CiviFixture, create_database
-from civimc_audit.civicrm.reader import OPTIMIZER_SWITCH, snapshot_civicrm, table_reads
+from civimc_audit.civicrm.reader import OPTIMIZER_SWITCH, TRANSPORTS, snapshot_civicrm, table_reads
 from civimc_audit.config import ENV_CIVICRM_PASSWORD, CiviCRMSettings
 from civimc_audit.localdb import ensure_server
 from civimc_audit.store import Store
@@ -129,11 +130,11 @@ def _baseline(server, settings: CiviCRMSettings, group: int) -> float:
     return time.perf_counter() - started
 
 
-def _snapshot(settings: CiviCRMSettings) -> tuple[float, dict]:
+def _snapshot(settings: CiviCRMSettings, transport: str) -> tuple[float, dict, str]:
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.duckdb") as store:
         started = time.perf_counter()
-        snap = snapshot_civicrm(settings, store)
-        return time.perf_counter() - started, snap.row_counts
+        snap = snapshot_civicrm(settings, store, transport=transport)
+        return time.perf_counter() - started, snap.row_counts, snap.meta["transport"]
 
 
 def run(argv: list[str]) -> list[dict]:
@@ -142,6 +143,8 @@ def run(argv: list[str]) -> list[dict]:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--regenerate", action="store_true")
     ap.add_argument("--drop", action="store_true", help="drop the generated database after")
+    ap.add_argument("--transport", choices=TRANSPORTS, default="auto",
+                    help="how the snapshot moves rows (default: the command-line client if any)")
     args = ap.parse_args(argv)
     if not (shutil.which("mariadb") or shutil.which("mysql")):
         raise SystemExit("bench_civicrm needs the mysql/mariadb command-line client for its baseline")
@@ -160,12 +163,12 @@ def run(argv: list[str]) -> list[dict]:
     for i in range(args.repeat):
         # Alternate the order so neither side always runs on a warmer machine.
         if i % 2:
-            seconds, counts = _snapshot(settings)
+            seconds, counts, used = _snapshot(settings, args.transport)
             snap_times.append(seconds)
             base_times.append(_baseline(server, settings, group))
         else:
             base_times.append(_baseline(server, settings, group))
-            seconds, counts = _snapshot(settings)
+            seconds, counts, used = _snapshot(settings, args.transport)
             snap_times.append(seconds)
         print(f"  round {i + 1}: baseline {base_times[-1]:.2f}s, snapshot {snap_times[-1]:.2f}s",
               flush=True)
@@ -177,7 +180,7 @@ def run(argv: list[str]) -> list[dict]:
         "name": f"civicrm snapshot ({args.contacts:,} contacts)",
         "seconds": min(snap_times), "baseline": "mysql --batch --quick",
         "baseline_seconds": min(base_times), "target": TARGET,
-        "notes": [f"rows: {counts}",
+        "notes": [f"rows: {counts}", f"transport: {used}",
                   "all rounds (baseline/snapshot s): "
                   + ", ".join(f"{b:.2f}/{s:.2f}" for b, s in zip(base_times, snap_times,
                                                                strict=True)),
