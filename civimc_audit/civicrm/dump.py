@@ -8,11 +8,11 @@ CSV reader parses and types each file straight into the store while the dump goe
 becomes a Python object.
 
 Batch output escapes tab, newline, backslash and NUL inside values (`\\t \\n \\\\ \\0`) and prints
-SQL NULL as `NULL`, exactly like the string 'NULL'. So each nullable text column travels with an
-`IS NULL` flag, a NOT NULL one is never NULL, and values holding a backslash are unescaped in
-SQL. The password reaches the client through its environment (MYSQL_PWD), never its command
-line, and option files are ignored (`--no-defaults`) so a user's ~/.my.cnf cannot change what
-is read.
+SQL NULL as `NULL`, exactly like the string 'NULL'. So a row's nullable text columns travel
+with a bit mask saying which are NULL, a NOT NULL one is never NULL, and values holding a
+backslash are unescaped in SQL. The password reaches the client through its environment
+(MYSQL_PWD), never its command line, and option files are ignored (`--no-defaults`) so a user's
+~/.my.cnf cannot change what is read.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ PIPE_BYTES = 1 << 20
 # server-packed path instead. Anything after that is the server's answer and is reported.
 CANNOT_CONNECT = {1045, 1251, 2002, 2003, 2005, 2019, 2026, 2059, 2061}
 _ERROR_RE = re.compile(r"ERROR (\d+) \(\w+\)(?: at line \d+)?: (.*)")
-_FLAG = "__is_null"
+_NULLS = "civimc_nulls"  # bit i set: the i-th nullable text field of the row is NULL
 
 
 class ClientUnavailable(Exception):
@@ -55,46 +55,46 @@ def find_client() -> str | None:
     return shutil.which("mariadb") or shutil.which("mysql")
 
 
+def _nullable_text(read: TableRead) -> list[Field]:
+    return [f for f in read.fields if f.expr is not None and f.kind == "text" and f.nullable]
+
+
 def _columns(read: TableRead) -> list[tuple[str, str]]:
-    """(name, DuckDB type) of the dump's columns for `read`: its present fields, each nullable
-    text field followed by its NULL flag."""
-    out = []
-    for f in read.fields:
-        if f.expr is None:
-            continue
-        out.append((f.name, {"int": "BIGINT", "bool": "TINYINT"}.get(f.kind, "VARCHAR")))
-        if f.kind == "text" and f.nullable:
-            out.append((f.name + _FLAG, "TINYINT"))
+    """(name, DuckDB type) of the dump's columns for `read`: its present fields, then the NULL
+    mask of its nullable text fields if it has any."""
+    out = [(f.name, {"int": "BIGINT", "bool": "TINYINT"}.get(f.kind, "VARCHAR"))
+           for f in read.fields if f.expr is not None]
+    if _nullable_text(read):
+        out.append((_NULLS, "INTEGER"))
     return out
 
 
 def select_sql(read: TableRead) -> str:
     """The SELECT the client runs for `read` (with %(name)s parameters)."""
-    cols = []
-    for f in read.fields:
-        if f.expr is None:
-            continue
-        cols.append(f"{f.expr} AS `{f.name}`")
-        if f.kind == "text" and f.nullable:
-            cols.append(f"{f.expr} IS NULL AS `{f.name}{_FLAG}`")
+    cols = [f"{f.expr} AS `{f.name}`" for f in read.fields if f.expr is not None]
+    nullable = _nullable_text(read)
+    if nullable:
+        mask = " | ".join(f"(({f.expr} IS NULL) << {i})" for i, f in enumerate(nullable))
+        cols.append(f"{mask} AS `{_NULLS}`")
     return f"SELECT {', '.join(cols)} FROM {read.source} WHERE {read.where}"
 
 
-def _typed(f: Field, time_zone: str | None) -> str:
+def _typed(f: Field, read: TableRead) -> str:
     col = f'"{f.name}"'
     if f.expr is None:
         return f"NULL AS {col}"
     if f.kind != "text":
-        return f.typed(time_zone)
+        return f.typed(read.time_zone)
     # Undo the client's escapes: split at escaped backslashes, turn \n \t \0 back into their
     # characters in each part, join with single backslashes.
     value = (f"CASE WHEN contains({col}, '\\') THEN array_to_string(list_transform("
              f"string_split({col}, '\\\\'), lambda s: replace(replace(replace(s, '\\n', chr(10)),"
              f" '\\t', chr(9)), '\\0', chr(0))), '\\') ELSE {col} END")
-    # `NULL` in the output is SQL NULL only where the flag says so; otherwise it was 'NULL'.
+    # `NULL` in the output is SQL NULL only where the mask says so; otherwise it was 'NULL'.
     value = f"coalesce({value}, 'NULL')"
     if f.nullable:
-        value = f'CASE WHEN "{f.name}{_FLAG}" = 1 THEN NULL ELSE {value} END'
+        bit = _nullable_text(read).index(f)
+        value = f"CASE WHEN ({_NULLS} >> {bit}) & 1 = 1 THEN NULL ELSE {value} END"
     return f"{value} AS {col}"
 
 
@@ -105,7 +105,7 @@ class _Loader:
                  constants: dict[str, int]):
         spec = ", ".join(f"'{n}': '{t}'" for n, t in _columns(read))
         names = [f.name for f in read.fields]
-        typed = ", ".join(_typed(f, read.time_zone) for f in read.fields)
+        typed = ", ".join(_typed(f, read) for f in read.fields)
         self.duck = duck
         self.sql = (f"INSERT INTO {target} ({', '.join([*constants, *names])})"
                     f" SELECT {', '.join([*(str(int(v)) for v in constants.values()), typed])}"
