@@ -489,8 +489,14 @@ def apply_plan(config: Config, plan_id: int | None = None, *, execute: bool = Fa
     with open_store(config.store_file) as store:
         plan = load_frozen(store, plan_id)
         items = approved_items(store, plan.id)
-        snapshots = {"civicrm": store.snapshot(plan.civicrm_snapshot_id),
-                     "mailchimp": store.snapshot(plan.mailchimp_snapshot_id)}
+        try:
+            snapshots = {"civicrm": store.snapshot(plan.civicrm_snapshot_id),
+                         "mailchimp": store.snapshot(plan.mailchimp_snapshot_id)}
+        except StoreError:
+            raise UsageError(
+                f"plan {plan.id} can no longer be applied: retention pruned its snapshots "
+                "([schedule] keep_runs_days after its last use); take fresh snapshots and make "
+                "a new plan") from None
         sent = _latest_sent(store, plan.id)
     open_items = items[~items["journal_state"].isin(FINAL_STATES)]
     result = ApplyResult(plan, execute, items=items, to_send=open_items)

@@ -2,9 +2,13 @@
 keep_runs_days`.
 
 Never pruned, however old: the latest complete snapshot of each source (the next run and any
-reconcile need them), snapshots a plan refers to (directly, or through its reconciliation: an
-approved change set must stay explainable and appliable), and whatever the current run uses.
-A pruned snapshot takes its reconciliations and their outcome rows with it.
+reconcile need them), whatever the current run uses, and snapshots a plan still in use refers
+to (directly, or through its reconciliation: a change set being reviewed or applied must stay
+explainable and appliable). A plan is in use until `keep_runs_days` after its last activity
+(made, frozen, or an item journaled by apply); after that it keeps its items and journal but
+no longer holds its snapshots, so nightly `run --apply` does not grow the store for ever, and
+applying such a plan is refused. A pruned snapshot takes its reconciliations and their outcome
+rows with it.
 """
 
 from __future__ import annotations
@@ -62,26 +66,46 @@ class Pruned:
                 "kept_old_snapshots": {str(k): v for k, v in self.kept_snapshots.items()}}
 
 
-def plan_references(store: Store) -> tuple[set[int], set[int]]:
-    """(snapshot ids, reconciliation ids) referred to by a `plans` table, if the store has one.
+def _tables(store: Store) -> set[str]:
+    return {r[0] for r in store.con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+    ).fetchall()}
+
+
+def plan_references(store: Store, active_since: datetime | None = None
+                    ) -> tuple[set[int], set[int]]:
+    """(snapshot ids, reconciliation ids) referred to by a `plans` table, if the store has one;
+    with `active_since`, only by plans made, frozen or journaled since then.
 
     The plans table belongs to the apply workflow; it is read by column name (any column ending
     in `snapshot_id`, and `reconciliation_id`) so pruning stays correct whatever else it holds.
     """
     con = store.con
+    tables = _tables(store)
+    if "plans" not in tables:
+        return set(), set()
     cols = [r[0] for r in con.execute(
         "SELECT column_name FROM information_schema.columns"
         " WHERE table_name = 'plans' AND table_schema = 'main'").fetchall()]
+    where, params = "", []
+    if active_since is not None:
+        moments = [f'"{c}"' for c in ("created_at", "frozen_at") if c in cols]
+        if "journal" in tables:
+            moments.append("(SELECT max(j.journaled_at) FROM journal j WHERE j.plan_id = p.id)")
+        if moments:
+            where = f" AND greatest({', '.join(moments)}) >= ?"
+            params = [active_since]
     snaps: set[int] = set()
     recs: set[int] = set()
     for col in cols:
         if col.endswith("snapshot_id"):
             snaps |= {r[0] for r in con.execute(
-                f'SELECT DISTINCT "{col}" FROM plans WHERE "{col}" IS NOT NULL').fetchall()}
+                f'SELECT DISTINCT "{col}" FROM plans p WHERE "{col}" IS NOT NULL{where}',
+                params).fetchall()}
         elif col == "reconciliation_id":
             recs |= {r[0] for r in con.execute(
-                "SELECT DISTINCT reconciliation_id FROM plans"
-                " WHERE reconciliation_id IS NOT NULL").fetchall()}
+                "SELECT DISTINCT reconciliation_id FROM plans p"
+                f" WHERE reconciliation_id IS NOT NULL{where}", params).fetchall()}
     if recs:
         for civi, mc in con.execute(
                 "SELECT civicrm_snapshot_id, mailchimp_snapshot_id FROM reconciliations"
@@ -90,14 +114,15 @@ def plan_references(store: Store) -> tuple[set[int], set[int]]:
     return snaps, recs
 
 
-def protected_snapshots(store: Store, keep: set[int] = frozenset()) -> dict[int, str]:
+def protected_snapshots(store: Store, keep: set[int] = frozenset(),
+                        plans_active_since: datetime | None = None) -> dict[int, str]:
     """Snapshot ids that must survive pruning, with the reason."""
     why: dict[int, str] = {i: "used by the current run" for i in keep}
     for source in SNAPSHOT_TABLES:
         latest = store.latest_snapshot(source)
         if latest is not None:
             why[latest.id] = f"latest complete {source} snapshot"
-    plan_snaps, _ = plan_references(store)
+    plan_snaps, _ = plan_references(store, plans_active_since)
     for i in plan_snaps:
         why.setdefault(i, "referred to by a plan")
     return why
@@ -108,7 +133,7 @@ def prune_store(store: Store, cutoff: datetime, keep: set[int] = frozenset(),
     """Delete snapshots that started before `cutoff` (except protected ones) and what hangs on
     them, in one transaction."""
     result = result or Pruned()
-    protected = protected_snapshots(store, set(keep))
+    protected = protected_snapshots(store, set(keep), plans_active_since=cutoff)
     old = store.con.execute(
         "SELECT id, source FROM snapshots WHERE coalesce(taken_at, started_at) < ? ORDER BY id",
         [cutoff]).fetchall()

@@ -8,7 +8,7 @@ import stat
 import duckdb
 import pytest
 from civicrm_helpers import db_user, query, settings_for
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from civimc_audit.civicrm.dump import dump_tables, find_client, select_sql
@@ -28,8 +28,9 @@ READ = TableRead("civicrm_contact", "c", "c.contact_type = %(t)s", (
 
 # Any text MariaDB's utf8mb4 stores (no surrogates), including the client's escape sequences,
 # tabs, newlines, NUL, backslashes and the word it prints for NULL.
-TEXT = st.one_of(st.none(), st.sampled_from(["", "N", "\\N", "\t", "\n", "NULL", "\\", "\\\\n",
-                                             "a\\tb", "\x00", "\\0"]),
+SPECIAL = ["", "N", "\\N", "\t", "\n", "NULL", "\\", "\\\\n", "a\\tb", "\x00", "\\0", "\r",
+           "a\rb\r\n", "\\r", " padded ", "\ufeffbom", "tab\tin\\middle\n"]
+TEXT = st.one_of(st.none(), st.sampled_from(SPECIAL),
                  st.text(st.characters(exclude_categories=("Cs",)), max_size=40))
 
 
@@ -49,6 +50,7 @@ def _dump(civi_db, monkeypatch, read: TableRead, params: dict) -> tuple[int, lis
 
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(names=[(t, t) for t in SPECIAL] + [(None, "NULL")])
 @given(names=st.lists(st.tuples(TEXT, TEXT.filter(lambda t: t is not None)), min_size=1,
                       max_size=30))
 def test_any_text_survives_exactly(civi_db, monkeypatch, names):

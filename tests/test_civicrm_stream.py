@@ -16,7 +16,7 @@ READ = TableRead("civicrm_contact", "c", "c.contact_type = %(t)s", (
 
 # Any text MariaDB's utf8mb4 stores (no surrogates), including tabs, newlines, backslashes and
 # the NULL marker itself.
-TEXT = st.one_of(st.none(), st.sampled_from(["", "N", "\\N", "\t", "\n", "NULL"]),
+TEXT = st.one_of(st.none(), st.sampled_from(["", "N", "\\N", "\t", "\n", "NULL", "\r", "a\r\nb", "\"q\""]),
                  st.text(st.characters(exclude_categories=("Cs",)), max_size=40))
 
 

@@ -7,7 +7,8 @@ transaction; its output is cut at each result's header line into files of a few 
 CSV reader parses and types each file straight into the store while the dump goes on. No row
 becomes a Python object.
 
-Batch output escapes tab, newline, backslash and NUL inside values (`\\t \\n \\\\ \\0`) and prints
+Batch output escapes tab, newline, backslash and NUL inside values (`\\t \\n \\\\ \\0`; carriage
+returns are escaped here as `\\r`, since DuckDB's CSV reader would end a line at them) and prints
 SQL NULL as `NULL`, exactly like the string 'NULL'. So a row's nullable text columns travel
 with a bit mask saying which are NULL, a NOT NULL one is never NULL, and values holding a
 backslash are unescaped in SQL. The password reaches the client through its environment
@@ -85,11 +86,14 @@ def _typed(f: Field, read: TableRead) -> str:
         return f"NULL AS {col}"
     if f.kind != "text":
         return f.typed(read.time_zone)
-    # Undo the client's escapes: split at escaped backslashes, turn \n \t \0 back into their
-    # characters in each part, join with single backslashes.
+    # Undo the escapes (the client's, and ours for carriage returns): split at escaped
+    # backslashes, turn \n \t \0 \r back into their characters in each part, join with
+    # single backslashes.
+    unescape = "s"
+    for code, char in (("n", 10), ("t", 9), ("0", 0), ("r", 13)):
+        unescape = f"replace({unescape}, '\\{code}', chr({char}))"
     value = (f"CASE WHEN contains({col}, '\\') THEN array_to_string(list_transform("
-             f"string_split({col}, '\\\\'), lambda s: replace(replace(replace(s, '\\n', chr(10)),"
-             f" '\\t', chr(9)), '\\0', chr(0))), '\\') ELSE {col} END")
+             f"string_split({col}, '\\\\'), lambda s: {unescape}), '\\') ELSE {col} END")
     # `NULL` in the output is SQL NULL only where the mask says so; otherwise it was 'NULL'.
     value = f"coalesce({value}, 'NULL')"
     if f.nullable:
@@ -205,6 +209,8 @@ def dump_tables(client: str, settings: CiviCRMSettings, duck: duckdb.DuckDBPyCon
                     # Data lines start with the integer id, header lines with a letter.
                     pos = part.find(b"\n" + nxt) + 1 if nxt is not None else 0
                     body, part = (part[:pos], part[pos:]) if pos > 0 else (part, b"")
+                    if b"\r" in body:  # DuckDB's CSV reader takes a bare CR for a line end
+                        body = body.replace(b"\r", b"\\r")
                     if out is None:
                         pieces += 1
                         out = open(os.path.join(folder, f"{pieces}.tsv"), "wb")  # noqa: SIM115

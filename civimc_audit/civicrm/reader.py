@@ -219,7 +219,8 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
         if isinstance(exc, pymysql.err.MySQLError):
             reason = describe_error(exc, settings.user)
         else:
-            reason = str(exc) or type(exc).__name__
+            # DuckDB's messages run over several lines; the first says what failed.
+            reason = (str(exc) or type(exc).__name__).strip().splitlines()[0]
         msg = (f"CiviCRM snapshot failed: {reason}; nothing was stored"
                + (f" (snapshot {snap_id} marked failed)" if snap_id else "")
                + ", run the snapshot again")
