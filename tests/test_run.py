@@ -366,6 +366,34 @@ def test_pruning_keeps_latest_and_planned_snapshots(seeded, run_cli):
     assert third.name in index and old1.name not in index and old2.name not in index
 
 
+def test_a_plan_unused_for_keep_runs_days_releases_its_snapshots(seeded, run_cli):
+    """Nightly plans must not keep every snapshot for ever: once a plan has been idle (not
+    made, frozen or applied) for keep_runs_days, its snapshots are pruned like any other, and
+    applying it is refused in one line."""
+    config = seeded("keep_runs_days = 30")
+    assert run_cli("--config", config, "run")[0] == 0
+    for args in (["plan"], ["approve", "--all", "--reviewer", "t"],
+                 ["approve", "--freeze", "--reviewer", "t"]):
+        code, _, err = run_cli("--config", config, *args)
+        assert code == 0, err
+    assert run_cli("--config", config, "run")[0] == 0
+    first, second = runs_of(config)
+    age_run(config, first, "20200101T000000Z")
+    age_run(config, second, "20200102T000000Z")
+    with store(config) as con:
+        con.execute("UPDATE plans SET created_at = '2020-01-01 01:00:00',"
+                    " frozen_at = '2020-01-01 02:00:00'")
+    code, _, err = run_cli("--config", config, "run")
+    assert code == 0, err
+    summary = summary_of(runs_of(config)[-1])
+    assert sorted(summary["pruned"]["snapshots"]) == [1, 2, 3, 4]
+    assert "referred to by a plan" not in summary["pruned"]["kept_old_snapshots"].values()
+    code, out, err = run_cli("--config", config, "apply", "--execute")
+    assert code == 2 and "can no longer be applied" in err and len(err.strip().splitlines()) == 1
+    with store(config, read_only=True) as con:  # the plan itself, items and all, is kept
+        assert con.execute("SELECT count(*) FROM plans").fetchone()[0] == 1
+
+
 def test_pruning_never_removes_the_latest_complete_snapshot(seeded, emulator, run_cli):
     config = seeded("keep_runs_days = 1", mailchimp="retries = 1")
     assert run_cli("--config", config, "run")[0] == 0
