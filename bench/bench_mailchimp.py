@@ -1,6 +1,6 @@
 """Mailchimp snapshot throughput and request costs, against the emulator in its own process.
 
-    python -m bench mailchimp [--members N] [--rounds R] [--connections C]
+    python -m bench mailchimp [--members N] [--rounds R] [--connections C] [--latency S]
 
 1. The emulator process loads N members (time reported) and serves them over HTTP.
 2. One untimed pass warms the emulator's page cache, so both measured runs see the same server.
@@ -10,6 +10,8 @@
    - snapshot: `snapshot_mailchimp` into a fresh audit store (parsing, completeness re-read,
      de-duplication, DuckDB insert).
    The median of each is reported with the ratio snapshot/baseline (target ≥ 0.5).
+   `--latency S` makes the emulator wait S seconds before each answer, as the real API takes
+   its time over a 1000-member page; 0 (the default) is loopback speed, the hardest case.
 4. Request counts: what a complete snapshot costs (pages + re-read), and what applying K changes
    costs through the batch endpoint without and with 20% injected faults.
 """
@@ -38,12 +40,14 @@ def _members(n: int):
                "merge_fields": {"FNAME": f"First{i}", "LNAME": f"Last{i}"}}
 
 
-def _serve(n: int, conn) -> None:
-    """Child process: the emulator holding `n` members."""
+def _serve(n: int, conn, latency: float = 0.0) -> None:
+    """Child process: the emulator holding `n` members (answering after `latency` s)."""
     from civimc_audit.emulator import Emulator, EmulatorServer
 
     emu = Emulator(api_key=KEY)
     emu.record_requests = False
+    if latency > 0:
+        emu.faults.configure(rate_slow=1.0, slow_seconds=latency)
     emu.add_list(list_id=LIST, name="Benchmark audience")
     t = time.perf_counter()
     emu.load_members(LIST, _members(n))
@@ -125,6 +129,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=5)
     ap.add_argument("--writes", type=int, default=5000)
+    ap.add_argument("--latency", type=float, default=0.0,
+                    help="seconds the emulator waits before each answer (default 0: loopback)")
     args = ap.parse_args(argv)
     from civimc_audit.config import ENV_MAILCHIMP_API_KEY
 
@@ -134,7 +140,7 @@ def main(argv: list[str]) -> int:
           flush=True)
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_serve, args=(n, child), daemon=True)
+    proc = ctx.Process(target=_serve, args=(n, child, args.latency), daemon=True)
     proc.start()
     base_url, load = parent.recv()
     print(f"emulator: loaded {n:,} members in {load:.1f} s", flush=True)

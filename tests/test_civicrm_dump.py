@@ -92,18 +92,22 @@ def test_a_client_that_cannot_connect_falls_back_to_server_packed_reads(civi_db,
         assert snap.status == "complete" and snap.row_counts["civicrm_group_contact"] == 1
         assert snap.meta["transport"].startswith("server-packed (the command-line client could "
                                                  "not connect: ERROR 2026")
-        with pytest.raises(CiviCRMError, match="could not connect"):
+        with pytest.raises(CiviCRMError, match="could not connect") as err:
             snapshot_civicrm(settings_, store, transport="client")
+        assert "\n" not in str(err.value)
         assert store.latest_snapshot("civicrm").id == snap.id
+        assert [x.status for x in store.snapshots()] == ["complete", "failed"]
 
 
-def test_the_password_is_not_on_the_client_command_line(civi_db, tmp_path, monkeypatch):
+def test_the_client_gets_its_password_and_nothing_else_through_its_environment(civi_db, tmp_path, monkeypatch):
     seen = tmp_path / "argv"
     path = tmp_path / "mariadb"
     path.write_text(f"#!/bin/sh\necho \"$@\" > {seen}\nenv > {seen}.env\ncat >/dev/null\n"
                     "echo 'ERROR 2003 (HY000): cannot connect' >&2\nexit 1\n")
     path.chmod(0o700)
     monkeypatch.setattr("civimc_audit.civicrm.reader.find_client", lambda: str(path))
+    monkeypatch.setenv("MYSQL_HOST", "192.0.2.1")  # would redirect a client that read it
+    monkeypatch.setenv("CIVIMC_MAILCHIMP_API_KEY", "0123456789abcdef0123456789abcdef-us1")
     with db_user(civi_db, "SELECT") as (user, pw), Store(tmp_path / "a.duckdb") as store:
         settings_ = settings_for(civi_db, monkeypatch, user=user, password=pw)
         with pytest.raises(CiviCRMError) as err:
@@ -111,4 +115,6 @@ def test_the_password_is_not_on_the_client_command_line(civi_db, tmp_path, monke
         assert pw not in str(err.value)
     argv = seen.read_text()
     assert "--no-defaults" in argv and f"--user={user}" in argv and pw not in argv
-    assert f"MYSQL_PWD={pw}" in (tmp_path / "argv.env").read_text()
+    env = (tmp_path / "argv.env").read_text()
+    assert f"MYSQL_PWD={pw}" in env and "MYSQL_HOST" not in env and "MAILCHIMP" not in env
+    assert "CIVIMC_CIVICRM_WRITE_PASSWORD" not in env

@@ -40,9 +40,10 @@ MAX_WAITING = 3  # pieces written but not loaded yet before the reader waits for
 READ_BYTES = 4 << 20
 PIPE_BYTES = 1 << 20
 # Client errors that mean it never got a working connection (too old for utf8mb4, an
-# authentication plugin it lacks, TLS it insists on): the snapshot reads through the
-# server-packed path instead. Anything after that is the server's answer and is reported.
-CANNOT_CONNECT = {1045, 1251, 2002, 2003, 2005, 2019, 2026, 2059, 2061}
+# authentication plugin it lacks, TLS it insists on, an account allowed one connection at a
+# time): the snapshot reads through the server-packed path instead. Anything after that is the
+# server's answer and is reported.
+CANNOT_CONNECT = {1040, 1045, 1226, 1251, 2002, 2003, 2005, 2019, 2026, 2059, 2061}
 _ERROR_RE = re.compile(r"ERROR (\d+) \(\w+\)(?: at line \d+)?: (.*)")
 _NULLS = "civimc_nulls"  # bit i set: the i-th nullable text field of the row is NULL
 
@@ -125,7 +126,10 @@ class _Loader:
 
 
 def _client_command(client: str, settings: CiviCRMSettings) -> list[str]:
-    where = ([f"--socket={settings.socket}"] if settings.socket else
+    # Host and protocol always explicit: the client would otherwise take MYSQL_HOST and the
+    # like from its environment (option files are off, the environment is not).
+    where = ([f"--socket={settings.socket}", "--host=localhost", "--protocol=SOCKET"]
+             if settings.socket else
              [f"--host={settings.host}", f"--port={settings.port}", "--protocol=TCP"])
     return [client, "--no-defaults", "--batch", "--quick", "--unbuffered",
             "--default-character-set=utf8mb4",
@@ -157,13 +161,21 @@ def dump_tables(client: str, settings: CiviCRMSettings, duck: duckdb.DuckDBPyCon
     after the `session` statements, loading each result into the store table named like its
     read; returns the rows loaded per table. `on_chunk(table, rows so far)` is called as output
     arrives."""
-    script = ";\n".join([*session, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+    for r in reads:  # header lines are told from data lines by this (see the read loop)
+        first = r.fields[0]
+        if (first.name, first.kind, first.nullable) != ("id", "int", False):
+            raise ValueError(f"{r.name}: a dumped read must start with its NOT NULL integer id")
+    script = ";\n".join(["SET NAMES utf8mb4", *session,
+                         "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
                          *statements, "COMMIT"]) + ";\n"
     headers = [("\t".join(n for n, _ in _columns(r)) + "\n").encode() for r in reads]
     loaders = [_Loader(duck, r, r.name, constants) for r in reads]
     counts = {r.name: 0 for r in reads}
     lines = dict.fromkeys(counts, 0)
-    env = {**os.environ, "MYSQL_PWD": settings.password}
+    # Only what the client needs: no MYSQL_HOST/MYSQL_TCP_PORT, no other secrets, no HOME (an
+    # Oracle client reads ~/.mylogin.cnf even with --no-defaults).
+    env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C",
+           "MYSQL_PWD": settings.password}
     with tempfile.TemporaryDirectory(prefix="civimc-civicrm-") as folder, \
             tempfile.TemporaryFile() as errors, \
             ThreadPoolExecutor(1, thread_name_prefix="civicrm-load") as worker:
@@ -186,8 +198,11 @@ def dump_tables(client: str, settings: CiviCRMSettings, duck: duckdb.DuckDBPyCon
             out = None
 
         try:
-            proc.stdin.write(script.encode())
-            proc.stdin.close()
+            try:
+                proc.stdin.write(script.encode())
+                proc.stdin.close()
+            except BrokenPipeError:  # it gave up at once: its exit status and stderr say why
+                pass
             carry = b""
             while True:
                 chunk = proc.stdout.read1(READ_BYTES)

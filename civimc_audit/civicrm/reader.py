@@ -12,6 +12,7 @@ a failed read leaves nothing behind but a snapshot marked failed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -160,6 +161,8 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
             max_bytes = max(int(cur.fetchone()[0]) - 65536, 1 << 20)
             cur.execute("SET SESSION group_concat_max_len = %s", (max_bytes,))
             cur.execute("SET SESSION lock_wait_timeout = %s", (lock_wait_timeout,))
+            # This session idles while the command-line client reads: it must outlive it.
+            cur.execute("SET SESSION wait_timeout = 86400")
             cur.execute(f"SET SESSION optimizer_switch = '{OPTIMIZER_SWITCH}'")
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
@@ -178,46 +181,28 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
                 "history_time_zone": next(r.time_zone for r in reads
                                           if r.name == "civicrm_subscription_history") or "UTC",
             })
-            # Rows go straight into the store's tables inside one DuckDB transaction: a failure
-            # rolls them all back, so no partial snapshot ever exists.
             threads = store.con.execute("SELECT current_setting('threads')").fetchone()[0]
             # Packed chunks are inserted with one DuckDB thread: the server and the parser need
             # the other cores, and small inserts gain nothing from more. The client's files
             # are large and parsed by DuckDB itself, which uses every core.
             if client is None:
                 store.con.execute("SET threads = 1")
-            params, constants = {"g": group.id}, {"snapshot_id": snap_id}
+            # Rows go straight into the store's tables inside one DuckDB transaction: a failure
+            # rolls them all back, so no partial snapshot ever exists.
             with store.transaction() as con:
-                used = None
-                fallback = "server-packed"
-                if client is not None:
-                    session = ["SET time_zone = '+00:00'",
-                               f"SET SESSION lock_wait_timeout = {int(lock_wait_timeout)}",
-                               f"SET SESSION optimizer_switch = '{OPTIMIZER_SWITCH}'",
-                               "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"]
-                    try:
-                        with tqdm(desc="CiviCRM rows", unit=" rows", disable=not progress,
-                                  leave=False) as bar:
-                            dump_tables(client, settings, con, reads,
-                                        [cur.mogrify(select_sql(r), params) for r in reads],
-                                        session=session, constants=constants,
-                                        progress_bar=bar, on_chunk=on_chunk)
-                        used = "mysql client"
-                    except ClientUnavailable as exc:
-                        if transport == "client":
-                            raise CiviCRMError(f"CiviCRM snapshot: the command-line client "
-                                               f"{client} could not connect ({exc})") from None
-                        fallback = f"server-packed (the command-line client could not connect: {exc})"
-                if used is None:
-                    for read in reads:
-                        stream_table(cur, con, read, read.name, params, max_bytes=max_bytes,
-                                     constants=constants, progress=progress, on_chunk=on_chunk)
-                    used = fallback
+                used = _read_rows(cur, con, client, transport, settings, reads,
+                                  params={"g": group.id}, constants={"snapshot_id": snap_id},
+                                  session=_client_session(lock_wait_timeout, version),
+                                  max_bytes=max_bytes, progress=progress, on_chunk=on_chunk)
+                _settle_group_row(con, snap_id, group)
                 cur.execute("COMMIT")
                 return store.finish_snapshot(snap_id, meta={"transport": used})
-    except (pymysql.err.MySQLError, duckdb.Error, ValueError, KeyboardInterrupt) as exc:
+    except (pymysql.err.MySQLError, duckdb.Error, ValueError, OSError, ClientUnavailable,
+            KeyboardInterrupt) as exc:
         if isinstance(exc, pymysql.err.MySQLError):
             reason = describe_error(exc, settings.user)
+        elif isinstance(exc, ClientUnavailable):
+            reason = f"the command-line client {client} could not connect ({exc})"
         else:
             # DuckDB's messages run over several lines; the first says what failed.
             reason = (str(exc) or type(exc).__name__).strip().splitlines()[0]
@@ -233,6 +218,59 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
         if threads is not None:
             store.con.execute(f"SET threads = {int(threads)}")
         conn.close()
+
+
+def _client_session(lock_wait_timeout: int, version: str) -> list[str]:
+    """The command-line client's session settings: those of the reader's own session, and no
+    statement time limit (each table is one long SELECT there, not many short chunks)."""
+    m = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
+    number = tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
+    if "mariadb" in version.lower():
+        limit = ["SET SESSION max_statement_time = 0"] if number >= (10, 1, 1) else []
+    else:
+        limit = ["SET SESSION max_execution_time = 0"] if number >= (5, 7, 8) else []
+    return ["SET time_zone = '+00:00'",
+            f"SET SESSION lock_wait_timeout = {int(lock_wait_timeout)}",
+            f"SET SESSION optimizer_switch = '{OPTIMIZER_SWITCH}'",
+            "SET SESSION net_write_timeout = 600", *limit,
+            "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"]
+
+
+def _read_rows(cur, con, client: str | None, transport: str, settings: CiviCRMSettings,
+               reads: list[TableRead], *, params: dict, constants: dict, session: list[str],
+               max_bytes: int, progress: bool, on_chunk) -> str:
+    """Every read's rows into the store's tables; returns how they travelled."""
+    used = "server-packed"
+    if client is not None:
+        try:
+            with tqdm(desc="CiviCRM rows", unit=" rows", disable=not progress,
+                      leave=False) as bar:
+                dump_tables(client, settings, con, reads,
+                            [cur.mogrify(select_sql(r), params) for r in reads],
+                            session=session, constants=constants, progress_bar=bar,
+                            on_chunk=on_chunk)
+            return "mysql client"
+        except ClientUnavailable as exc:
+            if transport == "client":
+                raise
+            used = f"server-packed (the command-line client could not connect: {exc})"
+    for read in reads:
+        stream_table(cur, con, read, read.name, params, max_bytes=max_bytes,
+                     constants=constants, progress=progress, on_chunk=on_chunk)
+    return used
+
+
+def _settle_group_row(con, snap_id: int, group: GroupInfo) -> None:
+    """The group's row as read with everything else; a NULL is_active (old sites) means
+    active, as CiviCRM treats it. A group deleted before the rows were read fails the
+    snapshot rather than leaving it without its group."""
+    n = con.execute("SELECT count(*) FROM civicrm_group WHERE snapshot_id = ?",
+                    [snap_id]).fetchone()[0]
+    if n != 1:
+        raise ValueError(f"CiviCRM group {group.id} disappeared while the snapshot ran")
+    con.execute("UPDATE civicrm_group SET is_active = coalesce(is_active, true),"
+                " is_hidden = coalesce(is_hidden, false) WHERE snapshot_id = ?", [snap_id])
+
 
 def changed_since(settings: CiviCRMSettings, group_id: int, contact_ids, since_utc, *,
                   exclude_tracking: str | None = None) -> set[int]:
