@@ -378,7 +378,10 @@ class _Run:
         ids = [int(c) for c in chunk["contact_id"]]
         self.sending(chunk)
         checkpoint("civicrm_before_call")
+        held: set[int] = set()
         try:
+            if action == "remove_from_group":
+                held = self._hold_cleaned(w, chunk)
             result = getattr(w, action)(self.plan.group_id, ids, self.tracking)
         except CiviCRMError as exc:
             self._settle_failed(chunk, str(exc))
@@ -391,9 +394,25 @@ class _Run:
                 rows.append({"item_id": i, "state": "failed", "title": "contact missing",
                              "detail": f"contact {cid} no longer exists in CiviCRM or is in the trash"})
             else:
-                rows.append({"item_id": i, "state": "done", "detail": f"{outcome} in CiviCRM"})
+                note = "; email put on hold (cleaned at Mailchimp)" if cid in held else ""
+                rows.append({"item_id": i, "state": "done",
+                             "detail": f"{outcome} in CiviCRM{note}"})
         self.journal(rows)
         checkpoint("civicrm_after_journal")
+
+    def _hold_cleaned(self, w, chunk: pd.DataFrame) -> set[int]:
+        """With `[civicrm] on_hold_when_cleaned`, put the address of each person leaving the
+        group because Mailchimp cleaned it on hold for that contact, as the sync's webhook
+        does. Done before the removal: both are idempotent, so a crash between them is settled
+        by sending the item again. Returns the contacts whose rows were put on hold."""
+        if not self.config.civicrm.on_hold_when_cleaned:
+            return set()
+        held = set()
+        cleaned = chunk[chunk["mailchimp_status"] == "cleaned"]
+        for cid, email in zip(cleaned["contact_id"], cleaned["email"], strict=True):
+            if isinstance(email, str) and email and w.put_on_hold(email, int(cid)):
+                held.add(int(cid))
+        return held
 
     def _create(self, w, row) -> None:
         payload = json.loads(row["payload"])

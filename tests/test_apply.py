@@ -329,3 +329,37 @@ def test_a_call_whose_answer_is_lost_is_settled_by_reading_not_resent(seeded, ru
             "SELECT detail FROM journal WHERE state = 'done' AND item_id IN (SELECT item_id FROM"
             " plan_items WHERE target = 'mailchimp')").fetchall()]
     assert all("confirmed after an interrupted run" in d for d in details)
+
+
+def test_a_member_cleaned_at_mailchimp_leaves_the_group_with_the_address_on_hold(
+        civi_db, emulator, make_config, run_cli):
+    """With [civicrm] on_hold_when_cleaned, removing someone because Mailchimp cleaned their
+    address also puts that contact's rows of the address on hold (padding and case aside), as
+    the sync's webhook does; another contact's row of the same address is left alone."""
+    f, g = civi_db.fixture, civi_db.group_id
+    cid = f.contact("Clea", "Ned", email=" Clea.Ned@Example.org\t")
+    f.email(cid, "other@example.org")
+    twin = f.contact("Twin", "Ned", email="clea.ned@example.org")
+    f.add_to_group(cid, g, "2024-01-01T00:00:00Z")
+    f.commit()
+    emulator.add_member(TEST_LIST_ID, "clea.ned@example.org", status="cleaned",
+                        last_changed="2025-03-01T00:00:00+00:00")
+    config = make_config()
+    config.write_text(config.read_text().replace(
+        f"group_id = {g}\n", f"group_id = {g}\non_hold_when_cleaned = true\n", 1))
+    plan_and_freeze(run_cli, config)
+    cli_ok(run_cli, config, "apply", "--execute", "--no-verify")
+    assert group_status(civi_db, cid) == "Removed"
+    civi_db.conn.commit()
+    with civi_db.conn.cursor() as cur:
+        cur.execute("SELECT contact_id, email, on_hold, hold_date IS NOT NULL FROM civicrm_email"
+                    " WHERE contact_id IN (%s, %s) ORDER BY id", (cid, twin))
+        rows = cur.fetchall()
+    assert [(c, e.strip(), h, d) for c, e, h, d in rows] == [
+        (cid, "Clea.Ned@Example.org", 1, 1), (cid, "other@example.org", 0, 0),
+        (twin, "clea.ned@example.org", 0, 0)]
+    states = journal_states(config)
+    assert list(states.values()) == ["done"]
+    with Store(load_config(config).store_file) as store:
+        detail = store.con.execute("SELECT detail FROM journal WHERE state = 'done'").fetchone()
+    assert "put on hold" in detail[0]

@@ -99,7 +99,8 @@ def test_a_client_that_cannot_connect_falls_back_to_server_packed_reads(civi_db,
         assert [x.status for x in store.snapshots()] == ["complete", "failed"]
 
 
-def test_the_client_gets_its_password_and_nothing_else_through_its_environment(civi_db, tmp_path, monkeypatch):
+def test_the_client_gets_its_password_and_nothing_else_through_its_environment(
+        civi_db, tmp_path, monkeypatch):
     seen = tmp_path / "argv"
     path = tmp_path / "mariadb"
     path.write_text(f"#!/bin/sh\necho \"$@\" > {seen}\nenv > {seen}.env\ncat >/dev/null\n"

@@ -22,6 +22,7 @@ from datetime import UTC
 import pymysql
 
 from ..config import CiviCRMSettings
+from ..emails import normalize_email, strip_email
 from ..errors import CiviCRMError, ConfigError
 from .columns import Schema, history_sql_time, local_now, site_zone
 from .db import connect, describe_error
@@ -219,19 +220,31 @@ class CiviCRMWriter:
         row = cur.fetchone()
         return row[0] if row else None
 
-    def put_on_hold(self, email: str) -> int:
-        """Put every email row with this address on hold (on_hold=1, hold_date=now), as the
-        sync extension's webhook does for a cleaned member — only when `[civicrm]
-        on_hold_when_cleaned` is on. Returns how many rows changed (0 when off or already held).
-        """
+    def put_on_hold(self, email: str, contact_id: int | None = None) -> int:
+        """Put email rows with this address on hold (on_hold=1, hold_date=now), as the sync
+        extension's webhook does for a cleaned member — only when `[civicrm]
+        on_hold_when_cleaned` is on. With `contact_id`, that contact's rows whose address is
+        this one once normalised (case, whitespace at either end), as the webhook does; without,
+        every row holding exactly this address. Returns how many rows changed (0 when off or
+        already held)."""
         if not self.settings.on_hold_when_cleaned:
             return 0
+        # hold_date is DATETIME: CiviCRM stores the site's local time there.
+        now = local_now(self.settings)
 
         def hold(cur) -> int:
-            # hold_date is DATETIME: CiviCRM stores the site's local time there.
-            return cur.execute(
-                "UPDATE civicrm_email SET on_hold = 1, hold_date = %s"
-                " WHERE email = %s AND on_hold = 0", (local_now(self.settings), email.strip()))
+            if contact_id is None:
+                return cur.execute(
+                    "UPDATE civicrm_email SET on_hold = 1, hold_date = %s"
+                    " WHERE email = %s AND on_hold = 0", (now, strip_email(email)))
+            cur.execute("SELECT id, email FROM civicrm_email WHERE contact_id = %s"
+                        " AND on_hold = 0 FOR UPDATE", (int(contact_id),))
+            ids = [i for i, e in cur.fetchall() if e and normalize_email(e) ==
+                   normalize_email(email)]
+            if not ids:
+                return 0
+            return cur.execute("UPDATE civicrm_email SET on_hold = 1, hold_date = %s"
+                               " WHERE id IN %s AND on_hold = 0", (now, ids))
 
         return self._in_transaction("putting an email on hold", hold)
 
