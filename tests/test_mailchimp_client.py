@@ -32,7 +32,7 @@ def _list_calls(mc):
     return [r for r in mc.emu.requests if r.path == f"/3.0/lists/{LIST}"]
 
 
-@pytest.mark.parametrize("kind", ["429", "429-bare", "500", "503", "403", "drop"])
+@pytest.mark.parametrize("kind", ["429", "429-bare", "500", "503", "403", "drop", "cut"])
 def test_transient_failures_are_retried_with_exponential_backoff(mc, kind):
     client = mc.client(backoff=0.02)
     mc.emu.faults.queue(kind, 3)

@@ -228,8 +228,8 @@ def test_fault_injected_snapshot_is_complete_and_identical(mc):
     assert clean.status == "complete"
     f = mc.emu.faults
     f.seed(7)
-    f.configure(rate_429=0.05, rate_429_bare=0.02, rate_5xx=0.05, rate_403=0.03,
-                rate_drop=0.03, rate_slow=0.02, slow_seconds=1.5)
+    f.configure(rate_429=0.03, rate_429_bare=0.02, rate_5xx=0.05, rate_403=0.03,
+                rate_drop=0.02, rate_cut=0.04, rate_slow=0.02, slow_seconds=1.5)
     mc.emu.clear_requests()
     faulty = take(mc, store, timeout=0.75, retries=8)
     assert faulty.status == "complete", faulty.message
@@ -245,7 +245,7 @@ def test_fault_injected_snapshot_is_complete_and_identical(mc):
     assert store.con.execute("SELECT count(*) FROM mailchimp_member WHERE snapshot_id = ?",
                              [faulty.id]).fetchone()[0] == 50_000
     injected = f.injected
-    assert {"429", "429-bare", "403", "drop", "slow"} <= set(injected) and (
+    assert {"429", "429-bare", "403", "drop", "cut", "slow"} <= set(injected) and (
         injected["500"] + injected["503"]) > 0, injected
     failed = sum(1 for r in mc.emu.requests if r.fault and r.fault != "slow") + injected["slow"]
     assert failed / len(mc.emu.requests) > 0.1
@@ -290,6 +290,37 @@ def test_raw_pages_are_cut_down_to_their_members_whatever_their_layout():
                 assert orjson.loads(b"[" + page.members + b"]") == want
     empty = split_page(b'{"members":[],"total_items":0}', 0)
     assert (empty.total, empty.n, empty.first, empty.members) == (0, 0, None, b"")
+
+
+def test_pages_that_only_look_compact_are_decoded_not_cut():
+    """Layouts the fast cut must not take: spaces between members, a later member whose id is
+    not its first key, a merge value that is exactly "id", more after the array. Each gives
+    the same members as the decoded page; a cut-off body fails instead of losing members."""
+    import json
+
+    from civimc_audit.mailchimp.reader import STRIDE, split_page
+
+    members = [{"id": f"{i:032x}", "email_address": f"p{i}@example.org", "status": "subscribed",
+                "merge_fields": {"FNAME": "id" if i == 7 else f"F{i}"}}
+               for i in range(STRIDE + 1)]
+    compact = json.dumps({"members": members, "total_items": 5000}, separators=(",", ":"))
+    spaced = compact.replace('},{"id":"', '}, {"id":"')
+    reordered = dict(members[3])
+    reordered = {"email_address": reordered.pop("email_address"), **reordered}
+    moved = json.dumps({"total_items": 5000, "members": [*members[:3], reordered, *members[4:]]},
+                       separators=(",", ":"))
+    plain = [m for i, m in enumerate(members) if i != 7]
+    plain_page = json.dumps({"members": plain, "total_items": 5000}, separators=(",", ":"))
+    linked = plain_page[:-1] + ',"_links":[{"rel":"self"}]}'
+    for raw, want in ((spaced, members), (moved, members), (compact, members),
+                      (linked, plain)):
+        page = split_page(raw.encode(), STRIDE)
+        assert (page.total, page.n, page.first) == (5000, len(want), want[0]["id"])
+        assert orjson.loads(b"[" + page.members + b"]") == [
+            {k: m[k] for k in ("id", "email_address", "status", "merge_fields")}
+            for m in want[1:]]
+    with pytest.raises(orjson.JSONDecodeError):
+        split_page(plain_page[:-len(',"total_items":5000}')].encode(), 0)
 
 
 def test_spooled_members_load_as_store_rows(tmp_path):

@@ -54,7 +54,8 @@ EMULATOR_CHOICES = """\
   Datacenter"; any other wrong key 401 "API Key Invalid".
 - The Date header follows emu.clock, like the server clock it stands for.
 - Fault "drop-after" handles the request, then drops the connection: the change is made but the
-  client never hears of it (what makes retried writes interesting).
+  client never hears of it (what makes retried writes interesting). Fault "cut" sends the
+  headers and half the body, then drops the connection.
 """
 
 __all__ = ["ApiError", "ApiResponse", "DEFAULT_API_KEY", "EMULATOR_CHOICES", "Emulator",

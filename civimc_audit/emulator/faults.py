@@ -14,7 +14,7 @@ import threading
 from collections import Counter, deque
 
 #: Kinds accepted by :meth:`Faults.queue`.
-KINDS = ("429", "429-bare", "500", "503", "403", "drop", "drop-after", "slow")
+KINDS = ("429", "429-bare", "500", "503", "403", "drop", "drop-after", "cut", "slow")
 
 
 class Faults:
@@ -27,6 +27,8 @@ class Faults:
     ``rate_drop``      close the socket without answering
     ``rate_drop_after`` handle the request, then close the socket without answering (the
                        change is made but the client never hears of it)
+    ``rate_cut``       handle the request, then send the headers and half the body (its
+                       Content-Length promising all of it) and close the socket
     ``rate_slow``      sleep ``slow_seconds`` before handling (combines with the others)
 
     ``include_ping``   also fault ``GET /ping`` (off so auth checks stay reliable)
@@ -42,6 +44,7 @@ class Faults:
         self.rate_403 = 0.0
         self.rate_drop = 0.0
         self.rate_drop_after = 0.0
+        self.rate_cut = 0.0
         self.rate_slow = 0.0
         self.slow_seconds = 0.5
         self.include_ping = False
@@ -74,6 +77,7 @@ class Faults:
         with self._lock:
             self.rate_429 = self.rate_429_bare = self.rate_5xx = 0.0
             self.rate_403 = self.rate_drop = self.rate_slow = self.rate_drop_after = 0.0
+            self.rate_cut = 0.0
             self.match = None
             self._queue.clear()
 
@@ -81,7 +85,7 @@ class Faults:
     def active(self) -> bool:
         return bool(self._queue) or any((self.rate_429, self.rate_429_bare, self.rate_5xx,
                                          self.rate_403, self.rate_drop, self.rate_slow,
-                                         self.rate_drop_after))
+                                         self.rate_drop_after, self.rate_cut))
 
     def eligible(self, method: str, api_path: str) -> bool:
         if api_path.rstrip("/") == "/ping" and not self.include_ping:
@@ -102,7 +106,8 @@ class Faults:
         edge = 0.0
         for name, rate in (("429", self.rate_429), ("429-bare", self.rate_429_bare),
                            ("5xx", self.rate_5xx), ("403", self.rate_403),
-                           ("drop", self.rate_drop), ("drop-after", self.rate_drop_after)):
+                           ("drop", self.rate_drop), ("drop-after", self.rate_drop_after),
+                           ("cut", self.rate_cut)):
             edge += rate
             if u < edge:
                 kind = name

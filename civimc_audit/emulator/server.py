@@ -104,7 +104,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n > 0 else b""
 
     def _send(self, status: int, body: bytes, content_type: str | None, rid: str,
-              extra: dict | None = None) -> None:
+              extra: dict | None = None, cut: int | None = None) -> None:
+        """Answer; with `cut`, only that many bytes of the body follow the headers (a
+        connection lost mid-answer)."""
         try:
             phrase = HTTPStatus(status).phrase
         except ValueError:
@@ -120,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
             head.append("Connection: close")
         data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
         if self.command != "HEAD":
-            data += body
+            data += body if cut is None else body[:cut]
         self.wfile.write(data)
 
     def _drop(self) -> None:
@@ -158,7 +160,10 @@ class _Handler(BaseHTTPRequestHandler):
                         (self.headers.get("Accept-Encoding") or "")):
                     payload = gzip.compress(payload, 1)
                     headers = {**headers, "Content-Encoding": "gzip"}
-                self._send(status, payload, ctype, rid, headers)
+                self._send(status, payload, ctype, rid, headers,
+                           cut=len(payload) // 2 if fault == "cut" else None)
+                if fault == "cut":
+                    self._drop()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
             return

@@ -61,6 +61,7 @@ def _read_body(resp: requests.Response) -> None:
     try:
         # requests keeps a read body in `_content`; setting it makes `.content` return it.
         resp._content = resp.raw.read(decode_content=True)
+        resp._content_consumed = True
     finally:
         resp.close()
 

@@ -359,7 +359,10 @@ class Page:
     members: bytes  # its member objects, comma-separated, a later page's overlap left out
 
 
-_MEMBERS_KEY = b'"members":['
+# The page as Mailchimp sends it for `fields=total_items,members.…`: compact JSON, the count
+# before or after the member array.
+_ENVELOPE = re.compile(rb'\A\{(?:"total_items":(\d+),)?"members":\[(.*)\](?:,"total_items":(\d+))?\}\Z',
+                       re.S)
 _MEMBER_START = b'{"id":"'
 _BOUNDARY = b'},{"id":"'
 
@@ -367,25 +370,24 @@ _BOUNDARY = b'},{"id":"'
 def split_page(content: bytes, offset: int) -> Page:
     """Cut the members out of a raw page without decoding it in Python.
 
-    Mailchimp sends compact JSON with each member's `id` first, so every member starts with
-    exactly `{"id":"`, and that cannot occur anywhere else: inside a string every `"` is
-    escaped, and the trimmed members hold no nested object with an `id` key. Counting it counts
-    the members; the array's text between its brackets is kept as it is. Any other page
-    (pretty-printed, keys in another order) is decoded and re-encoded instead. The first member
-    of a page after the first (offset > 0) is the overlap with the page before (see
-    MemberPager) and is left out.
+    Mailchimp sends compact JSON with each member's `id` first, so consecutive members are
+    separated by exactly `},{"id":"`, and neither that nor `"id"` can occur anywhere else in the
+    trimmed members: inside a string every `"` is escaped, and no nested object has an `id`
+    key. So when the page is exactly `{"members":[…],"total_items":N}` (either order) and `"id"`
+    occurs once per boundary plus once, the array's text between its brackets is the members,
+    one per boundary plus one, and is kept as it is. Any other page (whitespace, keys in
+    another order, a merge value that is exactly "id", a cut-off body) is decoded and
+    re-encoded instead, or fails to decode. The first member of a page after the first (offset
+    > 0) is the overlap with the page before (see MemberPager) and is left out.
     """
-    start = content.find(_MEMBERS_KEY)
-    end = content.rfind(b"]")
-    if start >= 0 and end > start and b"\n" not in content:
-        head, tail = content[:start], content[end:]
-        seg = content[start + len(_MEMBERS_KEY):end]
-        m = _TOTAL_RE.search(head) or _TOTAL_RE.search(tail)
-        total = int(m.group(1)) if m else 0
-        if not seg and b"[" not in head:
+    m = _ENVELOPE.match(content)
+    if m and (m.group(1) is None) != (m.group(3) is None):
+        total = int(m.group(1) or m.group(3))
+        seg = m.group(2)
+        if not seg:
             return Page(total, None, None, 0, b"")
-        if seg.startswith(_MEMBER_START) and seg.endswith(b"}") and b"[" not in head:
-            n = seg.count(_MEMBER_START)
+        n = seg.count(_BOUNDARY) + 1
+        if seg.startswith(_MEMBER_START) and seg.endswith(b"}") and seg.count(b'"id"') == n:
             k = len(_MEMBER_START)
             first = seg[k:seg.index(b'"', k)].decode()
             at_stride = None
