@@ -19,7 +19,6 @@ backslash are unescaped in SQL. The password reaches the client through its envi
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import shutil
@@ -31,6 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import pymysql
+
+try:
+    import fcntl
+except ImportError:  # not on Windows; only used to widen the pipe
+    fcntl = None
 
 from ..config import CiviCRMSettings
 from .stream import Field, TableRead
@@ -181,8 +185,9 @@ def dump_tables(client: str, settings: CiviCRMSettings, duck: duckdb.DuckDBPyCon
             ThreadPoolExecutor(1, thread_name_prefix="civicrm-load") as worker:
         proc = subprocess.Popen(_client_command(client, settings), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=errors, env=env)
-        with contextlib.suppress(AttributeError, OSError):  # Linux: fewer, larger pipe reads
-            fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux: fewer, larger pipe reads
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         waiting: deque = deque()
         k, out, pieces = -1, None, 0
 
