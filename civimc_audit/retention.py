@@ -66,46 +66,20 @@ class Pruned:
                 "kept_old_snapshots": {str(k): v for k, v in self.kept_snapshots.items()}}
 
 
-def _tables(store: Store) -> set[str]:
-    return {r[0] for r in store.con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
-    ).fetchall()}
-
-
 def plan_references(store: Store, active_since: datetime | None = None
                     ) -> tuple[set[int], set[int]]:
-    """(snapshot ids, reconciliation ids) referred to by a `plans` table, if the store has one;
-    with `active_since`, only by plans made, frozen or journaled since then.
-
-    The plans table belongs to the apply workflow; it is read by column name (any column ending
-    in `snapshot_id`, and `reconciliation_id`) so pruning stays correct whatever else it holds.
-    """
+    """(snapshot ids, reconciliation ids) referred to by plans; with `active_since`, only by
+    plans made, frozen or journaled since then."""
     con = store.con
-    tables = _tables(store)
-    if "plans" not in tables:
-        return set(), set()
-    cols = [r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns"
-        " WHERE table_name = 'plans' AND table_schema = 'main'").fetchall()]
-    where, params = "", []
-    if active_since is not None:
-        moments = [f'"{c}"' for c in ("created_at", "frozen_at") if c in cols]
-        if "journal" in tables:
-            moments.append("(SELECT max(j.journaled_at) FROM journal j WHERE j.plan_id = p.id)")
-        if moments:
-            where = f" AND greatest({', '.join(moments)}) >= ?"
-            params = [active_since]
-    snaps: set[int] = set()
-    recs: set[int] = set()
-    for col in cols:
-        if col.endswith("snapshot_id"):
-            snaps |= {r[0] for r in con.execute(
-                f'SELECT DISTINCT "{col}" FROM plans p WHERE "{col}" IS NOT NULL{where}',
-                params).fetchall()}
-        elif col == "reconciliation_id":
-            recs |= {r[0] for r in con.execute(
-                "SELECT DISTINCT reconciliation_id FROM plans p"
-                f" WHERE reconciliation_id IS NOT NULL{where}", params).fetchall()}
+    rows = con.execute("""
+        SELECT reconciliation_id, civicrm_snapshot_id, mailchimp_snapshot_id FROM plans p
+        WHERE CAST($since AS TIMESTAMP) IS NULL
+           OR greatest(created_at, coalesce(frozen_at, created_at),
+                       coalesce((SELECT max(journaled_at) FROM journal j WHERE j.plan_id = p.id),
+                                created_at)) >= $since
+    """, {"since": active_since}).fetchall()
+    recs = {r[0] for r in rows}
+    snaps = {i for r in rows for i in r[1:]}
     if recs:
         for civi, mc in con.execute(
                 "SELECT civicrm_snapshot_id, mailchimp_snapshot_id FROM reconciliations"

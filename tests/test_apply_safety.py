@@ -168,10 +168,9 @@ def test_an_apply_of_another_plan_meanwhile_is_refused(seeded, run_cli):
     assert set(journal_states(config).values()) == {""}
 
 
-def test_settling_an_interrupted_create_finds_its_own_contact(civi_db, emulator, make_config,
-                                                              run_cli):
-    """Finding 11: a contact for the same email created elsewhere is never taken for the one
-    this plan created; with none of ours, a contact created meanwhile makes the item stale."""
+def _create_killed_before_the_call(emulator, make_config, run_cli):
+    """A plan creating the contact of Mailchimp-only nova@example.org, its apply killed just
+    before the CiviCRM call; returns the config."""
     emulator.add_member(TEST_LIST_ID, "nova@example.org", status="subscribed",
                         last_changed="2026-01-03T00:00:00+00:00")
     config = make_config()
@@ -179,6 +178,21 @@ def test_settling_an_interrupted_create_finds_its_own_contact(civi_db, emulator,
     proc = start_apply(config, "civicrm_before_call:1")
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
+    return config
+
+
+def _contact_the_killed_run_made(config) -> int:
+    """What the killed run would have made: nova's contact with the plan's tracking note."""
+    with CiviCRMWriter(load_config(config).civicrm) as w:
+        return w.create_contact("nova@example.org", "Nova", None,
+                                tracking="civimc-audit plan 1")
+
+
+def test_settling_an_interrupted_create_finds_its_own_contact(civi_db, emulator, make_config,
+                                                              run_cli):
+    """Finding 11: a contact for the same email created elsewhere is never taken for the one
+    this plan created; with none of ours, a contact created meanwhile makes the item stale."""
+    config = _create_killed_before_the_call(emulator, make_config, run_cli)
     assert journal_states(config)["nova@example.org"] == "sending"
     other = civi_db.fixture.contact("Nova", "Elsewhere", email="nova@example.org")
     civi_db.fixture.commit()
@@ -190,16 +204,9 @@ def test_settling_an_interrupted_create_finds_its_own_contact(civi_db, emulator,
 
 def test_settling_an_interrupted_create_adds_the_contact_it_made(civi_db, emulator,
                                                                  make_config, run_cli):
-    emulator.add_member(TEST_LIST_ID, "nova@example.org", status="subscribed",
-                        last_changed="2026-01-03T00:00:00+00:00")
-    config = make_config()
-    plan_and_freeze(run_cli, config)
-    proc = start_apply(config, "civicrm_before_call:1")
-    proc.communicate(timeout=120)
-    assert proc.returncode == -signal.SIGKILL
+    config = _create_killed_before_the_call(emulator, make_config, run_cli)
     # The killed run had created its contact but not yet added it; then someone else made one.
-    with CiviCRMWriter(load_config(config).civicrm) as w:
-        ours = w.create_contact("nova@example.org", "Nova", None, tracking="civimc-audit plan 1")
+    ours = _contact_the_killed_run_made(config)
     other = civi_db.fixture.contact("Nova", "Elsewhere", email="nova@example.org")
     civi_db.fixture.commit()
     assert other > ours
@@ -235,15 +242,8 @@ def test_a_member_whose_email_changed_at_mailchimp_is_stale(seeded, run_cli, emu
 
 def test_a_contact_the_interrupted_create_made_then_trashed_is_not_made_again(
         civi_db, emulator, make_config, run_cli):
-    emulator.add_member(TEST_LIST_ID, "nova@example.org", status="subscribed",
-                        last_changed="2026-01-03T00:00:00+00:00")
-    config = make_config()
-    plan_and_freeze(run_cli, config)
-    proc = start_apply(config, "civicrm_before_call:1")
-    proc.communicate(timeout=120)
-    assert proc.returncode == -signal.SIGKILL
-    with CiviCRMWriter(load_config(config).civicrm) as w:
-        ours = w.create_contact("nova@example.org", "Nova", None, tracking="civimc-audit plan 1")
+    config = _create_killed_before_the_call(emulator, make_config, run_cli)
+    ours = _contact_the_killed_run_made(config)
     sql(civi_db, "UPDATE civicrm_contact SET is_deleted = 1 WHERE id = %s", ours)
     code, out, err = run_cli("--config", config, "apply", "--execute", "--no-verify")
     assert code == 1, (out, err)
