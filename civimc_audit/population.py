@@ -479,9 +479,10 @@ def write_store(store, population: Population, group_id: int = 1, *,
             con.register("_f", frames["mailchimp_member"])
             con.execute(
                 f"INSERT INTO mailchimp_member (snapshot_id, id, email_address, status,"
-                f" last_changed, fname, lname) SELECT {mc},"
+                f" last_changed, merge_fields) SELECT {mc},"
                 f" CASE WHEN k = 0 THEN id ELSE md5(lower(trim({prefix} || email_address))) END,"
-                f" {prefix} || email_address, status, last_changed, fname, lname"
+                f" {prefix} || email_address, status, last_changed,"
+                f" json_object('FNAME', fname, 'LNAME', lname)"
                 f" FROM _copies, _f ORDER BY k")
             con.unregister("_f")
         con.execute("INSERT INTO mailchimp_list VALUES (?, ?, 'Generated', NULL, NULL)",

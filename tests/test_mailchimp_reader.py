@@ -256,7 +256,7 @@ def _h(email):
     return member_hash(email)
 
 
-def _raw_pages(n: int):
+def _raw_pages(n: int, total: int = 4321):
     """One page of `n` members as Mailchimp's compact JSON, pretty-printed, and with the keys
     in another order; names hold quotes and a member boundary lookalike."""
     import json
@@ -267,8 +267,8 @@ def _raw_pages(n: int):
                 "merge_fields": {"FNAME": 'A "quoted" \\"id\\":\\"x\\"', "LNAME": '},{"id":"z',
                                  "ADDRESS": {"city": "C"}}}
                for i in range(n)]
-    page = {"members": members, "total_items": 4321}
-    reordered = {"total_items": 4321,
+    page = {"members": members, "total_items": total}
+    reordered = {"total_items": total,
                  "members": [dict(reversed(list(m.items()))) for m in members]}
     return (json.dumps(page, separators=(",", ":")).encode(), json.dumps(page, indent=2).encode(),
             json.dumps(reordered, separators=(",", ":")).encode())
@@ -276,16 +276,18 @@ def _raw_pages(n: int):
 
 def test_raw_pages_are_cut_down_to_their_members_whatever_their_layout():
     """Compact pages are cut without decoding; pretty or reordered ones are decoded; all give
-    the same members, ids at the page edges and count; a later page's overlap is left out."""
-    from civimc_audit.mailchimp.reader import STRIDE, split_page
+    the same members, ids at the page edges and count; a later page's overlap is left out.
+    Full pages before the last, and last pages of every length."""
+    from civimc_audit.mailchimp.reader import PAGE_SIZE, STRIDE, split_page
 
-    for n in (STRIDE + 1, STRIDE + 2, 3, 1):
-        compact, pretty, reordered = _raw_pages(n)
-        for offset in (0, STRIDE):
+    for offset in (0, STRIDE):
+        for n, total in ((PAGE_SIZE, 4321), (PAGE_SIZE, offset + PAGE_SIZE), (3, offset + 3),
+                         (1, offset + 1)):
+            compact, pretty, reordered = _raw_pages(n, total)
             pages = [split_page(raw, offset) for raw in (compact, pretty, reordered)]
             want = orjson.loads(compact)["members"][1 if offset else 0:]
             for page in pages:
-                assert (page.total, page.first, page.n) == (4321, f"{0:032x}", n)
+                assert (page.total, page.first, page.n) == (total, f"{0:032x}", n)
                 assert page.at_stride == (f"{STRIDE:032x}" if n > STRIDE else None)
                 assert orjson.loads(b"[" + page.members + b"]") == want
     empty = split_page(b'{"members":[],"total_items":0}', 0)
@@ -293,9 +295,9 @@ def test_raw_pages_are_cut_down_to_their_members_whatever_their_layout():
 
 
 def test_pages_that_only_look_compact_are_decoded_not_cut():
-    """Layouts the fast cut must not take: spaces between members, a later member whose id is
-    not its first key, a merge value that is exactly "id", more after the array. Each gives
-    the same members as the decoded page; a cut-off body fails instead of losing members."""
+    """Layouts the fast cut must not take: spaces between members, a merge value that is
+    exactly "id" on a counted last page, more after the array. Each gives the same members as
+    the decoded page; a cut-off body fails instead of losing members."""
     import json
 
     from civimc_audit.mailchimp.reader import STRIDE, split_page
@@ -305,17 +307,14 @@ def test_pages_that_only_look_compact_are_decoded_not_cut():
                for i in range(STRIDE + 1)]
     compact = json.dumps({"members": members, "total_items": 5000}, separators=(",", ":"))
     spaced = compact.replace('},{"id":"', '}, {"id":"')
-    reordered = dict(members[3])
-    reordered = {"email_address": reordered.pop("email_address"), **reordered}
-    moved = json.dumps({"total_items": 5000, "members": [*members[:3], reordered, *members[4:]]},
-                       separators=(",", ":"))
+    last = compact.replace('"total_items":5000', f'"total_items":{STRIDE + len(members)}')
     plain = [m for i, m in enumerate(members) if i != 7]
     plain_page = json.dumps({"members": plain, "total_items": 5000}, separators=(",", ":"))
     linked = plain_page[:-1] + ',"_links":[{"rel":"self"}]}'
-    for raw, want in ((spaced, members), (moved, members), (compact, members),
+    for raw, want in ((spaced, members), (last, members), (compact, members),
                       (linked, plain)):
         page = split_page(raw.encode(), STRIDE)
-        assert (page.total, page.n, page.first) == (5000, len(want), want[0]["id"])
+        assert (page.n, page.first) == (len(want), want[0]["id"])
         assert orjson.loads(b"[" + page.members + b"]") == [
             {k: m[k] for k in ("id", "email_address", "status", "merge_fields")}
             for m in want[1:]]
@@ -323,20 +322,61 @@ def test_pages_that_only_look_compact_are_decoded_not_cut():
         split_page(plain_page[:-len(',"total_items":5000}')].encode(), 0)
 
 
+@pytest.mark.parametrize("damage", ["short", "reordered"])
+def test_a_page_that_does_not_hold_what_its_cut_assumed_is_caught_by_the_row_count(
+        mc, monkeypatch, damage):
+    """A page before the last is cut as if it held 1000 members with ids first. When one holds
+    fewer, or its second member's id is not its first key (the cut then takes two members
+    off), the rows DuckDB loads fall short: the pass counts as shifted and the snapshot is
+    still complete and right."""
+    from civimc_audit.mailchimp.reader import STRIDE, MemberPager
+
+    mc.load(3500)
+    get = MemberPager.get
+    damaged_pages = []
+
+    def damaged(self, params):
+        resp = get(self, params)
+        if params.get("offset") == STRIDE and not damaged_pages:  # the full pass's 2nd page
+            damaged_pages.append(params)
+            doc = orjson.loads(resp.content)
+            if damage == "short":
+                del doc["members"][500]
+            else:
+                doc["members"][1] = dict(reversed(list(doc["members"][1].items())))
+            resp._content = orjson.dumps(doc)
+        return resp
+
+    monkeypatch.setattr(MemberPager, "get", damaged)
+    store = mc.store()
+    snap = take(mc, store)
+    assert snap.status == "complete", snap.message
+    assert snap.meta["shifted"] is True
+    assert snapshot_state(store, snap.id) == emulator_state(mc.emu)
+
+
 def test_spooled_members_load_as_store_rows(tmp_path):
-    from civimc_audit.mailchimp.reader import _LOAD_SQL, _ROWS_TABLE, STRIDE, Spool, split_page
+    from civimc_audit.mailchimp.reader import _LOAD_SQL, _TABLES, STRIDE, Spool, split_page
     from civimc_audit.store import Store
 
     compact, pretty, _ = _raw_pages(STRIDE + 2)
     with Store(tmp_path / "s.duckdb") as store:
-        store.con.execute(_ROWS_TABLE)
+        for sql in _TABLES:
+            store.con.execute(sql)
         spool = Spool(str(tmp_path), 1, store.con, _LOAD_SQL, {"r": 3})
         spool.write(split_page(pretty, 0).members)
         spool.write(split_page(compact, STRIDE).members)
+        # Times in another offset than Mailchimp's +00:00 still become UTC.
+        spool.write(b'{"id":"x","last_changed":"2026-01-02T05:04:05+02:00",'
+                    b'"timestamp_opt":"2026-01-02T01:04:05.5-02:00"}')
         spool.close()
         rows = store.con.execute(
-            "SELECT count(*), count(DISTINCT id), min(fname), min(lname), min(last_changed),"
-            " min(r), max(r) FROM _mc_rows").fetchone()
-    assert rows[:2] == (2 * STRIDE + 3, STRIDE + 2)
+            "SELECT count(*), count(DISTINCT id), min(merge_fields->>'$.FNAME'),"
+            " min(merge_fields->>'$.LNAME'), min(last_changed), min(r), max(r),"
+            " max(last_changed) FILTER (id = 'x'), max(timestamp_opt) FILTER (id = 'x'),"
+            " count(timestamp_opt) FROM _mc_rows").fetchone()
+    assert rows[:2] == (2 * STRIDE + 4, STRIDE + 3)
     assert rows[2].startswith('A "quoted"') and rows[3] == '},{"id":"z'
-    assert str(rows[4]) == "2026-01-02 03:04:05" and rows[5:] == (3, 3)
+    assert str(rows[4]) == "2026-01-02 03:04:05" and rows[5:7] == (3, 3)
+    assert [str(t) for t in rows[7:9]] == ["2026-01-02 03:04:05", "2026-01-02 03:04:05.500000"]
+    assert rows[9] == 1  # '' is no time

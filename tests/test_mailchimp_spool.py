@@ -6,7 +6,7 @@ import os
 
 import orjson
 
-from civimc_audit.mailchimp.reader import _DIRECT_SQL, STRIDE, Spool, split_page
+from civimc_audit.mailchimp.reader import _PASS_SQL, _TABLES, STRIDE, Spool, split_page
 from civimc_audit.store import Store
 
 
@@ -18,9 +18,10 @@ def _page(first: int, n: int, total: int) -> bytes:
         for i in range(first, first + n)]})
 
 
-def _spool(store: Store, folder, one_transaction: bool) -> Spool:
-    return Spool(str(folder), 1, store.con, _DIRECT_SQL, {"snap": 7},
-                 pages_per_file=2, one_transaction=one_transaction)
+def _spool(store: Store, folder) -> Spool:
+    for sql in _TABLES:
+        store.con.execute(sql)
+    return Spool(str(folder), 1, store.con, _PASS_SQL, {}, file_bytes=300_000)  # 2 pages a file
 
 
 def test_backlog_loads_every_page_once_without_overlaps(tmp_path):
@@ -28,27 +29,27 @@ def test_backlog_loads_every_page_once_without_overlaps(tmp_path):
     once, the one-member page overlaps left out, and no spool file is left behind."""
     total = 8 * STRIDE + 1
     with Store(tmp_path / "audit.duckdb") as store:
-        spool = _spool(store, tmp_path, one_transaction=True)
+        spool = _spool(store, tmp_path)
         for k in range(8):
             spool.write(split_page(_page(k * STRIDE, STRIDE + 1, total), k * STRIDE).members)
         spool.close()
         n, distinct, fname = store.con.execute(
-            "SELECT count(*), count(DISTINCT id), max_by(fname, id) FROM mailchimp_member"
-            " WHERE snapshot_id = 7").fetchone()
-        assert (n, distinct) == (total, total)
+            "SELECT count(*), count(DISTINCT id), max_by(merge_fields->>'$.FNAME', id)"
+            " FROM _mc_pass").fetchone()
+        assert (n, distinct) == (total, total) and spool.rows == total
         assert fname == "F999"  # max id by string order is id999
     assert [p for p in os.listdir(tmp_path) if p.endswith(".json")] == []
 
 
 def test_abandoned_pass_leaves_no_rows_and_no_files(tmp_path):
-    """A pass that fails part-way (close(load=False)) rolls back what it had loaded."""
+    """A pass that fails part-way (close(load=False)) loads nothing more, leaves no file
+    behind and writes nothing to the store's own tables (staged rows are temporary)."""
     with Store(tmp_path / "audit.duckdb") as store:
-        spool = _spool(store, tmp_path, one_transaction=True)
+        spool = _spool(store, tmp_path)
         for k in range(5):
             spool.write(split_page(_page(k * STRIDE, STRIDE + 1, 10_000), k * STRIDE).members)
         spool.close(load=False)
+        staged = store.con.execute("SELECT count(*) FROM _mc_pass").fetchone()[0]
+        assert staged == spool.rows < 5 * STRIDE + 1  # the last, unfinished file never loads
         assert store.con.execute("SELECT count(*) FROM mailchimp_member").fetchone()[0] == 0
-        store.con.execute("SELECT 1").fetchall()  # the connection is out of the transaction
-        with store.transaction():
-            pass
     assert [p for p in os.listdir(tmp_path) if p.endswith(".json")] == []

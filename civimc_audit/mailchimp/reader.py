@@ -68,28 +68,35 @@ MAX_REPAIR_FETCHES = 2000
 _MEMBER_COLUMNS = ("{id: 'VARCHAR', email_address: 'VARCHAR', status: 'VARCHAR',"
                    " last_changed: 'VARCHAR', merge_fields: 'JSON', unique_email_id: 'VARCHAR',"
                    " contact_id: 'VARCHAR', timestamp_opt: 'VARCHAR'}")
-_STORE_COLUMNS = ("id, email_address, status, last_changed, fname, lname, merge_fields, "
-                  "unique_email_id, contact_id, timestamp_opt")
+_STORE_COLUMNS = ("id, email_address, status, last_changed, merge_fields, unique_email_id, "
+                  "contact_id, timestamp_opt")
+
+
+def _utc(column: str) -> str:
+    """SQL turning one of Mailchimp's ISO 8601 times into a naive UTC TIMESTAMP ('' -> NULL).
+    Mailchimp writes them in UTC as '2025-06-01T12:00:00+00:00'; those are cut and cast
+    directly, any other offset goes through TIMESTAMPTZ."""
+    return (f"CASE WHEN suffix({column}, '+00:00') THEN CAST(left({column}, -6) AS TIMESTAMP)"
+            f" ELSE CAST(CAST(NULLIF({column}, '') AS TIMESTAMPTZ) AS TIMESTAMP) END")
+
+
 _FROM_SPOOL = f"""
-SELECT id, email_address, status,
-       CAST(CAST(NULLIF(last_changed, '') AS TIMESTAMPTZ) AS TIMESTAMP) AS last_changed,
-       NULLIF(json_extract_string(merge_fields, '$.FNAME'), '') AS fname,
-       NULLIF(json_extract_string(merge_fields, '$.LNAME'), '') AS lname,
-       merge_fields, unique_email_id, contact_id,
-       CAST(CAST(NULLIF(timestamp_opt, '') AS TIMESTAMPTZ) AS TIMESTAMP) AS timestamp_opt
+SELECT id, email_address, status, {_utc('last_changed')} AS last_changed, merge_fields,
+       unique_email_id, contact_id, {_utc('timestamp_opt')} AS timestamp_opt
 FROM read_json($path, format = 'array', maximum_object_size = 268435456,
                columns = {_MEMBER_COLUMNS})
 """
-# Rows of a full pass go straight into the snapshot as each spool file loads, so parsing and the
-# store's own write overlap the download; rows decoded in Python (re-reads, repairs) wait in
-# _mc_rows and then replace their earlier copies.
-_DIRECT_SQL = f"INSERT INTO mailchimp_member SELECT $snap, {_STORE_COLUMNS} FROM ({_FROM_SPOOL})"
-_ROWS_TABLE = """
-CREATE OR REPLACE TEMP TABLE _mc_rows (
-    r INTEGER, id VARCHAR, email_address VARCHAR, status VARCHAR, last_changed TIMESTAMP,
-    fname VARCHAR, lname VARCHAR, merge_fields JSON, unique_email_id VARCHAR, contact_id VARCHAR,
-    timestamp_opt TIMESTAMP)
-"""
+# A full pass's rows are staged in _mc_pass as each spool file loads (parsing overlaps the
+# download); rows decoded in Python (re-reads, repairs) wait in _mc_rows. The snapshot's rows
+# are then written once, by one statement (_ASSEMBLE_SQL): DuckDB compresses whole row groups on
+# all its threads, where many appends to the store's table would leave partial row groups that
+# a checkpoint must compress again.
+_STAGE_COLUMNS = ("id VARCHAR, email_address VARCHAR, status VARCHAR, last_changed TIMESTAMP,"
+                  " merge_fields JSON, unique_email_id VARCHAR, contact_id VARCHAR,"
+                  " timestamp_opt TIMESTAMP")
+_TABLES = (f"CREATE OR REPLACE TEMP TABLE _mc_pass ({_STAGE_COLUMNS})",
+           f"CREATE OR REPLACE TEMP TABLE _mc_rows (r INTEGER, {_STAGE_COLUMNS})")
+_PASS_SQL = f"INSERT INTO _mc_pass {_FROM_SPOOL}"
 _LOAD_SQL = f"INSERT INTO _mc_rows SELECT $r, {_STORE_COLUMNS} FROM ({_FROM_SPOOL})"
 # The newest copy of each re-read member, also across an email change (same contact_id).
 _LATER_SQL = """
@@ -102,26 +109,24 @@ SELECT * FROM later_by_id
 QUALIFY row_number() OVER (PARTITION BY coalesce(contact_id, id)
                            ORDER BY r DESC, last_changed DESC NULLS LAST) = 1
 """
-_LATER_KEYS = """(id IN (SELECT id FROM _mc_later)
-     OR coalesce(contact_id, id) IN (SELECT coalesce(contact_id, id) FROM _mc_later))"""
-_PATCH_SQL = (f"DELETE FROM mailchimp_member WHERE snapshot_id = $snap AND {_LATER_KEYS}",
-              f"INSERT INTO mailchimp_member SELECT $snap, {_STORE_COLUMNS} FROM _mc_later")
-# The general case (incremental, shifted or repaired): rebuild the rows from the snapshot's own
-# full-pass rows (de-duplicated only when the pass shifted) or the base snapshot's, minus
-# members re-read later, plus those; after a repair, minus members it found gone.
-_REBUILD_SQL = """
-CREATE OR REPLACE TEMP TABLE _mc_new AS
+# The snapshot's rows: the full pass's (de-duplicated only when the pass shifted) or, for an
+# incremental snapshot, the base snapshot's, minus members re-read later (by id, or by
+# contact_id across an email change), plus those; after a repair, minus members it found gone.
+_ASSEMBLE_SQL = f"""
+INSERT INTO mailchimp_member
 WITH earlier AS (
-    SELECT {columns}, 0 AS r FROM mailchimp_member WHERE snapshot_id = $snap
-    {dedupe}
+    SELECT {_STORE_COLUMNS}, 0 AS r FROM _mc_pass
+    {{dedupe}}
     UNION ALL
-    SELECT {columns}, -1 AS r FROM mailchimp_member WHERE snapshot_id = $base
+    SELECT {_STORE_COLUMNS}, -1 AS r FROM mailchimp_member WHERE snapshot_id = $base
 ), merged AS (
-    SELECT {columns}, r FROM _mc_later
+    SELECT {_STORE_COLUMNS}, r FROM _mc_later
     UNION ALL
-    SELECT * FROM earlier WHERE NOT {later_keys}
+    SELECT * FROM earlier
+    WHERE NOT (id IN (SELECT id FROM _mc_later)
+               OR coalesce(contact_id, id) IN (SELECT coalesce(contact_id, id) FROM _mc_later))
 )
-SELECT * FROM merged {present}
+SELECT $snap, {_STORE_COLUMNS} FROM merged {{present}}
 """
 _DEDUPE_SQL = """
     QUALIFY row_number() OVER (PARTITION BY id ORDER BY last_changed DESC NULLS LAST) = 1
@@ -255,24 +260,20 @@ def read_changed(client: MailchimpClient, list_id: str, since: str,
 class Spool:
     """Members on their way to DuckDB, written by the page threads.
 
-    Each file is one JSON array of the members of `pages_per_file` pages. Full files are handed
-    to a loader thread that has DuckDB run `sql` over them (parse, convert, insert) while later
+    Each file is one JSON array of the members of pages adding up to `file_bytes` (about one
+    DuckDB row group of members: smaller loads cost DuckDB more per member). Full files go to
+    a loader thread that has DuckDB run `sql` over them (parse, convert, insert) while later
     pages still download (DuckDB releases the GIL). Each load takes every file waiting at that
     moment in one statement, so a backlog (the download outran DuckDB, as it does at the end of
     a pass) is loaded by all of DuckDB's threads at once rather than one file after another. The
     store connection is used only by the loader until `close()`.
-
-    With `one_transaction` every load runs in one transaction that `close()` commits: DuckDB
-    then writes whole row groups, compressed by the threads that loaded them, instead of
-    topping up a partly filled row group through its write-ahead log at each commit and
-    compressing that again, single-threaded, at the next checkpoint.
     """
 
     def __init__(self, folder: str, query: int, con, sql: str, params: dict,
-                 pages_per_file: int = 50, one_transaction: bool = False):
+                 file_bytes: int = 40 << 20):
         self.folder, self.query, self.con = folder, query, con
         self.sql, self.params = sql, params
-        self.pages_per_file = pages_per_file
+        self.file_bytes = file_bytes
         self._lock = threading.Lock()
         self._files = 0
         self._file = None
@@ -280,8 +281,7 @@ class Spool:
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="mailchimp-load")
         self._loads = []
         self._waiting: list[str] = []  # full files no load has taken yet
-        self._one_transaction = one_transaction
-        self._began = False
+        self.rows = 0  # rows the loads inserted
 
     def write(self, members: bytes) -> None:
         """Add one page's members (comma-separated objects, see `split_page`)."""
@@ -296,8 +296,8 @@ class Spool:
             else:
                 self._file.write(b",")
             self._file.write(members)
-            self._in_file += 1
-            if self._in_file >= self.pages_per_file:
+            self._in_file += len(members)
+            if self._in_file >= self.file_bytes:
                 self._hand_over()
 
     def _hand_over(self) -> None:
@@ -312,11 +312,8 @@ class Spool:
             paths, self._waiting = self._waiting, []
         if not paths:  # an earlier load took them
             return
-        if self._one_transaction and not self._began:
-            self.con.execute("BEGIN TRANSACTION")
-            self._began = True
         try:
-            self.con.execute(self.sql, {**self.params, "path": paths})
+            self.rows += self.con.execute(self.sql, {**self.params, "path": paths}).fetchone()[0]
         finally:
             for path in paths:
                 os.unlink(path)
@@ -336,26 +333,19 @@ class Spool:
                     os.unlink(path)
                 self._waiting = []
         self._loader.shutdown(wait=True)
-        try:
+        if load:
             for f in self._loads:
-                if load:
-                    f.result()
-        except BaseException:
-            load = False
-            raise
-        finally:
-            if self._began:
-                self.con.execute("COMMIT" if load else "ROLLBACK")
+                f.result()
 
 
 @dataclass
 class Page:
-    """One raw member page, checked and cut down to its members."""
+    """One raw member page, cut down to its members."""
 
     total: int  # its total_items
     first: str | None  # id of its first member
     at_stride: str | None  # id of its member at index STRIDE (the next page's first)
-    n: int  # members on it
+    n: int  # members on it (for a page cut before the last: PAGE_SIZE, see split_page)
     members: bytes  # its member objects, comma-separated, a later page's overlap left out
 
 
@@ -371,14 +361,19 @@ def split_page(content: bytes, offset: int) -> Page:
     """Cut the members out of a raw page without decoding it in Python.
 
     Mailchimp sends compact JSON with each member's `id` first, so consecutive members are
-    separated by exactly `},{"id":"`, and neither that nor `"id"` can occur anywhere else in the
-    trimmed members: inside a string every `"` is escaped, and no nested object has an `id`
-    key. So when the page is exactly `{"members":[…],"total_items":N}` (either order) and `"id"`
-    occurs once per boundary plus once, the array's text between its brackets is the members,
-    one per boundary plus one, and is kept as it is. Any other page (whitespace, keys in
-    another order, a merge value that is exactly "id", a cut-off body) is decoded and
-    re-encoded instead, or fails to decode. The first member of a page after the first (offset
-    > 0) is the overlap with the page before (see MemberPager) and is left out.
+    separated by exactly `},{"id":"`, which cannot occur anywhere else in the trimmed members:
+    inside a string every `"` is escaped, and no nested object is in an array. So when the page
+    is exactly `{"members":[…],"total_items":N}` (either order) and its array starts with
+    `{"id":"`, the array's text between its brackets is kept as it is: the first member of a
+    page after the first (offset > 0) is the overlap with the page before (see MemberPager) and
+    is cut off at the first boundary, and the page's last member is the one at index STRIDE.
+
+    Counting a page's members would cost as much as the rest of the cut, so a page before the
+    last (offset + PAGE_SIZE <= total) is taken to hold PAGE_SIZE members; the caller checks
+    that the rows DuckDB loads add up (one short page, or a later member whose id is not its
+    first key, makes them fall short). The last page is counted, and cut only if `"id"` occurs
+    once per member. Any other page (whitespace, keys in another order, more after the array, a
+    cut-off body) is decoded and re-encoded instead, or fails to decode.
     """
     m = _ENVELOPE.match(content)
     if m and (m.group(1) is None) != (m.group(3) is None):
@@ -386,20 +381,21 @@ def split_page(content: bytes, offset: int) -> Page:
         seg = m.group(2)
         if not seg:
             return Page(total, None, None, 0, b"")
-        n = seg.count(_BOUNDARY) + 1
-        if seg.startswith(_MEMBER_START) and seg.endswith(b"}") and seg.count(b'"id"') == n:
+        if offset + PAGE_SIZE <= total:
+            n = PAGE_SIZE
+        else:
+            n = seg.count(_BOUNDARY) + 1
+            if seg.count(b'"id"') != n:
+                n = 0
+        cut = seg.find(_BOUNDARY) if offset else -2
+        if n and cut != -1 and seg.startswith(_MEMBER_START) and seg.endswith(b"}"):
             k = len(_MEMBER_START)
             first = seg[k:seg.index(b'"', k)].decode()
             at_stride = None
             if n > STRIDE:
                 i = seg.rfind(_MEMBER_START)
-                for _ in range(n - STRIDE - 1):  # only if a page held more than PAGE_SIZE
-                    i = seg.rfind(_MEMBER_START, 0, i)
                 at_stride = seg[i + k:seg.index(b'"', i + k)].decode()
-            if offset:
-                cut = seg.find(_BOUNDARY)
-                seg = seg[cut + 2:] if cut >= 0 else b""
-            return Page(total, first, at_stride, n, seg)
+            return Page(total, first, at_stride, n, seg[cut + 2:] if offset else seg)
     doc = orjson.loads(content)
     ms = doc.get("members") or []
     return Page(int(doc.get("total_items") or 0), ms[0]["id"] if ms else None,
@@ -437,9 +433,9 @@ class _Snapshotter:
         self.present_round = 0
         self.queries = 0  # spooled queries so far (numbers the spool files)
         self.rows_read = 0
-        self.base_folded = False
         self.seconds: Counter = Counter()  # time per phase, kept in the snapshot's meta
-        self.con.execute(_ROWS_TABLE)
+        for sql in _TABLES:
+            self.con.execute(sql)
 
     @contextmanager
     def phase(self, name: str):
@@ -449,25 +445,26 @@ class _Snapshotter:
         finally:
             self.seconds[name] += time.perf_counter() - t
 
-    def _spool(self, sql: str, one_transaction: bool = False, **params) -> Spool:
+    def _spool(self, sql: str, **params) -> Spool:
         self.queries += 1
-        return Spool(self.tmp.name, self.queries, self.con, sql, params,
-                     one_transaction=one_transaction)
+        return Spool(self.tmp.name, self.queries, self.con, sql, params)
 
     # --- reading ---------------------------------------------------------------------------
     def _full_read(self, params: dict) -> Read:
-        """Every page of a listing, spooled straight into the snapshot's rows."""
-        spool = self._spool(_DIRECT_SQL, one_transaction=True, snap=self.snap_id)
+        """Every page of a listing, spooled into _mc_pass."""
+        spool = self._spool(_PASS_SQL)
         edges: dict[int, tuple] = {}
         totals: set[int] = set()
         lock = threading.Lock()
+        rows = 0
 
         def on_page(offset: int, content: bytes) -> None:
+            nonlocal rows
             page = split_page(content, offset)
             with lock:
                 totals.add(page.total)
                 edges[offset] = (page.first, page.at_stride)
-                self.rows_read += page.n - (1 if offset and page.n else 0)
+                rows += page.n - (1 if offset and page.n else 0)
             spool.write(page.members)
 
         try:
@@ -478,7 +475,11 @@ class _Snapshotter:
             raise
         with self.phase("parse+store"):  # what DuckDB has left once the last page is in
             spool.close()
-        return Read(total, when, totals, boundaries_hold(edges, offsets))
+        self.rows_read += spool.rows
+        # Fewer rows than the pages were taken to hold: a page was short or cut wrongly (see
+        # split_page), so the pass is treated like a shifted one and checked member by member.
+        return Read(total, when, totals,
+                    spool.rows == rows and boundaries_hold(edges, offsets))
 
     def full_pass(self) -> int | None:
         """Every page of the plain listing (+ archived if it leaves them out). Returns the
@@ -488,8 +489,7 @@ class _Snapshotter:
         total, consistent = r.total, r.consistent and len(r.totals) == 1
         self.shifted = not r.consistent
         has_archived = self.con.execute(
-            "SELECT count(*) FROM mailchimp_member WHERE snapshot_id = ? AND status = 'archived'",
-            [self.snap_id]).fetchone()[0] > 0
+            "SELECT count(*) FROM _mc_pass WHERE status = 'archived'").fetchone()[0] > 0
         archived = 0 if has_archived else self.small.count(status="archived")
         if archived:
             self.archived_separately = True
@@ -561,8 +561,8 @@ class _Snapshotter:
             if ok:
                 break
         held = set(self.con.execute(
-            "SELECT id FROM mailchimp_member WHERE snapshot_id = ? UNION SELECT id FROM _mc_rows",
-            [self.snap_id]).fetchnumpy()["id"].tolist())
+            "SELECT id FROM mailchimp_member WHERE snapshot_id = ?"  # the assembled rows
+            " UNION SELECT id FROM _mc_rows", [self.snap_id]).fetchnumpy()["id"].tolist())
         missing = sorted(present - held)[:MAX_REPAIR_FETCHES]
         fetched = []
         fields = ",".join(MEMBER_FIELDS)
@@ -586,38 +586,27 @@ class _Snapshotter:
     def _assemble(self, base_id: int | None) -> int:
         con = self.con
         snap = {"snap": self.snap_id}
-        if self.base_folded:  # the snapshot's rows already hold the base snapshot's
-            base_id = None
         con.execute(_LATER_SQL)
-        if base_id is None and not self.shifted and self.present is None:
-            with self.store.transaction():
-                for sql in _PATCH_SQL:
-                    con.execute(sql, snap)
-        else:
-            present = ""
-            if self.present is not None:
-                con.register("_mc_present", pa.table({"id": pa.array(sorted(self.present),
-                                                                       pa.string())}))
-                present = _PRESENT_SQL.format(round=int(self.present_round))
-            try:
-                con.execute(_REBUILD_SQL.format(
-                    columns=_STORE_COLUMNS, later_keys=_LATER_KEYS, present=present,
-                    dedupe=_DEDUPE_SQL if self.shifted else ""), {**snap, "base": base_id})
-            finally:
-                if present:
-                    con.unregister("_mc_present")
-            with self.store.transaction():
+        present = ""
+        if self.present is not None:
+            con.register("_mc_present", pa.table({"id": pa.array(sorted(self.present),
+                                                                   pa.string())}))
+            present = _PRESENT_SQL.format(round=int(self.present_round))
+        try:
+            with self.store.transaction():  # after a repair: assembled again, from the start
                 con.execute("DELETE FROM mailchimp_member WHERE snapshot_id = $snap", snap)
-                con.execute(f"INSERT INTO mailchimp_member SELECT $snap, {_STORE_COLUMNS}"
-                            " FROM _mc_new", snap)
-            con.execute("DROP TABLE _mc_new")
-            self.base_folded |= base_id is not None
+                con.execute(_ASSEMBLE_SQL.format(
+                    present=present, dedupe=_DEDUPE_SQL if self.shifted else ""),
+                    {**snap, "base": base_id})
+        finally:
+            if present:
+                con.unregister("_mc_present")
         return con.execute("SELECT count(*) FROM mailchimp_member WHERE snapshot_id = $snap",
                            snap).fetchone()[0]
 
     def close(self) -> None:
         self.bar.close()
-        for t in ("_mc_rows", "_mc_later", "_mc_new"):
+        for t in ("_mc_pass", "_mc_rows", "_mc_later"):
             self.con.execute(f"DROP TABLE IF EXISTS {t}")
         self.tmp.cleanup()
 

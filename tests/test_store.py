@@ -1,0 +1,74 @@
+"""The audit store's schema: a store made by an earlier version is brought up to date with its
+rows intact, whatever DuckDB storage format its file has."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from civimc_audit import store as store_module
+from civimc_audit.store import MIGRATIONS, Store, zstd_available
+
+
+def _old_store(path, storage_version: str | None = None) -> None:
+    """A store as schema version 2 left it, holding one snapshot of each side."""
+    config = {"storage_compatibility_version": storage_version} if storage_version else {}
+    with duckdb.connect(str(path), config=config) as con:
+        con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for version, sql in enumerate(MIGRATIONS[:2], start=1):
+            con.execute(sql)
+            con.execute("INSERT INTO schema_version VALUES (?)", [version])
+        con.execute("INSERT INTO mailchimp_member VALUES"
+                    " (2, 'a1', 'ann@example.org', 'subscribed', '2026-01-02 03:04:05', 'Ann',"
+                    "  'Lee', '{\"FNAME\":\"Ann\",\"LNAME\":\"Lee\",\"PHONE\":\"1\"}', 'u1', 'c1',"
+                    "  NULL),"
+                    " (2, 'b2', 'bo@example.org', 'cleaned', NULL, 'Bo', NULL, NULL, NULL, NULL,"
+                    "  '2025-01-01 00:00:00')")
+        con.execute("INSERT INTO civicrm_contact VALUES (1, 7, 'Individual', 'Ann', 'Lee',"
+                    " 'Ann Lee', false, false, false, false)")
+        con.execute("INSERT INTO civicrm_email VALUES (1, 70, 7, 'ann@example.org', true,"
+                    " false, 0, 1)")
+
+
+@pytest.mark.parametrize("storage_version", [None, "v0.10.2"])
+def test_an_older_store_keeps_its_rows_and_names_come_from_merge_fields(tmp_path,
+                                                                       storage_version):
+    path = tmp_path / "audit.duckdb"
+    _old_store(path, storage_version)
+    with Store(path) as store:
+        assert store.con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == len(
+            MIGRATIONS)
+        rows = store.con.execute(
+            "SELECT id, email_address, status, last_changed, fname, lname,"
+            " merge_fields->>'$.PHONE', unique_email_id, contact_id, timestamp_opt"
+            " FROM mailchimp_member ORDER BY id").fetchall()
+        assert [r[:3] + r[4:7] for r in rows] == [
+            ("a1", "ann@example.org", "subscribed", "Ann", "Lee", "1"),
+            ("b2", "bo@example.org", "cleaned", "Bo", None, None)]
+        assert str(rows[0][3]) == "2026-01-02 03:04:05" and rows[0][7:9] == ("u1", "c1")
+        assert str(rows[1][9]) == "2025-01-01 00:00:00"
+        assert store.con.execute("SELECT display_name FROM civicrm_contact").fetchone() == (
+            "Ann Lee",)
+        assert store.con.execute("SELECT email FROM civicrm_email").fetchone() == (
+            "ann@example.org",)
+        ddl = store.con.execute("SELECT sql FROM duckdb_tables()"
+                                " WHERE table_name = 'mailchimp_member'").fetchone()[0]
+        # A file in the pre-1.2 format cannot hold zstd; it keeps DuckDB's default compression.
+        assert zstd_available(store.con) == (storage_version is None)
+        assert ("ZSTD" in ddl.upper()) == (storage_version is None)
+
+
+def test_a_new_store_is_made_in_a_format_with_zstd(tmp_path, monkeypatch):
+    """DuckDB 1.x would make new files readable by 0.10, which has no zstd."""
+    monkeypatch.setattr(store_module, "_NEW_FILE_CONFIG",
+                        {"storage_compatibility_version": "v1.2.0"})
+    with Store(tmp_path / "audit.duckdb") as store:
+        assert zstd_available(store.con)
+        store.con.execute("INSERT INTO mailchimp_member (snapshot_id, id, email_address,"
+                          " merge_fields) SELECT 1, md5(i::VARCHAR), i || '@example.org',"
+                          " '{\"FNAME\":\"F\"}' FROM range(200000) t(i)")
+        store.con.execute("CHECKPOINT")
+        used = {r[0] for r in store.con.execute(
+            "SELECT DISTINCT compression FROM pragma_storage_info('mailchimp_member')"
+            " WHERE column_name = 'email_address'").fetchall()}
+    assert "ZSTD" in {u.upper() for u in used}
