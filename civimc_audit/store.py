@@ -198,7 +198,9 @@ _SNAPSHOT_TABLES_V3 = {
         "*"),
     "mailchimp_member": (
         "snapshot_id INTEGER NOT NULL, id VARCHAR{z} NOT NULL, email_address VARCHAR{z},"
-        " status VARCHAR, last_changed TIMESTAMP, merge_fields JSON{z},"
+        # merge_fields holds JSON text; typed VARCHAR because DuckDB 1.3 can neither compress
+        # nor bind JSON functions on a JSON column in a table's definition.
+        " status VARCHAR, last_changed TIMESTAMP, merge_fields VARCHAR{z},"
         " unique_email_id VARCHAR{z}, contact_id VARCHAR{z}, timestamp_opt TIMESTAMP,"
         " fname VARCHAR GENERATED ALWAYS AS"
         " (NULLIF(json_extract_string(merge_fields, '$.FNAME'), '')) VIRTUAL,"

@@ -23,9 +23,10 @@ the same way.
 
 Parsing is the hot path of a million-member audience, so the page bodies of a full pass are not
 decoded in Python at all: the text of each page's member array (`split_page`) is spooled as it
-arrives to temporary JSON files that DuckDB parses, converts and writes into the snapshot's rows
-while later pages still download.
-Only the small re-reads are decoded with orjson; they then replace their earlier copies in SQL.
+arrives to temporary JSON files that DuckDB parses into a temporary table while later pages
+still download. Only the small re-reads are decoded with orjson. The snapshot's rows (the full
+pass's, minus members re-read later, plus those) are then written to the store by one
+statement.
 """
 
 from __future__ import annotations
