@@ -180,8 +180,9 @@ MIGRATIONS: list = [
     );
     """,
     # Snapshot rows are the bulk of the store: their strings are compressed with zstd, which
-    # costs a snapshot about half the CPU of the default dictionary+FSST for the same size, and
-    # Mailchimp's first and last names are read out of merge_fields when asked for, not stored.
+    # costs a snapshot about half the CPU of the default dictionary+FSST for the same size;
+    # Mailchimp's first and last names are read out of merge_fields when asked for, not stored,
+    # and its unique_email_id and timestamp_opt, which nothing uses, are no longer kept.
     lambda con: _rebuild_snapshot_tables(con),
 ]
 
@@ -200,8 +201,7 @@ _SNAPSHOT_TABLES_V3 = {
         "snapshot_id INTEGER NOT NULL, id VARCHAR{z} NOT NULL, email_address VARCHAR{z},"
         # merge_fields holds JSON text; typed VARCHAR because DuckDB 1.3 can neither compress
         # nor bind JSON functions on a JSON column in a table's definition.
-        " status VARCHAR, last_changed TIMESTAMP, merge_fields VARCHAR{z},"
-        " unique_email_id VARCHAR{z}, contact_id VARCHAR{z}, timestamp_opt TIMESTAMP,"
+        " status VARCHAR, last_changed TIMESTAMP, merge_fields VARCHAR{z}, contact_id VARCHAR{z},"
         " fname VARCHAR GENERATED ALWAYS AS"
         " (NULLIF(json_extract_string(merge_fields, '$.FNAME'), '')) VIRTUAL,"
         " lname VARCHAR GENERATED ALWAYS AS"
@@ -210,7 +210,7 @@ _SNAPSHOT_TABLES_V3 = {
         "snapshot_id, id, email_address, status, last_changed,"
         " CASE WHEN merge_fields IS NULL AND (fname IS NOT NULL OR lname IS NOT NULL)"
         " THEN json_object('FNAME', coalesce(fname, ''), 'LNAME', coalesce(lname, ''))"
-        " ELSE merge_fields END, unique_email_id, contact_id, timestamp_opt"),
+        " ELSE merge_fields END, contact_id"),
 }
 
 

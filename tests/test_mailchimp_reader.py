@@ -34,7 +34,7 @@ def test_snapshot_reads_every_status_in_trimmed_pages_of_1000(mc):
     assert snap.status == "complete", snap.message
     assert snapshot_state(store, snap.id) == emulator_state(mc.emu)
     assert {s for _, s, _, _ in snapshot_state(store, snap.id).values()} == set(STATUSES)
-    row = store.con.execute("SELECT fname, lname, merge_fields->>'$.LNAME', timestamp_opt"
+    row = store.con.execute("SELECT fname, lname, merge_fields->>'$.LNAME'"
                             " FROM mailchimp_member WHERE email_address = 'm1@example.org'"
                             ).fetchone()
     assert row[:3] == ("F1", "L1", "L1")
@@ -367,16 +367,17 @@ def test_spooled_members_load_as_store_rows(tmp_path):
         spool.write(split_page(pretty, 0).members)
         spool.write(split_page(compact, STRIDE).members)
         # Times in another offset than Mailchimp's +00:00 still become UTC.
-        spool.write(b'{"id":"x","last_changed":"2026-01-02T05:04:05+02:00",'
-                    b'"timestamp_opt":"2026-01-02T01:04:05.5-02:00"}')
+        spool.write(b'{"id":"x","last_changed":"2026-01-02T05:04:05+02:00"},'
+                    b'{"id":"y","last_changed":"2026-01-02T01:04:05.5-02:00"},'
+                    b'{"id":"z","last_changed":""}')
         spool.close()
         rows = store.con.execute(
             "SELECT count(*), count(DISTINCT id), min(merge_fields->>'$.FNAME'),"
             " min(merge_fields->>'$.LNAME'), min(last_changed), min(r), max(r),"
-            " max(last_changed) FILTER (id = 'x'), max(timestamp_opt) FILTER (id = 'x'),"
-            " count(timestamp_opt) FROM _mc_rows").fetchone()
-    assert rows[:2] == (2 * STRIDE + 4, STRIDE + 3)
+            " max(last_changed) FILTER (id = 'x'), max(last_changed) FILTER (id = 'y'),"
+            " count(last_changed) FILTER (id = 'z') FROM _mc_rows").fetchone()
+    assert rows[:2] == (2 * STRIDE + 6, STRIDE + 5)
     assert rows[2].startswith('A "quoted"') and rows[3] == '},{"id":"z'
     assert str(rows[4]) == "2026-01-02 03:04:05" and rows[5:7] == (3, 3)
     assert [str(t) for t in rows[7:9]] == ["2026-01-02 03:04:05", "2026-01-02 03:04:05.500000"]
-    assert rows[9] == 1  # '' is no time
+    assert rows[9] == 0  # '' is no time

@@ -40,13 +40,14 @@ def test_an_older_store_keeps_its_rows_and_names_come_from_merge_fields(tmp_path
             MIGRATIONS)
         rows = store.con.execute(
             "SELECT id, email_address, status, last_changed, fname, lname,"
-            " merge_fields->>'$.PHONE', unique_email_id, contact_id, timestamp_opt"
-            " FROM mailchimp_member ORDER BY id").fetchall()
-        assert [r[:3] + r[4:7] for r in rows] == [
-            ("a1", "ann@example.org", "subscribed", "Ann", "Lee", "1"),
-            ("b2", "bo@example.org", "cleaned", "Bo", None, None)]
-        assert str(rows[0][3]) == "2026-01-02 03:04:05" and rows[0][7:9] == ("u1", "c1")
-        assert str(rows[1][9]) == "2025-01-01 00:00:00"
+            " merge_fields->>'$.PHONE', contact_id FROM mailchimp_member ORDER BY id").fetchall()
+        assert [r[:3] + r[4:] for r in rows] == [
+            ("a1", "ann@example.org", "subscribed", "Ann", "Lee", "1", "c1"),
+            ("b2", "bo@example.org", "cleaned", "Bo", None, None, None)]
+        assert str(rows[0][3]) == "2026-01-02 03:04:05" and rows[1][3] is None
+        # Mailchimp's unique_email_id and timestamp_opt are no longer kept.
+        columns = {r[0] for r in store.con.execute("DESCRIBE mailchimp_member").fetchall()}
+        assert not columns & {"unique_email_id", "timestamp_opt"}
         assert store.con.execute("SELECT display_name FROM civicrm_contact").fetchone() == (
             "Ann Lee",)
         assert store.con.execute("SELECT email FROM civicrm_email").fetchone() == (

@@ -53,8 +53,10 @@ from .client import MailchimpClient
 
 PAGE_SIZE = 1000
 STRIDE = PAGE_SIZE - 1  # pages overlap by one member, see MemberPager.read
-MEMBER_FIELDS = ("id", "email_address", "status", "last_changed", "merge_fields",
-                 "unique_email_id", "contact_id", "timestamp_opt")
+#: What the store keeps of a member, and so all a snapshot asks for: the rules need the status
+#: and its time, the address and its id, contact_id to follow an email change, and the merge
+#: fields to restore the audience from a backup. Nothing else about a person is kept.
+MEMBER_FIELDS = ("id", "email_address", "status", "last_changed", "merge_fields", "contact_id")
 #: Re-read window before the server time a snapshot started at: Mailchimp's times have whole
 #: seconds and `since_last_changed` is exclusive, so a change in the same second must be covered.
 REREAD_OVERLAP = timedelta(seconds=2)
@@ -67,10 +69,8 @@ MAX_REPAIR_FETCHES = 2000
 # A spool file is one JSON array of members as Mailchimp sent them (see split_page); DuckDB parses
 # it into rows in store form.
 _MEMBER_COLUMNS = ("{id: 'VARCHAR', email_address: 'VARCHAR', status: 'VARCHAR',"
-                   " last_changed: 'VARCHAR', merge_fields: 'JSON', unique_email_id: 'VARCHAR',"
-                   " contact_id: 'VARCHAR', timestamp_opt: 'VARCHAR'}")
-_STORE_COLUMNS = ("id, email_address, status, last_changed, merge_fields, unique_email_id, "
-                  "contact_id, timestamp_opt")
+                   " last_changed: 'VARCHAR', merge_fields: 'JSON', contact_id: 'VARCHAR'}")
+_STORE_COLUMNS = "id, email_address, status, last_changed, merge_fields, contact_id"
 
 
 def _utc(column: str) -> str:
@@ -83,7 +83,7 @@ def _utc(column: str) -> str:
 
 _FROM_SPOOL = f"""
 SELECT id, email_address, status, {_utc('last_changed')} AS last_changed, merge_fields,
-       unique_email_id, contact_id, {_utc('timestamp_opt')} AS timestamp_opt
+       contact_id
 FROM read_json($path, format = 'array', maximum_object_size = 268435456,
                columns = {_MEMBER_COLUMNS})
 """
@@ -93,8 +93,7 @@ FROM read_json($path, format = 'array', maximum_object_size = 268435456,
 # all its threads, where many appends to the store's table would leave partial row groups that
 # a checkpoint must compress again.
 _STAGE_COLUMNS = ("id VARCHAR, email_address VARCHAR, status VARCHAR, last_changed TIMESTAMP,"
-                  " merge_fields JSON, unique_email_id VARCHAR, contact_id VARCHAR,"
-                  " timestamp_opt TIMESTAMP")
+                  " merge_fields VARCHAR, contact_id VARCHAR")
 _TABLES = (f"CREATE OR REPLACE TEMP TABLE _mc_pass ({_STAGE_COLUMNS})",
            f"CREATE OR REPLACE TEMP TABLE _mc_rows (r INTEGER, {_STAGE_COLUMNS})")
 _PASS_SQL = f"INSERT INTO _mc_pass {_FROM_SPOOL}"
