@@ -286,8 +286,10 @@ class Store:
                              "snapshot` first")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only,
-                                      config=_NEW_FILE_CONFIG)
+            # The storage format is the file's own once made; asking for it again would stop
+            # other connections in this process from opening the file with no settings.
+            config = {} if self.path.exists() else _NEW_FILE_CONFIG
+            self.con = duckdb.connect(str(self.path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
             raise StoreError(f"cannot open audit store {self.path}: {exc}") from None
         self.con.execute("SET TimeZone = 'UTC'")

@@ -322,28 +322,35 @@ def test_pages_that_only_look_compact_are_decoded_not_cut():
         split_page(plain_page[:-len(',"total_items":5000}')].encode(), 0)
 
 
-@pytest.mark.parametrize("damage", ["short", "reordered"])
-def test_a_page_that_does_not_hold_what_its_cut_assumed_is_caught_by_the_row_count(
-        mc, monkeypatch, damage):
+@pytest.mark.parametrize("damage", ["short", "reordered", "long_and_short", "served_twice"])
+def test_a_page_that_does_not_hold_what_its_cut_assumed_is_caught(mc, monkeypatch, damage):
     """A page before the last is cut as if it held 1000 members with ids first. When one holds
     fewer, or its second member's id is not its first key (the cut then takes two members
-    off), the rows DuckDB loads fall short: the pass counts as shifted and the snapshot is
-    still complete and right."""
+    off), the rows DuckDB loads fall short. A page holding 1001 (a member twice) can make up
+    for a short one in that count, and an unstable order can serve one member twice and
+    another never; the repeated id gives both away. Each time the pass counts as shifted and
+    the snapshot is still complete and right."""
     from civimc_audit.mailchimp.reader import STRIDE, MemberPager
 
-    mc.load(3500)
+    mc.load(5000)
     get = MemberPager.get
-    damaged_pages = []
+    damaged_pages = set()
 
     def damaged(self, params):
         resp = get(self, params)
-        if params.get("offset") == STRIDE and not damaged_pages:  # the full pass's 2nd page
-            damaged_pages.append(params)
+        offset = params.get("offset")
+        if offset in (STRIDE, 2 * STRIDE) and offset not in damaged_pages:  # full pass only
+            damaged_pages.add(offset)
             doc = orjson.loads(resp.content)
-            if damage == "short":
-                del doc["members"][500]
-            else:
-                doc["members"][1] = dict(reversed(list(doc["members"][1].items())))
+            members = doc["members"]
+            if offset == STRIDE and damage in ("short", "long_and_short"):
+                del members[500]
+            elif offset == STRIDE and damage == "reordered":
+                members[1] = dict(reversed(list(members[1].items())))
+            elif offset == 2 * STRIDE and damage == "long_and_short":
+                members.insert(500, members[400])
+            elif offset == 2 * STRIDE and damage == "served_twice":
+                members[500] = members[400]
             resp._content = orjson.dumps(doc)
         return resp
 
@@ -353,6 +360,7 @@ def test_a_page_that_does_not_hold_what_its_cut_assumed_is_caught_by_the_row_cou
     assert snap.status == "complete", snap.message
     assert snap.meta["shifted"] is True
     assert snapshot_state(store, snap.id) == emulator_state(mc.emu)
+    assert snap.row_counts["mailchimp_member"] == 5000
 
 
 def test_spooled_members_load_as_store_rows(tmp_path):

@@ -75,3 +75,9 @@ def test_a_new_store_is_made_in_a_format_with_zstd(tmp_path, monkeypatch):
             "SELECT DISTINCT compression FROM pragma_storage_info('mailchimp_member')"
             " WHERE column_name = 'email_address'").fetchall()}
     assert "ZSTD" in {u.upper() for u in used}
+    # Reopened, the store asks for no storage format: a plain connection in the same process
+    # (a notebook's, say) can open the file alongside it.
+    with Store(tmp_path / "audit.duckdb") as store, duckdb.connect(
+            str(tmp_path / "audit.duckdb")) as plain:
+        assert plain.execute("SELECT count(*) FROM mailchimp_member").fetchone()[0] == 200000
+        assert zstd_available(store.con)

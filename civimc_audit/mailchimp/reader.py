@@ -499,6 +499,11 @@ class _Snapshotter:
             total += a.total
             consistent = consistent and a.consistent and len(a.totals) == 1
             self.shifted |= not a.consistent
+        # A member served twice (unstable paging, or a long page making up for a short one in
+        # the row count) means another may be missing: checked member by member, as a shift.
+        if not self.shifted and self.con.execute(
+                "SELECT count(*) <> count(DISTINCT id) FROM _mc_pass").fetchone()[0]:
+            self.shifted, consistent = True, False
         return total if consistent else None
 
     def add(self, members: list[dict], rnd: int) -> None:
