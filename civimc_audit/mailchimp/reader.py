@@ -260,9 +260,9 @@ def read_changed(client: MailchimpClient, list_id: str, since: str,
 class Spool:
     """Members on their way to DuckDB, written by the page threads.
 
-    Each file is one JSON array of the members of pages adding up to `file_bytes` (about one
-    DuckDB row group of members: smaller loads cost DuckDB more per member). Full files go to
-    a loader thread that has DuckDB run `sql` over them (parse, convert, insert) while later
+    Each file is one JSON array of the members of pages adding up to `file_bytes` (about 50
+    pages: the last file, loaded after the download, is the one load nothing overlaps). Full
+    files go to a loader thread that has DuckDB run `sql` over them (parse, convert, insert) while later
     pages still download (DuckDB releases the GIL). Each load takes every file waiting at that
     moment in one statement, so a backlog (the download outran DuckDB, as it does at the end of
     a pass) is loaded by all of DuckDB's threads at once rather than one file after another. The
@@ -270,7 +270,7 @@ class Spool:
     """
 
     def __init__(self, folder: str, query: int, con, sql: str, params: dict,
-                 file_bytes: int = 40 << 20):
+                 file_bytes: int = 16 << 20):
         self.folder, self.query, self.con = folder, query, con
         self.sql, self.params = sql, params
         self.file_bytes = file_bytes
