@@ -171,7 +171,7 @@ def main(argv: list[str]) -> int:
         assert snap.status == "complete" and snap.row_counts["mailchimp_member"] == n, snap
         print(f"baseline (download only): {n / b:,.0f} members/s ({b:.1f} s)")
         print(f"snapshot (parse + store + completeness): {n / s:,.0f} members/s ({s:.1f} s)")
-        print(f"ratio snapshot/baseline: {b / s:.2f} (target >= 0.50"
+        print(f"ratio snapshot/baseline: {b / s:.3f} (target >= 0.5"
               f"{'' if b / s >= 0.5 else ', missed'})")
         print(f"client CPU per member: baseline {statistics.median(base_cpu) / n * 1e6:.1f} us, "
               f"snapshot {statistics.median(snap_cpu) / n * 1e6:.1f} us (this process; DuckDB "
