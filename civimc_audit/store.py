@@ -199,8 +199,9 @@ _SNAPSHOT_TABLES_V3 = {
         "*"),
     "mailchimp_member": (
         "snapshot_id INTEGER NOT NULL, id VARCHAR{z} NOT NULL, email_address VARCHAR{z},"
-        # merge_fields holds JSON text; typed VARCHAR because DuckDB 1.3 can neither compress
-        # nor bind JSON functions on a JSON column in a table's definition.
+        # merge_fields holds the JSON text as Mailchimp sent it, typed VARCHAR: DuckDB 1.3
+        # could neither compress a JSON column nor bind JSON functions on it in a table
+        # definition (1.5, the floor now, can; the snapshot was measured with VARCHAR).
         " status VARCHAR, last_changed TIMESTAMP, merge_fields VARCHAR{z}, contact_id VARCHAR{z},"
         " fname VARCHAR GENERATED ALWAYS AS"
         " (NULLIF(json_extract_string(merge_fields, '$.FNAME'), '')) VIRTUAL,"

@@ -5,9 +5,8 @@ slower than `mysql --batch`). Here the server packs a key range of rows into one
 (GROUP_CONCAT of tab-separated fields: numbers as digits, strings as their UTF-8 bytes in double
 quotes with inner quotes doubled, so no tab, newline or quote in a value can break the framing
 and every byte survives), the client receives a few large values, pyarrow's CSV reader parses
-each in C, and DuckDB types the columns. No per-row
-Python object is made, and the work stays inside the caller's transaction (one consistent
-snapshot).
+each in C, and DuckDB types the columns. No per-row Python object is made, and the work stays
+inside the caller's transaction (one consistent snapshot).
 """
 
 from __future__ import annotations

@@ -134,7 +134,6 @@ _DEDUPE_SQL = """
 # After an id-only pass (made after round {round}): members read before it that it did not find
 # are gone.
 _PRESENT_SQL = "WHERE r > {round} OR id IN (SELECT id FROM _mc_present)"
-_ID_RE = re.compile(rb'"id"\s*:\s*"([^"]*)"')
 _TOTAL_RE = re.compile(rb'"total_items"\s*:\s*(\d+)')
 
 
@@ -262,11 +261,11 @@ class Spool:
 
     Each file is one JSON array of the members of pages adding up to `file_bytes` (about 50
     pages: the last file, loaded after the download, is the one load nothing overlaps). Full
-    files go to a loader thread that has DuckDB run `sql` over them (parse, convert, insert) while later
-    pages still download (DuckDB releases the GIL). Each load takes every file waiting at that
-    moment in one statement, so a backlog (the download outran DuckDB, as it does at the end of
-    a pass) is loaded by all of DuckDB's threads at once rather than one file after another. The
-    store connection is used only by the loader until `close()`.
+    files go to a loader thread that has DuckDB run `sql` over them (parse, convert, insert)
+    while later pages still download (DuckDB releases the GIL). Each load takes every file
+    waiting at that moment in one statement, so a backlog (the download outran DuckDB, as it
+    does at the end of a pass) is loaded by all of DuckDB's threads at once rather than one file
+    after another. The store connection is used only by the loader until `close()`.
     """
 
     def __init__(self, folder: str, query: int, con, sql: str, params: dict,
@@ -381,26 +380,40 @@ def split_page(content: bytes, offset: int) -> Page:
         seg = m.group(2)
         if not seg:
             return Page(total, None, None, 0, b"")
-        if offset + PAGE_SIZE <= total:
-            n = PAGE_SIZE
-        else:
-            n = seg.count(_BOUNDARY) + 1
-            if seg.count(b'"id"') != n:
-                n = 0
-        cut = seg.find(_BOUNDARY) if offset else -2
-        if n and cut != -1 and seg.startswith(_MEMBER_START) and seg.endswith(b"}"):
-            k = len(_MEMBER_START)
-            first = seg[k:seg.index(b'"', k)].decode()
-            at_stride = None
-            if n > STRIDE:
-                i = seg.rfind(_MEMBER_START)
-                at_stride = seg[i + k:seg.index(b'"', i + k)].decode()
-            return Page(total, first, at_stride, n, seg[cut + 2:] if offset else seg)
+        page = _cut(seg, total, offset)
+        if page is not None:
+            return page
     doc = orjson.loads(content)
     ms = doc.get("members") or []
     return Page(int(doc.get("total_items") or 0), ms[0]["id"] if ms else None,
                 ms[STRIDE]["id"] if len(ms) > STRIDE else None, len(ms),
                 member_text(ms[1:] if offset else ms))
+
+
+def _cut(seg: bytes, total: int, offset: int) -> Page | None:
+    """split_page's cut of a compact member array `seg`, or None if its layout does not allow
+    one (the page is then decoded)."""
+    if not (seg.startswith(_MEMBER_START) and seg.endswith(b"}")):
+        return None
+    if offset + PAGE_SIZE <= total:
+        n = PAGE_SIZE
+    else:
+        n = seg.count(_BOUNDARY) + 1
+        if seg.count(b'"id"') != n:
+            return None
+    members = seg
+    if offset:
+        cut = seg.find(_BOUNDARY)
+        if cut < 0:
+            return None
+        members = seg[cut + 2:]
+    k = len(_MEMBER_START)
+    first = seg[k:seg.index(b'"', k)].decode()
+    at_stride = None
+    if n > STRIDE:
+        i = seg.rfind(_MEMBER_START)
+        at_stride = seg[i + k:seg.index(b'"', i + k)].decode()
+    return Page(total, first, at_stride, n, members)
 
 
 def member_text(members: list[dict]) -> bytes:
