@@ -26,7 +26,7 @@ BASE_PEOPLE = 10_000
 # into the store as the outcomes are (in a transaction, on disk).
 BASELINE_SQL = """
 CREATE OR REPLACE TABLE bench_baseline AS
-SELECT m.id AS member_id, m.email_address, m.status, m.last_changed, m.fname, m.lname,
+SELECT m.id AS member_id, m.email_address, m.status, m.last_changed, m.merge_fields,
        e.id AS email_id, e.contact_id, e.email, e.is_primary, e.is_bulkmail, e.on_hold
 FROM (SELECT * FROM mailchimp_member WHERE snapshot_id = $mc) m
 FULL OUTER JOIN (SELECT * FROM civicrm_email WHERE snapshot_id = $civi) e

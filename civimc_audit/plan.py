@@ -120,7 +120,8 @@ def build_plan(store: Store, reconciliation_id: int | None = None) -> Plan:
     mc = store.snapshot(rec["mailchimp_snapshot_id"])
     group_id = civi.meta.get("group_id")
     frame = store.con.execute(
-        "SELECT o.*, c.first_name, c.last_name, m.fname, m.lname"
+        "SELECT o.*, c.first_name, c.last_name, m.merge_fields->>'$.FNAME' AS fname,"
+        " m.merge_fields->>'$.LNAME' AS lname"
         " FROM outcomes o"
         " LEFT JOIN civicrm_contact c ON c.snapshot_id = ? AND c.id = o.contact_id"
         " LEFT JOIN mailchimp_member m ON m.snapshot_id = ? AND m.id = o.member_id"

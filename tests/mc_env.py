@@ -83,7 +83,8 @@ def emulator_state(emu: Emulator) -> dict:
 
 def snapshot_state(store: Store, snapshot_id: int) -> dict:
     rows = store.con.execute(
-        "SELECT id, email_address, status, last_changed, fname FROM mailchimp_member"
+        "SELECT id, email_address, status, last_changed, NULLIF(merge_fields->>'$.FNAME', '')"
+        " FROM mailchimp_member"
         " WHERE snapshot_id = ?", [snapshot_id]).fetchall()
     assert len(rows) == len({r[0] for r in rows}), "duplicate member ids in a snapshot"
     return {r[0]: tuple(r[1:]) for r in rows}

@@ -34,10 +34,10 @@ def test_snapshot_reads_every_status_in_trimmed_pages_of_1000(mc):
     assert snap.status == "complete", snap.message
     assert snapshot_state(store, snap.id) == emulator_state(mc.emu)
     assert {s for _, s, _, _ in snapshot_state(store, snap.id).values()} == set(STATUSES)
-    row = store.con.execute("SELECT fname, lname, merge_fields->>'$.LNAME'"
+    row = store.con.execute("SELECT merge_fields->>'$.FNAME', merge_fields->>'$.LNAME'"
                             " FROM mailchimp_member WHERE email_address = 'm1@example.org'"
                             ).fetchone()
-    assert row[:3] == ("F1", "L1", "L1")
+    assert row == ("F1", "L1")
     pages = [r for r in mc.member_requests() if "since_last_changed" not in r.query]
     assert sorted(int(r.query["offset"]) for r in pages) == [0, 999, 1998]  # 1 overlap
     assert all(r.query["count"] == "1000" and r.query["fields"] == TRIMMED for r in pages)

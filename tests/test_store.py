@@ -39,15 +39,17 @@ def test_an_older_store_keeps_its_rows_and_names_come_from_merge_fields(tmp_path
         assert store.con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == len(
             MIGRATIONS)
         rows = store.con.execute(
-            "SELECT id, email_address, status, last_changed, fname, lname,"
+            "SELECT id, email_address, status, last_changed, NULLIF(merge_fields->>'$.FNAME', ''),"
+            " NULLIF(merge_fields->>'$.LNAME', ''),"
             " merge_fields->>'$.PHONE', contact_id FROM mailchimp_member ORDER BY id").fetchall()
         assert [r[:3] + r[4:] for r in rows] == [
             ("a1", "ann@example.org", "subscribed", "Ann", "Lee", "1", "c1"),
             ("b2", "bo@example.org", "cleaned", "Bo", None, None, None)]
         assert str(rows[0][3]) == "2026-01-02 03:04:05" and rows[1][3] is None
-        # Mailchimp's unique_email_id and timestamp_opt are no longer kept.
+        # Mailchimp's unique_email_id and timestamp_opt are no longer kept, and names are
+        # only in merge_fields (no columns, not even virtual ones).
         columns = {r[0] for r in store.con.execute("DESCRIBE mailchimp_member").fetchall()}
-        assert not columns & {"unique_email_id", "timestamp_opt"}
+        assert not columns & {"unique_email_id", "timestamp_opt", "fname", "lname"}
         assert store.con.execute("SELECT display_name FROM civicrm_contact").fetchone() == (
             "Ann Lee",)
         assert store.con.execute("SELECT email FROM civicrm_email").fetchone() == (
