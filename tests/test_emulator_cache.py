@@ -48,3 +48,68 @@ def test_cached_pages_equal_fresh_ones_and_follow_every_change():
         assert isinstance(emu.requests[-1].response["members"][0], dict)
         date = parsedate_to_datetime(s.get(server.base_url + "/ping", timeout=30).headers["Date"])
         assert date.timestamp() == 1_800_000_000
+
+
+def test_since_last_changed_views_match_a_full_scan_through_changes():
+    """`since_last_changed` queries bisect the members-by-last_changed view instead of scanning
+    every member; through adds, edits, archives and permanent deletes (patched views) and bulk
+    loads (rebuilt ones) they return exactly what filtering every member would, in order."""
+    import random
+    from datetime import UTC, datetime
+
+    rng = random.Random(7)
+    t0 = 1_800_000_000
+    now = [t0]
+    emu = Emulator(api_key=KEY, clock=lambda: now[0])
+    emu.add_list(list_id=LIST, name="Since")
+
+    def iso(t):
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+    emu.load_members(LIST, ({"email_address": f"s{i}@example.org", "status": "subscribed",
+                             "last_changed": iso(t0 - rng.randrange(500))} for i in range(600)))
+
+    def listed(query):
+        resp = emu.dispatch("GET", f"/lists/{LIST}/members",
+                            {"count": "1000", "fields": "members.id", **query})
+        return [m["id"] for m in resp.body["members"]]
+
+    def expected(since, status=None, sort=None, desc=False):
+        every = emu.members(LIST)  # insertion order
+        t = datetime.fromisoformat(since).timestamp()
+        keep = [m for m in every if datetime.fromisoformat(m["last_changed"]).timestamp() > t
+                and (status is None or m["status"] == status)]
+        if sort:
+            keep.sort(key=lambda m: datetime.fromisoformat(m["last_changed"]).timestamp(),
+                      reverse=desc)  # stable: ties stay in insertion order
+            if desc:  # DESC orders ties by insertion order reversed too
+                keep = [m for _, m in sorted(
+                    enumerate(keep), key=lambda p: (-datetime.fromisoformat(
+                        p[1]["last_changed"]).timestamp(), -every.index(p[1])))]
+        return [m["id"] for m in keep]
+
+    for step in range(60):
+        now[0] += rng.randrange(3)
+        email = f"s{rng.randrange(650)}@example.org"
+        action = rng.randrange(5)
+        try:
+            if action == 0:
+                emu.update_member(LIST, email, status=rng.choice(["unsubscribed", "subscribed"]))
+            elif action == 1:
+                emu.delete_member(LIST, email)
+            elif action == 2:
+                emu.delete_member(LIST, email, permanent=True)
+            elif action == 3:
+                emu.update_member(LIST, email, last_changed=iso(t0 - rng.randrange(500)))
+            elif step % 20 == 0:
+                emu.load_members(LIST, [{"email_address": f"new{step}@example.org",
+                                         "status": "pending"}])
+        except KeyError:
+            pass  # a member deleted earlier
+        since = iso(t0 - rng.randrange(520))
+        for query in ({}, {"status": "archived"}, {"sort_field": "last_changed"},
+                      {"sort_field": "last_changed", "sort_dir": "DESC"}):
+            got = listed({"since_last_changed": since, **query})
+            want = expected(since, query.get("status"), query.get("sort_field"),
+                            query.get("sort_dir") == "DESC")
+            assert got == want, (step, query)

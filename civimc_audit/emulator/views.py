@@ -9,11 +9,15 @@ list's change log instead of rebuilt: each change entry carries a copy of the
 member as it was before the write, so its old position is found by bisection.
 
 The unfiltered, insertion-ordered view is the list's own ``order`` list and is
-never copied.
+never copied.  A ``since_last_changed`` query (every completeness re-read makes
+one, with a new time each) starts from the view of all members by
+``last_changed``, kept like any other, and bisects it: it touches only the
+members changed after that time instead of scanning the whole list.
 """
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from typing import NamedTuple
 
@@ -101,12 +105,16 @@ def _keyfn(q: Query):
     return k
 
 
+_BY_LAST_CHANGED = Query(sort_field="last_changed")
+
+
 class _View:
-    __slots__ = ("version", "recs", "keys", "match", "key", "sort")
+    __slots__ = ("version", "recs", "keys", "match", "key", "sort", "since_lc")
 
     def __init__(self, q: Query):
         self.version = -1
-        self.sort = q.sort_field is not None
+        self.since_lc = q.since_lc
+        self.sort = q.sort_field is not None or q.since_lc is not None
         self.recs: list[Record] = []
         self.keys: list[int] = []
         self.match = _matcher(q)
@@ -147,13 +155,23 @@ class ViewCache:
     def _rebuild(self, v: _View, lst) -> None:
         self.rebuilds += 1
         match, key = v.match, v.key
-        recs = [r for r in lst.order if match(r)]
+        recs = [r for r in self._candidates(lst, v.since_lc) if match(r)]
         keys = [key(r) for r in recs]
         if v.sort:  # insertion order needs no sort: ``order`` is kept by seq
             idx = sorted(range(len(keys)), key=keys.__getitem__)
             recs = [recs[i] for i in idx]
             keys = [keys[i] for i in idx]
         v.recs, v.keys = recs, keys
+
+    def _candidates(self, lst, since_lc: float | None) -> list[Record]:
+        """Members that can match a query: all of them, or for one with a
+        ``since_last_changed`` time, those changed after it (``lc`` holds whole
+        seconds and the comparison is strict)."""
+        if since_lc is None:
+            return lst.order
+        by_lc = self.get(lst, _BY_LAST_CHANGED)
+        keys = self._views[_BY_LAST_CHANGED].keys
+        return by_lc[bisect_left(keys, (math.floor(since_lc) + 1) << _SHIFT):]
 
     def _patch(self, v: _View, lst, changed: dict) -> None:
         """``changed`` maps each member changed since the view's version to a copy of
