@@ -371,7 +371,7 @@ def test_spooled_members_load_as_store_rows(tmp_path):
     with Store(tmp_path / "s.duckdb") as store:
         for sql in _TABLES:
             store.con.execute(sql)
-        spool = Spool(str(tmp_path), 1, store.con, _LOAD_SQL, {"r": 3})
+        spool = Spool(str(tmp_path), 1, [store.con], _LOAD_SQL, {"r": 3})
         spool.write(split_page(pretty, 0).members)
         spool.write(split_page(compact, STRIDE).members)
         # Times in another offset than Mailchimp's +00:00 still become UTC.

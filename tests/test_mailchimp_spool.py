@@ -21,7 +21,8 @@ def _page(first: int, n: int, total: int) -> bytes:
 def _spool(store: Store, folder) -> Spool:
     for sql in _TABLES:
         store.con.execute(sql)
-    return Spool(str(folder), 1, store.con, _PASS_SQL, {}, file_bytes=300_000)  # 2 pages a file
+    return Spool(str(folder), 1, [store.con.cursor(), store.con.cursor()], _PASS_SQL,
+                 {"snap": 1}, file_bytes=300_000)  # 2 pages a file
 
 
 def test_backlog_loads_every_page_once_without_overlaps(tmp_path):
@@ -35,7 +36,7 @@ def test_backlog_loads_every_page_once_without_overlaps(tmp_path):
         spool.close()
         n, distinct, fname = store.con.execute(
             "SELECT count(*), count(DISTINCT id), max_by(merge_fields->>'$.FNAME', id)"
-            " FROM _mc_pass").fetchone()
+            " FROM mailchimp_member WHERE snapshot_id = 1").fetchone()
         assert (n, distinct) == (total, total) and spool.rows == total
         assert fname == "F999"  # max id by string order is id999
     assert [p for p in os.listdir(tmp_path) if p.endswith(".json")] == []
@@ -43,13 +44,31 @@ def test_backlog_loads_every_page_once_without_overlaps(tmp_path):
 
 def test_abandoned_pass_leaves_no_rows_and_no_files(tmp_path):
     """A pass that fails part-way (close(load=False)) loads nothing more, leaves no file
-    behind and writes nothing to the store's own tables (staged rows are temporary)."""
+    behind and rolls back what its loads had inserted."""
     with Store(tmp_path / "audit.duckdb") as store:
         spool = _spool(store, tmp_path)
         for k in range(5):
             spool.write(split_page(_page(k * STRIDE, STRIDE + 1, 10_000), k * STRIDE).members)
         spool.close(load=False)
-        staged = store.con.execute("SELECT count(*) FROM _mc_pass").fetchone()[0]
-        assert staged == spool.rows < 5 * STRIDE + 1  # the last, unfinished file never loads
+        assert 0 < spool.rows < 5 * STRIDE + 1  # loads ran; the unfinished file never did
+        assert store.con.execute("SELECT count(*) FROM mailchimp_member").fetchone()[0] == 0
+    assert [p for p in os.listdir(tmp_path) if p.endswith(".json")] == []
+
+
+def test_a_failed_load_fails_the_pass_and_commits_nothing(tmp_path):
+    """One load failing (here, text DuckDB cannot parse) makes close() raise; the other
+    loader's rows, loaded fine, are rolled back with it."""
+    import duckdb
+    import pytest
+
+    with Store(tmp_path / "audit.duckdb") as store:
+        spool = _spool(store, tmp_path)
+        for k in range(4):
+            spool.write(split_page(_page(k * STRIDE, STRIDE + 1, 10_000), k * STRIDE).members)
+        spool.write(b'{"id":"broken",' * 30_000)
+        spool.write(split_page(_page(5 * STRIDE, STRIDE + 1, 10_000), 5 * STRIDE).members)
+        with pytest.raises(duckdb.Error):
+            spool.close()
+        assert spool.rows > 0
         assert store.con.execute("SELECT count(*) FROM mailchimp_member").fetchone()[0] == 0
     assert [p for p in os.listdir(tmp_path) if p.endswith(".json")] == []

@@ -23,14 +23,15 @@ the same way.
 
 Parsing is the hot path of a million-member audience, so the page bodies of a full pass are not
 decoded in Python at all: the text of each page's member array (`split_page`) is spooled as it
-arrives to temporary JSON files that DuckDB parses into a temporary table while later pages
-still download. Only the small re-reads are decoded with orjson. The snapshot's rows (the full
-pass's, minus members re-read later, plus those) are then written to the store by one
-statement.
+arrives to temporary JSON files that DuckDB parses straight into the snapshot's rows while
+later pages still download, all in one transaction (DuckDB compresses each row group once, as
+it fills). Only the small re-reads are decoded with orjson; members they found changed then
+replace their earlier copies in place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -42,6 +43,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import duckdb
 import orjson
 import pyarrow as pa
 from tqdm.auto import tqdm
@@ -64,6 +66,8 @@ REREAD_OVERLAP = timedelta(seconds=2)
 #: Mailchimp records with a delay (imports, automations).
 INCREMENTAL_OVERLAP = timedelta(minutes=10)
 MAX_ROUNDS = 6
+#: Connections loading a full pass's spool files, each statement on one DuckDB thread.
+LOADERS = 2
 MAX_REPAIR_FETCHES = 2000
 
 # A spool file is one JSON array of members as Mailchimp sent them (see split_page); DuckDB parses
@@ -87,16 +91,15 @@ SELECT id, email_address, status, {_utc('last_changed')} AS last_changed, merge_
 FROM read_json($path, format = 'array', maximum_object_size = 268435456,
                columns = {_MEMBER_COLUMNS})
 """
-# A full pass's rows are staged in _mc_pass as each spool file loads (parsing overlaps the
-# download); rows decoded in Python (re-reads, repairs) wait in _mc_rows. The snapshot's rows
-# are then written once, by one statement (_ASSEMBLE_SQL): DuckDB compresses whole row groups on
-# all its threads, where many appends to the store's table would leave partial row groups that
-# a checkpoint must compress again.
-_STAGE_COLUMNS = ("id VARCHAR, email_address VARCHAR, status VARCHAR, last_changed TIMESTAMP,"
-                  " merge_fields VARCHAR, contact_id VARCHAR")
-_TABLES = (f"CREATE OR REPLACE TEMP TABLE _mc_pass ({_STAGE_COLUMNS})",
-           f"CREATE OR REPLACE TEMP TABLE _mc_rows (r INTEGER, {_STAGE_COLUMNS})")
-_PASS_SQL = f"INSERT INTO _mc_pass {_FROM_SPOOL}"
+# A full pass's rows go straight into the snapshot as each spool file loads (parsing overlaps
+# the download), inside one transaction: its appends fill whole row groups, which DuckDB
+# compresses once, where separate commits would leave partial row groups to compress again.
+# Rows decoded in Python (re-reads, repairs) wait in _mc_rows, tagged with their round.
+_ROW_COLUMNS = ("id VARCHAR, email_address VARCHAR, status VARCHAR, last_changed TIMESTAMP,"
+                " merge_fields VARCHAR, contact_id VARCHAR")
+_TABLES = (f"CREATE OR REPLACE TEMP TABLE _mc_rows (r INTEGER, {_ROW_COLUMNS})",)
+_PASS_SQL = (f"INSERT INTO mailchimp_member (snapshot_id, {_STORE_COLUMNS})"
+             f" SELECT $snap, {_STORE_COLUMNS} FROM ({_FROM_SPOOL})")
 _LOAD_SQL = f"INSERT INTO _mc_rows SELECT $r, {_STORE_COLUMNS} FROM ({_FROM_SPOOL})"
 # The newest copy of each re-read member, also across an email change (same contact_id).
 _LATER_SQL = """
@@ -109,31 +112,35 @@ SELECT * FROM later_by_id
 QUALIFY row_number() OVER (PARTITION BY coalesce(contact_id, id)
                            ORDER BY r DESC, last_changed DESC NULLS LAST) = 1
 """
-# The snapshot's rows: the full pass's (de-duplicated only when the pass shifted) or, for an
-# incremental snapshot, the base snapshot's, minus members re-read later (by id, or by
-# contact_id across an email change), plus those; after a repair, minus members it found gone.
-_ASSEMBLE_SQL = f"""
-INSERT INTO mailchimp_member
-WITH earlier AS (
-    SELECT {_STORE_COLUMNS}, 0 AS r FROM _mc_pass
-    {{dedupe}}
-    UNION ALL
-    SELECT {_STORE_COLUMNS}, -1 AS r FROM mailchimp_member WHERE snapshot_id = $base
-), merged AS (
-    SELECT {_STORE_COLUMNS}, r FROM _mc_later
-    UNION ALL
-    SELECT * FROM earlier
-    WHERE NOT (id IN (SELECT id FROM _mc_later)
-               OR coalesce(contact_id, id) IN (SELECT coalesce(contact_id, id) FROM _mc_later))
-)
-SELECT $snap, {_STORE_COLUMNS} FROM merged {{present}}
-"""
+# The snapshot's rows start as the full pass's (or, for an incremental snapshot, the base
+# snapshot's) and are brought up to date in place (_Snapshotter.assemble):
+# - a shifted pass keeps one copy of each member, the newest;
 _DEDUPE_SQL = """
-    QUALIFY row_number() OVER (PARTITION BY id ORDER BY last_changed DESC NULLS LAST) = 1
+DELETE FROM mailchimp_member WHERE snapshot_id = $snap AND rowid IN (
+    SELECT rowid FROM mailchimp_member WHERE snapshot_id = $snap
+    QUALIFY row_number() OVER (PARTITION BY id ORDER BY last_changed DESC NULLS LAST) > 1)
 """
-# After an id-only pass (made after round {round}): members read before it that it did not find
-# are gone.
-_PRESENT_SQL = "WHERE r > {round} OR id IN (SELECT id FROM _mc_present)"
+# - members re-read later replace their earlier copies (by id, or by contact_id across an email
+#   change), and the copies an earlier assembly put in;
+_REPLACE_SQL = (
+    """
+DELETE FROM mailchimp_member WHERE snapshot_id = $snap AND (
+    id IN (SELECT id FROM _mc_later)
+    OR coalesce(contact_id, id) IN (SELECT coalesce(contact_id, id) FROM _mc_later))
+""",
+    f"INSERT INTO mailchimp_member (snapshot_id, {_STORE_COLUMNS})"
+    f" SELECT $snap, {_STORE_COLUMNS} FROM _mc_later")
+# - after an id-only pass (made after round $round), members read before it that it did not
+#   find are gone.
+_PRESENT_SQL = """
+DELETE FROM mailchimp_member WHERE snapshot_id = $snap
+    AND id NOT IN (SELECT id FROM _mc_present)
+    AND id NOT IN (SELECT id FROM _mc_later WHERE r > $round)
+"""
+_BASE_SQL = f"""
+INSERT INTO mailchimp_member (snapshot_id, {_STORE_COLUMNS})
+    SELECT $snap, {_STORE_COLUMNS} FROM mailchimp_member WHERE snapshot_id = $base
+"""
 _TOTAL_RE = re.compile(rb'"total_items"\s*:\s*(\d+)')
 
 
@@ -259,25 +266,28 @@ def read_changed(client: MailchimpClient, list_id: str, since: str,
 class Spool:
     """Members on their way to DuckDB, written by the page threads.
 
-    Each file is one JSON array of the members of pages adding up to `file_bytes` (about 50
-    pages: the last file, loaded after the download, is the one load nothing overlaps). Full
-    files go to a loader thread that has DuckDB run `sql` over them (parse, convert, insert)
-    while later pages still download (DuckDB releases the GIL). Each load takes every file
-    waiting at that moment in one statement, so a backlog (the download outran DuckDB, as it
-    does at the end of a pass) is loaded by all of DuckDB's threads at once rather than one file
-    after another. The store connection is used only by the loader until `close()`.
+    Each file is one JSON array of the members of pages adding up to `file_bytes` (about 57
+    pages). Full files go to loader threads, one per connection in `cons`, that have DuckDB run
+    `sql` over them (parse, convert, insert) while later pages still download (DuckDB releases
+    the GIL). A load takes every file waiting at that moment, so a backlog (the download outran
+    DuckDB) is taken in one statement. Each connection loads inside its own transaction, begun
+    at its first load and committed by `close()` (or rolled back, when the pass is abandoned),
+    so a pass is stored whole or not at all; the connections are used only by the loaders
+    until then.
     """
 
-    def __init__(self, folder: str, query: int, con, sql: str, params: dict,
+    def __init__(self, folder: str, query: int, cons: list, sql: str, params: dict,
                  file_bytes: int = 16 << 20):
-        self.folder, self.query, self.con = folder, query, con
+        self.folder, self.query = folder, query
         self.sql, self.params = sql, params
         self.file_bytes = file_bytes
         self._lock = threading.Lock()
         self._files = 0
         self._file = None
         self._in_file = 0
-        self._loader = ThreadPoolExecutor(1, thread_name_prefix="mailchimp-load")
+        self._idle = list(cons)  # connections no load is using
+        self._begun: list = []  # connections with a transaction open
+        self._loader = ThreadPoolExecutor(len(cons), thread_name_prefix="mailchimp-load")
         self._loads = []
         self._waiting: list[str] = []  # full files no load has taken yet
         self.rows = 0  # rows the loads inserted
@@ -309,16 +319,25 @@ class Spool:
     def _load(self) -> None:
         with self._lock:
             paths, self._waiting = self._waiting, []
-        if not paths:  # an earlier load took them
-            return
+            if not paths:  # an earlier load took them
+                return
+            con = self._idle.pop()
+            if not any(c is con for c in self._begun):
+                self._begun.append(con)
+                con.execute("BEGIN TRANSACTION")
         try:
-            self.rows += self.con.execute(self.sql, {**self.params, "path": paths}).fetchone()[0]
+            (n,), = con.execute(self.sql, {**self.params, "path": paths}).fetchall()
+            with self._lock:
+                self.rows += n
         finally:
+            with self._lock:
+                self._idle.append(con)
             for path in paths:
                 os.unlink(path)
 
     def close(self, load: bool = True) -> None:
-        """Load what is left and wait for every load (or, on failure, just clean up)."""
+        """Load what is left, wait for every load and commit (or, with `load=False` or when a
+        load failed, roll back and clean up)."""
         with self._lock:
             if self._file is not None:
                 if load:
@@ -332,9 +351,15 @@ class Spool:
                     os.unlink(path)
                 self._waiting = []
         self._loader.shutdown(wait=True)
-        if load:
-            for f in self._loads:
-                f.result()
+        failed = next((f.exception() for f in self._loads if f.exception()), None)
+        for con in self._begun:
+            if load and failed is None:
+                con.execute("COMMIT")
+            else:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+        if load and failed is not None:
+            raise failed
 
 
 @dataclass
@@ -421,6 +446,24 @@ def member_text(members: list[dict]) -> bytes:
     return orjson.dumps(members)[1:-1]
 
 
+@contextmanager
+def _loading(con):
+    """DuckDB set for a full pass's loads, restored after: each statement on one thread (the
+    loads run beside the download, on a machine already busy with it, and threads sharing an
+    INSERT each leave a partly filled row group that the next checkpoint compresses again), and
+    each row group written out as soon as it is full, rather than five at a time, so the
+    commit after the download has one left to write."""
+    old = dict(con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN"
+                           " ('threads', 'write_buffer_row_group_count')").fetchall())
+    con.execute("SET threads = 1")
+    con.execute("SET write_buffer_row_group_count = 1")
+    try:
+        yield
+    finally:
+        for name, value in old.items():
+            con.execute(f"SET {name} = {int(value)}")
+
+
 class _Snapshotter:
     """The state of one snapshot run (see the module docstring for the method)."""
 
@@ -442,6 +485,7 @@ class _Snapshotter:
         self.rounds = 0
         self.repaired = False
         self.shifted = False  # a page boundary moved during the full pass
+        self.deduped = False
         self.present: set[str] | None = None
         self.present_round = 0
         self.queries = 0  # spooled queries so far (numbers the spool files)
@@ -458,14 +502,19 @@ class _Snapshotter:
         finally:
             self.seconds[name] += time.perf_counter() - t
 
-    def _spool(self, sql: str, **params) -> Spool:
+    def _spool(self, cons: list, sql: str, **params) -> Spool:
         self.queries += 1
-        return Spool(self.tmp.name, self.queries, self.con, sql, params)
+        return Spool(self.tmp.name, self.queries, cons, sql, params)
+
+    def _count(self, where: str) -> int:
+        return self.con.execute(f"SELECT count(*) FROM mailchimp_member WHERE snapshot_id = $snap"
+                                f" AND {where}", {"snap": self.snap_id}).fetchone()[0]
 
     # --- reading ---------------------------------------------------------------------------
     def _full_read(self, params: dict) -> Read:
-        """Every page of a listing, spooled into _mc_pass."""
-        spool = self._spool(_PASS_SQL)
+        """Every page of a listing, spooled into the snapshot's rows (whole or not at all)."""
+        cons = [self.con.cursor() for _ in range(LOADERS)]
+        spool = self._spool(cons, _PASS_SQL, snap=self.snap_id)
         edges: dict[int, tuple] = {}
         totals: set[int] = set()
         lock = threading.Lock()
@@ -480,14 +529,19 @@ class _Snapshotter:
                 rows += page.n - (1 if offset and page.n else 0)
             spool.write(page.members)
 
-        try:
-            with self.phase("download"):
-                total, when, offsets = self.pager.pages_of(params, MEMBER_FIELDS, on_page)
-        except BaseException:
-            spool.close(load=False)
-            raise
-        with self.phase("parse+store"):  # what DuckDB has left once the last page is in
+        with _loading(self.con), contextlib.ExitStack() as cleanup:
+            for con in cons:
+                cleanup.callback(con.close)
+            try:
+                with self.phase("download"):
+                    total, when, offsets = self.pager.pages_of(params, MEMBER_FIELDS, on_page)
+            except BaseException:
+                spool.close(load=False)
+                raise
+            finished = time.perf_counter()
             spool.close()
+        # What DuckDB had left once the last page was in: the last loads and the commits.
+        self.seconds["parse+store"] += time.perf_counter() - finished
         self.rows_read += spool.rows
         # Fewer rows than the pages were taken to hold: a page was short or cut wrongly (see
         # split_page), so the pass is treated like a shifted one and checked member by member.
@@ -501,8 +555,7 @@ class _Snapshotter:
         r = self._full_read({})
         total, consistent = r.total, r.consistent and len(r.totals) == 1
         self.shifted = not r.consistent
-        has_archived = self.con.execute(
-            "SELECT count(*) FROM _mc_pass WHERE status = 'archived'").fetchone()[0] > 0
+        has_archived = self._count("status = 'archived'") > 0
         archived = 0 if has_archived else self.small.count(status="archived")
         if archived:
             self.archived_separately = True
@@ -515,7 +568,8 @@ class _Snapshotter:
         # A member served twice (unstable paging, or a long page making up for a short one in
         # the row count) means another may be missing: checked member by member, as a shift.
         if not self.shifted and self.con.execute(
-                "SELECT count(*) <> count(DISTINCT id) FROM _mc_pass").fetchone()[0]:
+                "SELECT count(*) <> count(DISTINCT id) FROM mailchimp_member"
+                " WHERE snapshot_id = $snap", {"snap": self.snap_id}).fetchone()[0]:
             self.shifted, consistent = True, False
         return total if consistent else None
 
@@ -523,7 +577,7 @@ class _Snapshotter:
         """Members decoded in Python (re-reads, repairs) wait in _mc_rows."""
         if members:
             self.rows_read += len(members)
-            spool = self._spool(_LOAD_SQL, r=rnd)
+            spool = self._spool([self.con], _LOAD_SQL, r=rnd)  # _mc_rows is this connection's
             spool.write(member_text(members))
             spool.close()
 
@@ -595,36 +649,43 @@ class _Snapshotter:
         self.present, self.present_round = present, self.rounds
 
     # --- assembling ------------------------------------------------------------------------
-    def assemble(self, base_id: int | None) -> int:
-        """Bring the snapshot's member rows up to date with everything read; returns their
-        number."""
-        with self.phase("store"):
-            return self._assemble(base_id)
+    def start_from(self, base_id: int) -> None:
+        """An incremental snapshot's rows start as a copy of its base snapshot's."""
+        with self.phase("store"), self.store.transaction():
+            self.con.execute(_BASE_SQL, {"snap": self.snap_id, "base": base_id})
 
-    def _assemble(self, base_id: int | None) -> int:
+    def assemble(self) -> int:
+        """Bring the snapshot's member rows up to date with everything read (again after a
+        repair: each step can be repeated); returns their number."""
+        with self.phase("store"):
+            return self._assemble()
+
+    def _assemble(self) -> int:
         con = self.con
         snap = {"snap": self.snap_id}
         con.execute(_LATER_SQL)
-        present = ""
+        (later,), = con.execute("SELECT count(*) FROM _mc_later").fetchall()
         if self.present is not None:
             con.register("_mc_present", pa.table({"id": pa.array(sorted(self.present),
                                                                    pa.string())}))
-            present = _PRESENT_SQL.format(round=int(self.present_round))
         try:
-            with self.store.transaction():  # after a repair: assembled again, from the start
-                con.execute("DELETE FROM mailchimp_member WHERE snapshot_id = $snap", snap)
-                con.execute(_ASSEMBLE_SQL.format(
-                    present=present, dedupe=_DEDUPE_SQL if self.shifted else ""),
-                    {**snap, "base": base_id})
+            with self.store.transaction():
+                if self.shifted and not self.deduped:
+                    con.execute(_DEDUPE_SQL, snap)
+                    self.deduped = True
+                if later:
+                    for sql in _REPLACE_SQL:
+                        con.execute(sql, snap)
+                if self.present is not None:
+                    con.execute(_PRESENT_SQL, {**snap, "round": self.present_round})
         finally:
-            if present:
+            if self.present is not None:
                 con.unregister("_mc_present")
-        return con.execute("SELECT count(*) FROM mailchimp_member WHERE snapshot_id = $snap",
-                           snap).fetchone()[0]
+        return self._count("true")
 
     def close(self) -> None:
         self.bar.close()
-        for t in ("_mc_pass", "_mc_rows", "_mc_later"):
+        for t in ("_mc_rows", "_mc_later"):
             self.con.execute(f"DROP TABLE IF EXISTS {t}")
         self.tmp.cleanup()
 
@@ -697,17 +758,18 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
             trusted_total = None  # members may have come or gone: count again
         return False, since
 
-    base_id = base.id if base else None
+    if base is not None:
+        run.start_from(base.id)
     total = None
     settled, since = settle(since)
-    n = run.assemble(base_id)
+    n = run.assemble()
     if settled:
         total = trusted_total if trusted_total is not None else run.audience_total()
         # A shifted full pass may hide a skipped member behind a deleted one in the count.
         if n != total or run.shifted:
             run.repair()
             settled, since = settle(since)
-            n = run.assemble(base_id)
+            n = run.assemble()
             if settled:
                 total = run.audience_total()
     complete = settled and n == total
