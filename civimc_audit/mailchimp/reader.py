@@ -24,9 +24,8 @@ the same way.
 Parsing is the hot path of a million-member audience, so the page bodies of a full pass are not
 decoded in Python at all: the text of each page's member array (`split_page`) is spooled as it
 arrives to temporary JSON files that DuckDB parses straight into the snapshot's rows while
-later pages still download, all in one transaction (DuckDB compresses each row group once, as
-it fills). Only the small re-reads are decoded with orjson; members they found changed then
-replace their earlier copies in place.
+later pages still download (see Spool). Only the small re-reads are decoded with orjson;
+members they found changed then replace their earlier copies in place.
 """
 
 from __future__ import annotations
@@ -92,9 +91,9 @@ FROM read_json($path, format = 'array', maximum_object_size = 268435456,
                columns = {_MEMBER_COLUMNS})
 """
 # A full pass's rows go straight into the snapshot as each spool file loads (parsing overlaps
-# the download), inside one transaction: its appends fill whole row groups, which DuckDB
-# compresses once, where separate commits would leave partial row groups to compress again.
-# Rows decoded in Python (re-reads, repairs) wait in _mc_rows, tagged with their round.
+# the download), each loader inside one transaction: its appends fill whole row groups, which
+# DuckDB compresses once, where separate commits would leave partial row groups to compress
+# again. Rows decoded in Python (re-reads, repairs) wait in _mc_rows, tagged with their round.
 _ROW_COLUMNS = ("id VARCHAR, email_address VARCHAR, status VARCHAR, last_changed TIMESTAMP,"
                 " merge_fields VARCHAR, contact_id VARCHAR")
 _TABLES = (f"CREATE OR REPLACE TEMP TABLE _mc_rows (r INTEGER, {_ROW_COLUMNS})",)
@@ -270,10 +269,9 @@ class Spool:
     pages). Full files go to loader threads, one per connection in `cons`, that have DuckDB run
     `sql` over them (parse, convert, insert) while later pages still download (DuckDB releases
     the GIL). A load takes every file waiting at that moment, so a backlog (the download outran
-    DuckDB) is taken in one statement. Each connection loads inside its own transaction, begun
-    at its first load and committed by `close()` (or rolled back, when the pass is abandoned),
-    so a pass is stored whole or not at all; the connections are used only by the loaders
-    until then.
+    DuckDB) is taken in one statement. Each connection loads inside its own transaction,
+    committed by `close()` (or rolled back, when the pass is abandoned or a load failed), so a
+    pass is stored whole or not at all; the connections are the loaders' until then.
     """
 
     def __init__(self, folder: str, query: int, cons: list, sql: str, params: dict,
@@ -285,8 +283,10 @@ class Spool:
         self._files = 0
         self._file = None
         self._in_file = 0
+        self.cons = cons
+        for con in cons:
+            con.execute("BEGIN TRANSACTION")
         self._idle = list(cons)  # connections no load is using
-        self._begun: list = []  # connections with a transaction open
         self._loader = ThreadPoolExecutor(len(cons), thread_name_prefix="mailchimp-load")
         self._loads = []
         self._waiting: list[str] = []  # full files no load has taken yet
@@ -322,9 +322,6 @@ class Spool:
             if not paths:  # an earlier load took them
                 return
             con = self._idle.pop()
-            if not any(c is con for c in self._begun):
-                self._begun.append(con)
-                con.execute("BEGIN TRANSACTION")
         try:
             (n,), = con.execute(self.sql, {**self.params, "path": paths}).fetchall()
             with self._lock:
@@ -351,15 +348,15 @@ class Spool:
                     os.unlink(path)
                 self._waiting = []
         self._loader.shutdown(wait=True)
-        failed = next((f.exception() for f in self._loads if f.exception()), None)
-        for con in self._begun:
-            if load and failed is None:
+        failures = [e for e in (f.exception() for f in self._loads) if e is not None]
+        for con in self.cons:
+            if load and not failures:
                 con.execute("COMMIT")
             else:
                 with contextlib.suppress(duckdb.Error):
                     con.execute("ROLLBACK")
-        if load and failed is not None:
-            raise failed
+        if load and failures:
+            raise failures[0]
 
 
 @dataclass
@@ -669,10 +666,10 @@ class _Snapshotter:
             con.register("_mc_present", pa.table({"id": pa.array(sorted(self.present),
                                                                    pa.string())}))
         try:
+            dedupe = self.shifted and not self.deduped
             with self.store.transaction():
-                if self.shifted and not self.deduped:
+                if dedupe:
                     con.execute(_DEDUPE_SQL, snap)
-                    self.deduped = True
                 if later:
                     for sql in _REPLACE_SQL:
                         con.execute(sql, snap)
@@ -681,6 +678,7 @@ class _Snapshotter:
         finally:
             if self.present is not None:
                 con.unregister("_mc_present")
+        self.deduped |= dedupe
         return self._count("true")
 
     def close(self) -> None:
