@@ -173,6 +173,41 @@ def test_cli_reports_an_incomplete_snapshot_and_reconcile_refuses_it(
     assert code == 0, err
 
 
+@pytest.mark.parametrize("stage", ["full pass", "re-read"])
+def test_ctrl_c_while_duckdb_loads_fails_the_snapshot_cleanly(mc, monkeypatch, stage):
+    """Ctrl-C while the main thread waits for a load: the load is interrupted, its transaction
+    rolled back, the snapshot marked failed with no rows, and the store works on."""
+    import os
+    import signal
+    import threading
+
+    from civimc_audit.mailchimp import reader
+
+    mc.load(3000)
+    name = "_PASS_SQL" if stage == "full pass" else "_LOAD_SQL"
+    sql = getattr(reader, name)
+    monkeypatch.setattr(reader, name,  # a minute's counting
+                        sql + " WHERE (SELECT count(*) FROM range(50000000000)) > 0")
+    if stage == "re-read":
+        mc.emu.on_members_page = lambda e, list_id, offset: e.update_member(
+            LIST, "m1@example.org", status="unsubscribed") if offset == 0 else None
+    store = mc.store()
+    threads = store.con.execute("SELECT current_setting('threads')").fetchone()
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            take(mc, store)
+    finally:
+        timer.cancel()
+    assert store.con.execute("SELECT status FROM snapshots").fetchall() == [("failed",)]
+    assert store.con.execute("SELECT count(*) FROM mailchimp_member").fetchone() == (0,)
+    assert store.con.execute("SELECT current_setting('threads')").fetchone() == threads
+    monkeypatch.setattr(reader, name, sql)
+    mc.emu.on_members_page = None
+    assert take(mc, store).status == "complete"
+
+
 def test_incremental_snapshot_reads_only_changes_and_is_complete(mc):
     mc.load(4000)
     store = mc.store()

@@ -36,7 +36,7 @@ import re
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -270,8 +270,8 @@ class Spool:
     `sql` over them (parse, convert, insert) while later pages still download (DuckDB releases
     the GIL). A load takes every file waiting at that moment, so a backlog (the download outran
     DuckDB) is taken in one statement. Each connection loads inside its own transaction,
-    committed by `close()` (or rolled back, when the pass is abandoned or a load failed), so a
-    pass is stored whole or not at all; the connections are the loaders' until then.
+    committed by `close()` or rolled back (see there); the connections are the loaders' until
+    then. As a context manager, it closes with `load=False` when its block raised.
     """
 
     def __init__(self, folder: str, query: int, cons: list, sql: str, params: dict,
@@ -286,7 +286,7 @@ class Spool:
         self.cons = cons
         for con in cons:
             con.execute("BEGIN TRANSACTION")
-        self._idle = list(cons)  # connections no load is using
+        self._idle = deque(cons)  # connections no load is using, taken in turn
         self._loader = ThreadPoolExecutor(len(cons), thread_name_prefix="mailchimp-load")
         self._loads = []
         self._waiting: list[str] = []  # full files no load has taken yet
@@ -321,7 +321,7 @@ class Spool:
             paths, self._waiting = self._waiting, []
             if not paths:  # an earlier load took them
                 return
-            con = self._idle.pop()
+            con = self._idle.popleft()
         try:
             (n,), = con.execute(self.sql, {**self.params, "path": paths}).fetchall()
             with self._lock:
@@ -332,31 +332,56 @@ class Spool:
             for path in paths:
                 os.unlink(path)
 
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(load=exc_type is None)
+
     def close(self, load: bool = True) -> None:
-        """Load what is left, wait for every load and commit (or, with `load=False` or when a
-        load failed, roll back and clean up)."""
-        with self._lock:
-            if self._file is not None:
-                if load:
-                    self._hand_over()
-                else:
-                    self._file.close()
-                    self._waiting.append(self._file.name)
-                    self._file = None
-            if not load:
-                for path in self._waiting:
-                    os.unlink(path)
-                self._waiting = []
-        self._loader.shutdown(wait=True)
-        failures = [e for e in (f.exception() for f in self._loads) if e is not None]
-        for con in self.cons:
-            if load and not failures:
-                con.execute("COMMIT")
-            else:
-                with contextlib.suppress(duckdb.Error):
-                    con.execute("ROLLBACK")
-        if load and failures:
-            raise failures[0]
+        """Load what is left, wait for every load and commit. With `load=False`, when a load
+        failed, or when anything (Ctrl-C) interrupts the wait, the loads are stopped and every
+        transaction rolled back instead. The connections commit one after another: should a
+        later commit fail, an earlier one has stored its rows, and the caller must drop them
+        (a failed snapshot's rows are deleted)."""
+        committed = False
+        try:
+            with self._lock:
+                if self._file is not None:
+                    if load:
+                        self._hand_over()
+                    else:
+                        self._file.close()
+                        self._waiting.append(self._file.name)
+                        self._file = None
+                if not load:
+                    self._discard_waiting()
+            self._loader.shutdown(wait=True)
+            failures = [e for e in (f.exception() for f in self._loads) if e is not None]
+            if load and failures:
+                raise failures[0]
+            if load:
+                for con in self.cons:
+                    con.execute("COMMIT")
+                committed = True
+        except BaseException:
+            for con in self.cons:
+                con.interrupt()
+            self._loader.shutdown(wait=False, cancel_futures=True)
+            wait(self._loads)  # not shutdown(wait=True): a join cut short by Ctrl-C returns early
+            raise
+        finally:
+            if not committed:
+                for con in self.cons:
+                    with contextlib.suppress(duckdb.Error):
+                        con.execute("ROLLBACK")
+            with self._lock:
+                self._discard_waiting()
+
+    def _discard_waiting(self) -> None:
+        for path in self._waiting:
+            os.unlink(path)
+        self._waiting = []
 
 
 @dataclass
@@ -509,9 +534,8 @@ class _Snapshotter:
 
     # --- reading ---------------------------------------------------------------------------
     def _full_read(self, params: dict) -> Read:
-        """Every page of a listing, spooled into the snapshot's rows (whole or not at all)."""
-        cons = [self.con.cursor() for _ in range(LOADERS)]
-        spool = self._spool(cons, _PASS_SQL, snap=self.snap_id)
+        """Every page of a listing, spooled into the snapshot's rows (see Spool.close)."""
+        spool: Spool
         edges: dict[int, tuple] = {}
         totals: set[int] = set()
         lock = threading.Lock()
@@ -526,17 +550,14 @@ class _Snapshotter:
                 rows += page.n - (1 if offset and page.n else 0)
             spool.write(page.members)
 
-        with _loading(self.con), contextlib.ExitStack() as cleanup:
+        with _loading(self.con), contextlib.ExitStack() as stack:
+            cons = [self.con.cursor() for _ in range(LOADERS)]
             for con in cons:
-                cleanup.callback(con.close)
-            try:
-                with self.phase("download"):
-                    total, when, offsets = self.pager.pages_of(params, MEMBER_FIELDS, on_page)
-            except BaseException:
-                spool.close(load=False)
-                raise
+                stack.callback(con.close)
+            spool = stack.enter_context(self._spool(cons, _PASS_SQL, snap=self.snap_id))
+            with self.phase("download"):
+                total, when, offsets = self.pager.pages_of(params, MEMBER_FIELDS, on_page)
             finished = time.perf_counter()
-            spool.close()
         # What DuckDB had left once the last page was in: the last loads and the commits.
         self.seconds["parse+store"] += time.perf_counter() - finished
         self.rows_read += spool.rows
@@ -574,9 +595,8 @@ class _Snapshotter:
         """Members decoded in Python (re-reads, repairs) wait in _mc_rows."""
         if members:
             self.rows_read += len(members)
-            spool = self._spool([self.con], _LOAD_SQL, r=rnd)  # _mc_rows is this connection's
-            spool.write(member_text(members))
-            spool.close()
+            with self._spool([self.con], _LOAD_SQL, r=rnd) as spool:  # _mc_rows is con's own
+                spool.write(member_text(members))
 
     def changed_round(self, since: datetime, rnd: int) -> tuple[int, datetime, bool]:
         """Re-read members changed after `since`; returns (members not seen before, server
