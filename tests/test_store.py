@@ -3,6 +3,8 @@ rows intact, whatever DuckDB storage format its file has."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import duckdb
 import pytest
 
@@ -28,6 +30,9 @@ def _old_store(path, storage_version: str | None = None) -> None:
                     " 'Ann Lee', false, false, false, false)")
         con.execute("INSERT INTO civicrm_email VALUES (1, 70, 7, 'ann@example.org', true,"
                     " false, 0, 1)")
+        con.execute("INSERT INTO outcomes VALUES (1, 1, 'ann@example.org', 7, 'a1', 'Ann Lee',"
+                    " 'subscribed', '2026-01-02 03:04:05', 'Added', NULL, 'Added', 'mailchimp',"
+                    " 'no_change', 'R1', '', 'Subscribed on both sides.', '', NULL)")
 
 
 @pytest.mark.parametrize("storage_version", [None, "v0.10.2"])
@@ -58,6 +63,14 @@ def test_an_older_store_keeps_its_rows_and_names_come_from_merge_fields(tmp_path
                                 " WHERE table_name = 'mailchimp_member'").fetchone()[0]
         # A file in the pre-1.2 format (as DuckDB 1.x makes by default) cannot hold zstd; it
         # keeps DuckDB's default compression.
+        assert ("ZSTD" in ddl.upper()) == zstd_available(store.con)
+        # Outcome rows too, with their sentences compressed alike.
+        assert store.con.execute("SELECT * FROM outcomes").fetchall() == [(
+            1, 1, "ann@example.org", 7, "a1", "Ann Lee", "subscribed",
+            datetime(2026, 1, 2, 3, 4, 5), "Added", None, "Added", "mailchimp", "no_change",
+            "R1", "", "Subscribed on both sides.", "", None)]
+        ddl = store.con.execute("SELECT sql FROM duckdb_tables()"
+                                " WHERE table_name = 'outcomes'").fetchone()[0]
         assert ("ZSTD" in ddl.upper()) == zstd_available(store.con)
         if storage_version == "v0.10.2":
             assert not zstd_available(store.con)
