@@ -186,24 +186,36 @@ def test_ctrl_c_while_duckdb_loads_fails_the_snapshot_cleanly(mc, monkeypatch, s
     mc.load(3000)
     name = "_PASS_SQL" if stage == "full pass" else "_LOAD_SQL"
     sql = getattr(reader, name)
-    monkeypatch.setattr(reader, name,  # a minute's counting
-                        sql + " WHERE (SELECT count(*) FROM range(50000000000)) > 0")
+    slow = sql + " WHERE (SELECT count(*) FROM range(1000000000000)) > 0"  # hours of counting
+    monkeypatch.setattr(reader, name, slow)
     if stage == "re-read":
         mc.emu.on_members_page = lambda e, list_id, offset: e.update_member(
             LIST, "m1@example.org", status="unsubscribed") if offset == 0 else None
+    timers = []
+    close = reader.Spool.close
+
+    def close_then_ctrl_c(spool, load=True):
+        """Ctrl-C half a second into waiting for the slow load."""
+        if spool.sql == slow and not timers:
+            timers.append(threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)))
+            timers[0].start()
+        close(spool, load)
+
+    monkeypatch.setattr(reader.Spool, "close", close_then_ctrl_c)
     store = mc.store()
     threads = store.con.execute("SELECT current_setting('threads')").fetchone()
-    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             take(mc, store)
     finally:
-        timer.cancel()
+        for timer in timers:
+            timer.cancel()
+    assert timers  # the signal came while a slow load was being waited for
     assert store.con.execute("SELECT status FROM snapshots").fetchall() == [("failed",)]
     assert store.con.execute("SELECT count(*) FROM mailchimp_member").fetchone() == (0,)
     assert store.con.execute("SELECT current_setting('threads')").fetchone() == threads
     monkeypatch.setattr(reader, name, sql)
+    monkeypatch.setattr(reader.Spool, "close", close)
     mc.emu.on_members_page = None
     assert take(mc, store).status == "complete"
 

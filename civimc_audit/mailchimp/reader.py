@@ -209,9 +209,11 @@ class MemberPager:
             with ThreadPoolExecutor(self.client.max_connections,
                                     thread_name_prefix="mailchimp-page") as pool:
                 futures = [pool.submit(one, o) for o in offsets]
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                for f in futures:
-                    f.cancel()
+                try:
+                    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                finally:  # also on Ctrl-C: the pages not yet asked for are not asked for
+                    for f in futures:
+                        f.cancel()
                 for f in done:
                     f.result()  # re-raises the first failure
         return total, self.client.server_time(resp), offsets
@@ -290,6 +292,7 @@ class Spool:
         self._loader = ThreadPoolExecutor(len(cons), thread_name_prefix="mailchimp-load")
         self._loads = []
         self._waiting: list[str] = []  # full files no load has taken yet
+        self._stopped = False  # no load may start any more
         self.rows = 0  # rows the loads inserted
 
     def write(self, members: bytes) -> None:
@@ -318,6 +321,8 @@ class Spool:
 
     def _load(self) -> None:
         with self._lock:
+            if self._stopped:
+                return
             paths, self._waiting = self._waiting, []
             if not paths:  # an earlier load took them
                 return
@@ -340,8 +345,8 @@ class Spool:
 
     def close(self, load: bool = True) -> None:
         """Load what is left, wait for every load and commit. With `load=False`, when a load
-        failed, or when anything (Ctrl-C) interrupts the wait, the loads are stopped and every
-        transaction rolled back instead. The connections commit one after another: should a
+        failed, or when anything (Ctrl-C) interrupts the wait, the loads are stopped instead
+        and every transaction rolled back. The connections commit one after another: should a
         later commit fail, an earlier one has stored its rows, and the caller must drop them
         (a failed snapshot's rows are deleted)."""
         committed = False
@@ -354,21 +359,18 @@ class Spool:
                         self._file.close()
                         self._waiting.append(self._file.name)
                         self._file = None
-                if not load:
-                    self._discard_waiting()
+            if not load:
+                self._stop()
+                return
             self._loader.shutdown(wait=True)
             failures = [e for e in (f.exception() for f in self._loads) if e is not None]
-            if load and failures:
+            if failures:
                 raise failures[0]
-            if load:
-                for con in self.cons:
-                    con.execute("COMMIT")
-                committed = True
-        except BaseException:
             for con in self.cons:
-                con.interrupt()
-            self._loader.shutdown(wait=False, cancel_futures=True)
-            wait(self._loads)  # not shutdown(wait=True): a join cut short by Ctrl-C returns early
+                con.execute("COMMIT")
+            committed = True
+        except BaseException:
+            self._stop()
             raise
         finally:
             if not committed:
@@ -377,6 +379,22 @@ class Spool:
                         con.execute("ROLLBACK")
             with self._lock:
                 self._discard_waiting()
+
+    def _stop(self) -> None:
+        """Start no more loads and interrupt the running ones; return once none runs. (A
+        further Ctrl-C does not cut this short: a load still running would keep its transaction
+        and its connection busy. A join cut short by Ctrl-C returns early, hence the futures.)"""
+        with self._lock:
+            self._stopped = True
+        self._loader.shutdown(wait=False, cancel_futures=True)
+        while True:
+            try:
+                for con in self.cons:
+                    con.interrupt()  # a connection that is not yet running ignores it: again
+                if not wait(self._loads, timeout=0.1).not_done:
+                    return
+            except KeyboardInterrupt:
+                continue
 
     def _discard_waiting(self) -> None:
         for path in self._waiting:
