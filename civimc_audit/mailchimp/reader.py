@@ -391,7 +391,9 @@ class Spool:
             try:
                 for con in self.cons:
                     con.interrupt()  # a connection that is not yet running ignores it: again
-                if not wait(self._loads, timeout=0.1).not_done:
+                # (cancelled futures never count as done for wait(): left out)
+                running = [f for f in self._loads if not f.cancelled()]
+                if not wait(running, timeout=0.1).not_done:
                     return
             except KeyboardInterrupt:
                 continue
