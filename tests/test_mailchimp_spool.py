@@ -85,8 +85,8 @@ def test_a_failed_load_fails_the_pass_and_commits_nothing(tmp_path):
 
 
 def test_abandoning_a_pass_interrupts_a_load_that_is_running(tmp_path):
-    """close(load=False) (a download failed, Ctrl-C) stops a running load rather than waiting
-    for it, and rolls back."""
+    """close(load=False) (a download failed, Ctrl-C) stops running loads rather than waiting
+    for them, starts none of those still queued, and rolls back."""
     import threading
 
     import pytest
@@ -95,16 +95,16 @@ def test_abandoning_a_pass_interrupts_a_load_that_is_running(tmp_path):
         slow = _PASS_SQL + " WHERE (SELECT count(*) FROM range(1000000000000)) > 0"  # hours
         cons = [store.con.cursor(), store.con.cursor()]
         spool = Spool(str(tmp_path), 1, cons, slow, {"snap": 1}, file_bytes=300_000)
-        for k in range(2):  # one file: its load starts and counts
+        for k in range(8):  # four files: two loads count, two wait for a connection
             spool.write(split_page(_page(k * STRIDE, STRIDE + 1, 10_000), k * STRIDE).members)
         time.sleep(0.3)
-        closing = threading.Thread(target=spool.close, kwargs={"load": False})
+        closing = threading.Thread(target=spool.close, kwargs={"load": False}, daemon=True)
         closing.start()
         closing.join(60)
         if closing.is_alive():  # fail, without leaving hours of counting behind
             for con in cons:
                 con.interrupt()
-            closing.join()
+            closing.join(60)
             pytest.fail("close(load=False) waited for the load to finish")
         assert store.con.execute("SELECT count(*) FROM mailchimp_member").fetchone()[0] == 0
     assert [p for p in os.listdir(tmp_path) if p.endswith(".json")] == []
