@@ -225,6 +225,19 @@ _SNAPSHOT_TABLES_V3 = {
 }
 
 
+# The outcomes table as of migration 5.
+_OUTCOMES_V5 = {
+    "outcomes": (
+        "reconciliation_id INTEGER NOT NULL, person_id INTEGER NOT NULL, email VARCHAR{z},"
+        " contact_id BIGINT, member_id VARCHAR{z}, display_name VARCHAR{z},"
+        " mailchimp_status VARCHAR, mailchimp_changed TIMESTAMP, civicrm_status VARCHAR,"
+        " civicrm_changed TIMESTAMP, civicrm_history_status VARCHAR, winner VARCHAR,"
+        " outcome VARCHAR NOT NULL, rule VARCHAR NOT NULL, reason_code VARCHAR,"
+        " reason VARCHAR{z} NOT NULL, flags VARCHAR NOT NULL, target_email VARCHAR{z}",
+        "*"),
+}
+
+
 def zstd_available(con) -> bool:
     """Can this database file store columns with zstd? (Files in DuckDB's pre-1.2 storage
     format cannot; DuckDB 1.x makes new files in that format unless told otherwise.)"""
@@ -238,19 +251,6 @@ def _has_zstd(storage_version: str) -> bool:
     if storage_version == "latest":
         return True
     return tuple(int(d) for d in re.findall(r"\d+", storage_version)[:3]) >= (1, 2, 0)
-
-
-# The outcomes table as of migration 5.
-_OUTCOMES_V5 = {
-    "outcomes": (
-        "reconciliation_id INTEGER NOT NULL, person_id INTEGER NOT NULL, email VARCHAR{z},"
-        " contact_id BIGINT, member_id VARCHAR{z}, display_name VARCHAR{z},"
-        " mailchimp_status VARCHAR, mailchimp_changed TIMESTAMP, civicrm_status VARCHAR,"
-        " civicrm_changed TIMESTAMP, civicrm_history_status VARCHAR, winner VARCHAR,"
-        " outcome VARCHAR NOT NULL, rule VARCHAR NOT NULL, reason_code VARCHAR,"
-        " reason VARCHAR{z} NOT NULL, flags VARCHAR NOT NULL, target_email VARCHAR{z}",
-        "*"),
-}
 
 
 def _rebuild_tables(con, tables: dict, version: str) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
+import duckdb
 import orjson
+import pytest
 
 from civimc_audit.mailchimp.reader import _PASS_SQL, _TABLES, STRIDE, Spool, split_page
 from civimc_audit.store import Store
@@ -68,9 +71,6 @@ def test_abandoned_pass_leaves_no_rows_and_no_files(tmp_path):
 def test_a_failed_load_fails_the_pass_and_commits_nothing(tmp_path):
     """One load failing (here, text DuckDB cannot parse) makes close() raise; the other
     loader's rows, loaded fine, are rolled back with it."""
-    import duckdb
-    import pytest
-
     with Store(tmp_path / "audit.duckdb") as store:
         spool = _spool(store, tmp_path)
         for k in range(2):  # one file, loaded by the first connection
@@ -87,10 +87,6 @@ def test_a_failed_load_fails_the_pass_and_commits_nothing(tmp_path):
 def test_abandoning_a_pass_interrupts_a_load_that_is_running(tmp_path):
     """close(load=False) (a download failed, Ctrl-C) stops running loads rather than waiting
     for them, starts none of those still queued, and rolls back."""
-    import threading
-
-    import pytest
-
     with Store(tmp_path / "audit.duckdb") as store:
         slow = _PASS_SQL + " WHERE (SELECT count(*) FROM range(1000000000000)) > 0"  # hours
         cons = [store.con.cursor(), store.con.cursor()]

@@ -97,8 +97,10 @@ FROM read_json($path, format = 'array', maximum_object_size = 268435456,
 _ROW_COLUMNS = ("id VARCHAR, email_address VARCHAR, status VARCHAR, last_changed TIMESTAMP,"
                 " merge_fields VARCHAR, contact_id VARCHAR")
 _TABLES = (f"CREATE OR REPLACE TEMP TABLE _mc_rows (r INTEGER, {_ROW_COLUMNS})",)
-_PASS_SQL = (f"INSERT INTO mailchimp_member (snapshot_id, {_STORE_COLUMNS})"
-             f" SELECT $snap, {_STORE_COLUMNS} FROM ({_FROM_SPOOL})")
+# Rows of snapshot $snap, from what follows.
+_INTO_SNAPSHOT = (f"INSERT INTO mailchimp_member (snapshot_id, {_STORE_COLUMNS})"
+                  f" SELECT $snap, {_STORE_COLUMNS} FROM ")
+_PASS_SQL = _INTO_SNAPSHOT + f"({_FROM_SPOOL})"
 _LOAD_SQL = f"INSERT INTO _mc_rows SELECT $r, {_STORE_COLUMNS} FROM ({_FROM_SPOOL})"
 # The newest copy of each re-read member, also across an email change (same contact_id).
 _LATER_SQL = """
@@ -127,8 +129,7 @@ DELETE FROM mailchimp_member WHERE snapshot_id = $snap AND (
     id IN (SELECT id FROM _mc_later)
     OR coalesce(contact_id, id) IN (SELECT coalesce(contact_id, id) FROM _mc_later))
 """,
-    f"INSERT INTO mailchimp_member (snapshot_id, {_STORE_COLUMNS})"
-    f" SELECT $snap, {_STORE_COLUMNS} FROM _mc_later")
+    _INTO_SNAPSHOT + "_mc_later")
 # - after an id-only pass (made after round $round), members read before it that it did not
 #   find are gone.
 _PRESENT_SQL = """
@@ -136,10 +137,7 @@ DELETE FROM mailchimp_member WHERE snapshot_id = $snap
     AND id NOT IN (SELECT id FROM _mc_present)
     AND id NOT IN (SELECT id FROM _mc_later WHERE r > $round)
 """
-_BASE_SQL = f"""
-INSERT INTO mailchimp_member (snapshot_id, {_STORE_COLUMNS})
-    SELECT $snap, {_STORE_COLUMNS} FROM mailchimp_member WHERE snapshot_id = $base
-"""
+_BASE_SQL = _INTO_SNAPSHOT + "mailchimp_member WHERE snapshot_id = $base"
 _TOTAL_RE = re.compile(rb'"total_items"\s*:\s*(\d+)')
 
 
