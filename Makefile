@@ -1,6 +1,6 @@
 # civimc-audit — every target does its own set-up on a fresh machine (Python 3.11+ and access to
 # the package registries are all it needs; MariaDB is found, started or installed by
-# `python -m civimc_audit.localdb`).
+# `python -m civimc_sandbox.localdb`).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -20,16 +20,17 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 services: install
-	@$(PY) -m civimc_audit.localdb >/dev/null
+	@$(PY) -m civimc_sandbox.localdb >/dev/null
 
 demo: services
-	$(PY) -m civimc_audit.demo
+	$(PY) -m civimc_sandbox.demo
 
 test: services
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 bench: services
 	$(PY) -m bench

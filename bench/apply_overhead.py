@@ -18,7 +18,6 @@ import time
 import uuid
 from pathlib import Path
 
-from civimc_audit.civicrm.fixture import CiviFixture, create_database
 from civimc_audit.cli import main as cli
 from civimc_audit.config import (
     ENV_CIVICRM_PASSWORD,
@@ -26,9 +25,10 @@ from civimc_audit.config import (
     ENV_MAILCHIMP_API_KEY,
     load_config,
 )
-from civimc_audit.demo import jan
-from civimc_audit.emulator import Emulator, EmulatorServer
-from civimc_audit.localdb import ensure_server
+from civimc_sandbox.civicrm.fixture import CiviFixture, create_database
+from civimc_sandbox.demo import jan
+from civimc_sandbox.emulator import Emulator, EmulatorServer
+from civimc_sandbox.localdb import ensure_server
 
 KEY = "0123456789abcdef0123456789abcdef-us1"  # fake key for the emulator
 LIST = "b3nchb3nch"
@@ -98,11 +98,11 @@ def run(n: int) -> dict:
 def measure(mode: str, config: Path) -> float:
     import json
 
-    from civimc_audit.apply import CIVICRM_BATCH, MAILCHIMP_CHUNK
+    from civimc_audit.changes.apply import CIVICRM_BATCH, MAILCHIMP_CHUNK
+    from civimc_audit.changes.plan import items_frame
     from civimc_audit.civicrm.writer import CiviCRMWriter
     from civimc_audit.mailchimp.client import MailchimpClient
     from civimc_audit.mailchimp.writer import MailchimpWriter
-    from civimc_audit.plan import items_frame
     from civimc_audit.store import Store
 
     cfg = load_config(config)

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 from civimc_audit.civicrm.columns import Schema
-from civimc_audit.civicrm.fixture import CiviFixture, create_database
 from civimc_audit.civicrm.reader import OPTIMIZER_SWITCH, TRANSPORTS, snapshot_civicrm, table_reads
 from civimc_audit.config import ENV_CIVICRM_PASSWORD, CiviCRMSettings
-from civimc_audit.localdb import ensure_server
 from civimc_audit.store import Store
+from civimc_sandbox.civicrm.fixture import CiviFixture, create_database
+from civimc_sandbox.localdb import ensure_server
 
 TARGET = 1.5
 

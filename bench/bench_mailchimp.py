@@ -44,7 +44,7 @@ def _members(n: int):
 
 def _serve(n: int, conn, latency: float = 0.0) -> None:
     """Child process: the emulator holding `n` members (answering after `latency` s)."""
-    from civimc_audit.emulator import Emulator, EmulatorServer
+    from civimc_sandbox.emulator import Emulator, EmulatorServer
 
     emu = Emulator(api_key=KEY)
     emu.record_requests = False
@@ -99,8 +99,8 @@ def snapshot(base_url: str, connections: int, folder: Path):
 
 def write_costs(k: int) -> list[str]:
     """Batch calls for K changes, fault-free and with 20% of requests failing."""
-    from civimc_audit.emulator import Emulator, EmulatorServer
     from civimc_audit.mailchimp.writer import MailchimpWriter
+    from civimc_sandbox.emulator import Emulator, EmulatorServer
 
     lines = []
     for rate in (0.0, 0.2):

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from civimc_audit.config import PolicySettings
-from civimc_audit.population import generate, write_store
 from civimc_audit.reconcile import reconcile
 from civimc_audit.store import Store
+from civimc_sandbox.population import generate, write_store
 
 BASE_PEOPLE = 10_000
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from .civicrm.db import connect
-from .civicrm.dump import find_client
-from .civicrm.reader import find_group
-from .config import ENV_CIVICRM_WRITE_PASSWORD, Config
-from .errors import CiviCRMError
-from .mailchimp.client import MailchimpClient
-from .words import mailing_list_warning
+from civimc_audit.civicrm.db import connect
+from civimc_audit.civicrm.dump import find_client
+from civimc_audit.civicrm.reader import find_group, mailing_list_warning
+from civimc_audit.config import ENV_CIVICRM_WRITE_PASSWORD, Config
+from civimc_audit.errors import CiviCRMError
+from civimc_audit.mailchimp.client import MailchimpClient
 
 CIVICRM_TABLES = ("civicrm_contact", "civicrm_email", "civicrm_group", "civicrm_group_contact",
                   "civicrm_subscription_history")

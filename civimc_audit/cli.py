@@ -1,20 +1,23 @@
 """The command line: one thin command per library function (see README for each command).
 
 Every foreseeable failure is a `CivimcError`; `main` maps it to one line on stderr and the
-exit code of DESIGN.md, in this one place.
+exit code of docs/design.md, in this one place.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 
 import click
 
-from . import __version__
-from .config import OUTCOME_CODES, load_config
-from .errors import CivimcError, MailchimpError, exit_code_for
-from .store import Store
+from civimc_audit import __version__
+from civimc_audit.common.codes import OUTCOME_CODES
+from civimc_audit.config import load_config, redact
+from civimc_audit.errors import CivimcError, MailchimpError, exit_code_for
+from civimc_audit.store import Store
 
 
 class Context:
@@ -48,7 +51,7 @@ def cli(ctx, config_path):
 @click.pass_obj
 def check(obj):
     """Connect to both systems and check access, the group and the audience."""
-    from .check import check as run_check
+    from civimc_audit.check import check as run_check
 
     for line in run_check(obj.config):
         click.echo(line, err=line.startswith("warning:"))
@@ -62,8 +65,8 @@ def check(obj):
 @click.pass_obj
 def snapshot(obj, civicrm_only, mailchimp_only, incremental):
     """Take a complete snapshot of each side into the store."""
-    from .civicrm.reader import snapshot_civicrm
-    from .mailchimp.reader import snapshot_mailchimp
+    from civimc_audit.civicrm.reader import snapshot_civicrm
+    from civimc_audit.mailchimp.reader import snapshot_mailchimp
 
     if civicrm_only and mailchimp_only:
         raise click.UsageError("--civicrm-only and --mailchimp-only exclude each other")
@@ -73,7 +76,7 @@ def snapshot(obj, civicrm_only, mailchimp_only, incremental):
             snap = snapshot_civicrm(obj.config.civicrm, store, progress=progress)
             click.echo(_snapshot_line(snap))
             if snap.meta.get("is_mailing_list") is False:
-                from .words import mailing_list_warning
+                from civimc_audit.civicrm.reader import mailing_list_warning
 
                 click.echo(mailing_list_warning(snap.meta.get("group_id"),
                                                 snap.meta.get("group_title")), err=True)
@@ -98,8 +101,8 @@ def _snapshot_line(snap) -> str:
 @click.pass_obj
 def reconcile(obj, civicrm_snapshot, mailchimp_snapshot):
     """Run the rules over the latest complete snapshots; print counts per outcome."""
-    from .reconcile import reconcile as run_reconcile
-    from .words import OUTCOME_ORDER
+    from civimc_audit.common.codes import OUTCOME_ORDER
+    from civimc_audit.reconcile import reconcile as run_reconcile
 
     with obj.store() as store:
         rec = run_reconcile(store, obj.config.policy, civicrm_snapshot_id=civicrm_snapshot,
@@ -118,7 +121,7 @@ def reconcile(obj, civicrm_snapshot, mailchimp_snapshot):
 @click.pass_obj
 def outcomes(obj, run_id, fmt, outcome):
     """Print the per-person outcome rows."""
-    from .reconcile import outcome_frame
+    from civimc_audit.reconcile import outcome_frame
 
     with obj.store(read_only=True) as store:
         frame = outcome_frame(store, run_id, outcome=outcome)
@@ -141,7 +144,7 @@ def outcomes(obj, run_id, fmt, outcome):
 @click.pass_obj
 def report(obj, run_id):
     """Run notebooks/audit.ipynb headless into data/runs/<UTC timestamp>/."""
-    from .report import run_report
+    from civimc_audit.report.audit import run_report
 
     folder = run_report(obj.config, reconciliation_id=run_id)
     click.echo(f"report: {folder / 'audit.html'}")
@@ -159,8 +162,8 @@ def emulator(host, port, list_id, api_key, members):
     """Serve the Mailchimp emulator in the foreground (no Mailchimp account needed)."""
     import os
 
-    from .config import ENV_MAILCHIMP_API_KEY
-    from .emulator.__main__ import main as emulator_main
+    from civimc_audit.config import ENV_MAILCHIMP_API_KEY
+    from civimc_sandbox.emulator.__main__ import main as emulator_main
 
     argv = ["--host", host, "--port", str(port), "--list-id", list_id]
     api_key = api_key or os.environ.get(ENV_MAILCHIMP_API_KEY)
@@ -178,7 +181,7 @@ def emulator(host, port, list_id, api_key, members):
 @click.pass_obj
 def plan(obj, run_id, show, plan_id):
     """Build a change set from the latest reconciliation (or summarise one with --show)."""
-    from .plan import build_plan, summary_lines
+    from civimc_audit.changes.plan import build_plan, summary_lines
 
     with obj.store() as store:
         if not show:
@@ -199,7 +202,7 @@ def plan(obj, run_id, show, plan_id):
 @click.pass_obj
 def review(obj, plan_id, export_path, import_path, reviewer):
     """Review through a CSV: --export F, edit decision/note, then --import F --reviewer NAME."""
-    from .review import export_csv, import_csv
+    from civimc_audit.changes.review import export_csv, import_csv
 
     if bool(export_path) == bool(import_path):
         raise click.UsageError("give exactly one of --export F or --import F")
@@ -236,7 +239,7 @@ def approve(obj, plan_id, everything, outcome, rule, flag, target, items, undeci
     """Approve (or --reject) items by rule, or --freeze the plan."""
     import getpass
 
-    from .review import decide, decide_matching, freeze
+    from civimc_audit.changes.review import decide, decide_matching, freeze
 
     with obj.store() as store:
         if do_freeze:
@@ -264,8 +267,8 @@ def approve(obj, plan_id, everything, outcome, rule, flag, target, items, undeci
 @click.pass_obj
 def apply_cmd(obj, plan_id, execute, no_verify):
     """Apply a frozen plan (default: the latest); a dry run unless --execute."""
-    from .apply import apply_plan
-    from .errors import NeedsPerson
+    from civimc_audit.changes.apply import apply_plan
+    from civimc_audit.errors import NeedsPerson
 
     result = apply_plan(obj.config, plan_id, execute=execute, progress=sys.stderr.isatty(),
                         verify_after=not no_verify)
@@ -282,8 +285,8 @@ def apply_cmd(obj, plan_id, execute, no_verify):
 @click.pass_obj
 def verify(obj, plan_id):
     """Take fresh snapshots, reconcile, and report applied items still needing a change."""
-    from .errors import NeedsPerson
-    from .verify import verify as run_verify
+    from civimc_audit.changes.verify import verify as run_verify
+    from civimc_audit.errors import NeedsPerson
 
     result = run_verify(obj.config, plan_id, progress=sys.stderr.isatty())
     for line in result.lines:
@@ -301,9 +304,8 @@ def verify(obj, plan_id):
 @click.pass_obj
 def export(obj, snapshot_id, fmt, out_dir):
     """Write a snapshot as files (with Mailchimp's import CSV for an audience)."""
-    from pathlib import Path
 
-    from .export import export_snapshot
+    from civimc_audit.store.export import export_snapshot
 
     with obj.store(read_only=True) as store:
         snap = store.snapshot(snapshot_id)
@@ -326,7 +328,7 @@ def run(obj, apply_, reuse_snapshots):
     in progress), 3 a source system failed; the reason is one line here and in summary.json."""
     import signal
 
-    from .runner import run_scheduled
+    from civimc_audit.runs.pipeline import run_scheduled
 
     def stop(signum, _frame):  # systemd/Airflow stop a job with SIGTERM: record it, unlock
         raise SystemExit(128 + signum)
@@ -338,7 +340,7 @@ def run(obj, apply_, reuse_snapshots):
                                                            err=True))
     click.echo(f"run {result.folder.name}: {result.status}: {result.message}")
     if apply_:
-        from .standing import standing_words
+        from civimc_audit.changes.standing import standing_words
 
         for line in standing_words(result.summary):
             click.echo(f"  {line}")
@@ -361,7 +363,34 @@ def main(argv=None) -> int:
     except CivimcError as exc:
         click.echo(f"civimc-audit: {exc}", err=True)
         return exit_code_for(exc)
+    except Exception as exc:  # a bug: keep the traceback, say where, exit 4 (never 1)
+        code = exit_code_for(exc)
+        where = write_traceback(exc)
+        click.echo(f"civimc-audit: unexpected {type(exc).__name__}: {redact(one_line(str(exc)))}"
+                   f" (traceback in {where})", err=True)
+        return code
     return 0
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """The first line of `text`, cut to `limit` characters."""
+    first = (text.strip().splitlines() or [""])[0]
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def write_traceback(exc: BaseException) -> Path:
+    """Write the traceback of an unexpected failure, secrets redacted, to a file only its owner
+    can read; returns the path."""
+    import tempfile
+    import traceback
+
+    from civimc_audit.common.times import run_stamp
+
+    text = redact("".join(traceback.format_exception(exc)))
+    fd, name = tempfile.mkstemp(prefix=f"civimc-audit-{run_stamp()}-", suffix=".traceback.txt")
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    return Path(name)
 
 
 if __name__ == "__main__":

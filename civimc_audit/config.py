@@ -12,7 +12,8 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .errors import ConfigError
+from civimc_audit.common.codes import OUTCOME_CODES
+from civimc_audit.errors import ConfigError
 
 CONFIG_ENV = "CIVIMC_CONFIG"
 DEFAULT_CONFIG_NAME = "civimc-audit.toml"
@@ -21,15 +22,17 @@ ENV_CIVICRM_WRITE_PASSWORD = "CIVIMC_CIVICRM_WRITE_PASSWORD"
 ENV_MAILCHIMP_API_KEY = "CIVIMC_MAILCHIMP_API_KEY"
 
 API_KEY_RE = re.compile(r"^[0-9a-f]{32}-([a-z]+[0-9]+)$")
-OUTCOME_CODES = (
-    "no_change",
-    "add_to_mailchimp",
-    "resubscribe_in_mailchimp",
-    "unsubscribe_in_mailchimp",
-    "add_to_civicrm_group",
-    "remove_from_civicrm_group",
-    "cannot_sync",
-)
+
+
+def redact(text: str) -> str:
+    """Remove secret values from text that is about to be written or shown."""
+    for var in (ENV_MAILCHIMP_API_KEY, ENV_CIVICRM_PASSWORD, ENV_CIVICRM_WRITE_PASSWORD):
+        secret = os.environ.get(var, "").strip()
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+            if var == ENV_MAILCHIMP_API_KEY:
+                text = text.replace(secret.split("-")[0], "***")
+    return text
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,31 @@
-"""The toolkit's named exceptions, and the one place that maps them to exit codes.
+"""Every exception of the toolkit, and the one place that maps them to exit codes.
 
-Exit codes are a contract with schedulers (DESIGN.md): 0 success, 1 the run worked but needs a
-person, 2 bad usage or configuration, 3 a source system failed.
+Exit codes are a contract with schedulers (docs/design.md): 0 success, 1 the run worked but needs a
+person, 2 bad usage or configuration, 3 a source system failed, 4 an unexpected failure (a bug:
+the traceback is written to a file and its path printed).
+
+    Exception
+    ├── CivimcError                 foreseeable: one line a person can act on (exit 2 unless said)
+    │   ├── ConfigError             the config file or environment is missing or malformed
+    │   ├── UsageError              a command that cannot work as called (unknown id, …)
+    │   │   ├── StoreError          the audit store lacks what the command needs
+    │   │   └── RunLocked           another run or apply holds the lock
+    │   ├── SourceError             a source system failed (exit 3) or refused the config (exit 2)
+    │   │   ├── CiviCRMError        the CiviCRM database could not be read or written
+    │   │   └── MailchimpError      the Mailchimp API answered with an error or was unreachable
+    │   ├── NeedsPerson             the run worked but a person must look (exit 1)
+    │   └── RunFailed               a step of a scheduled run failed (carries that step's code)
+    ├── ClientUnavailable           internal: the mysql client cannot connect; read another way
+    └── RunStepFailed               internal: raised in run.ipynb so papermill marks the stop
 """
+
+from __future__ import annotations
 
 EXIT_OK = 0
 EXIT_NEEDS_PERSON = 1
 EXIT_USAGE = 2
 EXIT_SOURCE = 3
+EXIT_UNEXPECTED = 4
 
 
 class CivimcError(Exception):
@@ -26,6 +44,10 @@ class UsageError(CivimcError):
 
 class StoreError(UsageError):
     """The audit store does not hold what the command needs."""
+
+
+class RunLocked(UsageError):
+    """Another run holds the lock (exit 2: this invocation was refused, nothing was done)."""
 
 
 class SourceError(CivimcError):
@@ -65,8 +87,26 @@ class NeedsPerson(CivimcError):
     exit_code = EXIT_NEEDS_PERSON
 
 
+class RunFailed(CivimcError):
+    """A step of a scheduled run failed; carries the exit code of the underlying failure."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class ClientUnavailable(Exception):
+    """The command-line client could not connect; read another way."""
+
+
+class RunStepFailed(Exception):
+    """Raised inside the executed notebook so papermill marks where the run stopped."""
+
+
 def exit_code_for(exc: BaseException) -> int:
     """The process exit code for an exception that ended a command."""
     if isinstance(exc, CivimcError):
         return exc.exit_code
-    return EXIT_SOURCE if isinstance(exc, (ConnectionError, TimeoutError)) else EXIT_USAGE
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return EXIT_SOURCE
+    return EXIT_UNEXPECTED

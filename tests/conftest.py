@@ -1,4 +1,4 @@
-"""Shared fixtures: a real MariaDB (found or started by civimc_audit.localdb), a fresh CiviCRM
+"""Shared fixtures: a real MariaDB (found or started by civimc_sandbox.localdb), a fresh CiviCRM
 fixture database per test, and the Mailchimp emulator over real HTTP on a random port."""
 
 from __future__ import annotations
@@ -8,19 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.values import TEST_API_KEY, TEST_LIST_ID
 
-from civimc_audit.civicrm.fixture import CiviFixture, create_database
 from civimc_audit.config import (
     ENV_CIVICRM_PASSWORD,
     ENV_CIVICRM_WRITE_PASSWORD,
     ENV_MAILCHIMP_API_KEY,
     load_config,
 )
-from civimc_audit.emulator import Emulator, EmulatorServer
-from civimc_audit.localdb import ensure_server
-
-TEST_API_KEY = "fedcba9876543210fedcba9876543210-us7"  # a made-up test key
-TEST_LIST_ID = "f00dfeed42"
+from civimc_sandbox.civicrm.fixture import CiviFixture, create_database
+from civimc_sandbox.emulator import Emulator, EmulatorServer
+from civimc_sandbox.localdb import ensure_server
 
 
 @pytest.fixture(scope="session")

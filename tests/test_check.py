@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from civicrm_helpers import db_user
+from support.civicrm import db_user
 
 README_GRANTS = ("SELECT", "INSERT, UPDATE ON civicrm_group_contact",
                  "INSERT ON civicrm_subscription_history", "INSERT ON civicrm_contact",

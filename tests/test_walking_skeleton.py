@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import duckdb
 import pytest
-from conftest import TEST_API_KEY, TEST_LIST_ID
+from support.values import TEST_API_KEY, TEST_LIST_ID
 
-from civimc_audit.demo import SEED, load_seed, seed_email
+from civimc_sandbox.demo import SEED, load_seed, seed_email
 
 YEAR = 2026
 EXPECTED = {

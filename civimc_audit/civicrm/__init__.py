@@ -1,1 +1,1 @@
-"""CiviCRM side: connections, the read-only snapshot, the writer and the fixture schema."""
+"""CiviCRM side: connections, the read-only snapshot and the writer."""

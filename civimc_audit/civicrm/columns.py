@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..config import CiviCRMSettings
-from ..errors import CiviCRMError, ConfigError
+from civimc_audit.config import CiviCRMSettings
+from civimc_audit.errors import CiviCRMError, ConfigError
 
 TABLES = ("civicrm_group", "civicrm_group_contact", "civicrm_subscription_history",
           "civicrm_contact", "civicrm_email", "civicrm_location_type")

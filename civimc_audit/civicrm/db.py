@@ -11,8 +11,8 @@ import re
 import pymysql
 import pymysql.cursors
 
-from ..config import CiviCRMSettings
-from ..errors import CiviCRMError, ConfigError
+from civimc_audit.config import CiviCRMSettings
+from civimc_audit.errors import CiviCRMError, ConfigError
 
 # Server-side errors that mean the connection is gone; the work can simply be rerun.
 CONNECTION_LOST = {2006, 2013, 2055, 1927, 1053}

@@ -36,8 +36,9 @@ try:
 except ImportError:  # not on Windows; only used to widen the pipe
     fcntl = None
 
-from ..config import CiviCRMSettings
-from .stream import Field, TableRead
+from civimc_audit.civicrm.stream import Field, TableRead
+from civimc_audit.config import CiviCRMSettings
+from civimc_audit.errors import ClientUnavailable
 
 PIECE_BYTES = 32 << 20  # a section's output is loaded in files of about this size
 MAX_WAITING = 3  # pieces written but not loaded yet before the reader waits for DuckDB
@@ -51,9 +52,6 @@ CANNOT_CONNECT = {1040, 1045, 1226, 1251, 2002, 2003, 2005, 2019, 2026, 2059, 20
 _ERROR_RE = re.compile(r"ERROR (\d+) \(\w+\)(?: at line \d+)?: (.*)")
 _NULLS = "civimc_nulls"  # bit i set: the i-th nullable text field of the row is NULL
 
-
-class ClientUnavailable(Exception):
-    """The command-line client could not connect; read another way."""
 
 
 def find_client() -> str | None:

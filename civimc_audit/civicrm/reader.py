@@ -21,13 +21,13 @@ import duckdb
 import pymysql
 from tqdm.auto import tqdm
 
-from ..config import CiviCRMSettings
-from ..errors import CiviCRMError, ConfigError
-from ..store import Snapshot, Store
-from .columns import Schema, site_zone
-from .db import connect, describe_error
-from .dump import ClientUnavailable, dump_tables, find_client, select_sql
-from .stream import Field, TableRead, stream_table
+from civimc_audit.civicrm.columns import Schema, site_zone
+from civimc_audit.civicrm.db import connect, describe_error
+from civimc_audit.civicrm.dump import dump_tables, find_client, select_sql
+from civimc_audit.civicrm.stream import Field, TableRead, stream_table
+from civimc_audit.config import CiviCRMSettings
+from civimc_audit.errors import CiviCRMError, ClientUnavailable, ConfigError
+from civimc_audit.store import Snapshot, Store
 
 MAILING_TYPE = "2"
 # Materialising the contact filter's EXISTS subqueries builds temporary tables of ~a million ids
@@ -285,7 +285,7 @@ def history_since(settings: CiviCRMSettings, group_id: int, contact_ids, since_u
                   ) -> dict[int, set[str]]:
     """Contact -> the tracking notes ('' for none) of its group history rows dated after
     `since_utc`, for the contacts among `contact_ids` that have any."""
-    from .columns import history_sql_time
+    from civimc_audit.civicrm.columns import history_sql_time
 
     ids = list(dict.fromkeys(int(c) for c in contact_ids))
     if not ids:

@@ -21,11 +21,11 @@ from datetime import UTC
 
 import pymysql
 
-from ..config import CiviCRMSettings
-from ..emails import normalize_email, strip_email
-from ..errors import CiviCRMError, ConfigError
-from .columns import Schema, history_sql_time, local_now, site_zone
-from .db import connect, describe_error
+from civimc_audit.civicrm.columns import Schema, history_sql_time, local_now, site_zone
+from civimc_audit.civicrm.db import connect, describe_error
+from civimc_audit.common.emails import normalize_email, strip_email
+from civimc_audit.config import CiviCRMSettings
+from civimc_audit.errors import CiviCRMError, ConfigError
 
 METHOD = "API"
 SOURCE = "civimc-audit"

@@ -26,9 +26,9 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from ..config import API_KEY_RE, ENV_MAILCHIMP_API_KEY, MailchimpSettings
-from ..emails import normalize_email
-from ..errors import MailchimpError
+from civimc_audit.common.emails import normalize_email
+from civimc_audit.config import API_KEY_RE, ENV_MAILCHIMP_API_KEY, MailchimpSettings
+from civimc_audit.errors import MailchimpError
 
 USER_AGENT = "civimc-audit"
 CONNECT_TIMEOUT = 10.0

@@ -47,10 +47,11 @@ import orjson
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from ..config import MailchimpSettings
-from ..errors import MailchimpError
-from ..store import Snapshot, Store, utcnow
-from .client import MailchimpClient
+from civimc_audit.common.times import utcnow
+from civimc_audit.config import MailchimpSettings
+from civimc_audit.errors import MailchimpError
+from civimc_audit.mailchimp.client import MailchimpClient
+from civimc_audit.store import Snapshot, Store
 
 PAGE_SIZE = 1000
 STRIDE = PAGE_SIZE - 1  # pages overlap by one member, see MemberPager.read

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ..errors import MailchimpError
-from .client import MailchimpClient, member_hash
+from civimc_audit.errors import MailchimpError
+from civimc_audit.mailchimp.client import MailchimpClient, member_hash
 
 BATCH_MAX = 500
 MEMBER_EXISTS = "Member Exists"
@@ -220,7 +220,7 @@ class MailchimpWriter:
     def changed_members(self, since_utc: datetime) -> dict[str, dict]:
         """Member id -> {"last_changed" (naive UTC), "contact_id", "email_address"} for members
         changed after `since_utc`. contact_id stays when the address (and so the id) changes."""
-        from .reader import read_changed
+        from civimc_audit.mailchimp.reader import read_changed
 
         # Archived members are asked for by status too: a listing may leave them out, and
         # whether it does is not known from a snapshot that held none (a false change is safe).

@@ -1,4 +1,4 @@
-"""Reconciliation: the rules of DESIGN.md as numbered SQL files, run in order by DuckDB.
+"""Reconciliation: the rules of docs/design.md as numbered SQL files, run in order by DuckDB.
 
 Python only picks the snapshots, sets the variables the SQL reads with `getvariable(...)`, and
 records the result; every decision is made in `sql/NN_*.sql`.
@@ -10,10 +10,11 @@ import json
 from dataclasses import asdict
 from importlib import resources
 
-from ..config import PolicySettings
-from ..emails import install_sql_macros
-from ..errors import StoreError
-from ..store import Store, utcnow
+from civimc_audit.common.emails import install_sql_macros
+from civimc_audit.common.times import utcnow
+from civimc_audit.config import PolicySettings
+from civimc_audit.errors import StoreError
+from civimc_audit.store import Store
 
 SQL_PACKAGE = "civimc_audit.reconcile"
 

@@ -1,0 +1,585 @@
+"""Apply a frozen plan to both systems, exactly once.
+
+Only the approved items of a frozen plan whose hash still matches are sent. Every item is
+journaled `sending` before its call and `done` / `failed` / `stale` after, each in its own
+committed store transaction, so a run killed at any moment leaves a journal that says what
+might have happened. The next run settles every `sending` item by reading the current state of
+the system it targets (done if the change is there, sent again if not) instead of re-sending
+blindly, and never sends an item that is already done, failed or stale.
+
+Before the first change of a run, both snapshots are backed up (Parquet, plus the audience in
+Mailchimp's import format) into the run folder, and every person changed at either side since
+its snapshot is skipped as `stale` (drift.py) — items re-sent after an interrupted run too. One
+apply per store at a time, whatever the plan: a lock row names the process holding it; a lock
+whose process is gone is taken over.
+
+The store is opened only for each journal write (DuckDB lets one process hold the file), so
+`plan --show` or a second, refused, apply can run while an apply is sending.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from civimc_audit.changes.plan import Plan, get_plan, latest_frozen_plan
+from civimc_audit.changes.review import approved_items, check_frozen
+from civimc_audit.common.emails import normalize_email
+from civimc_audit.common.times import run_stamp, utcnow
+from civimc_audit.config import Config
+from civimc_audit.errors import CiviCRMError, MailchimpError, StoreError, UsageError
+from civimc_audit.store import Store, open_store
+from civimc_audit.store.export import backup_snapshots
+
+MAILCHIMP_CHUNK = 500      # one batch call per journal chunk
+CIVICRM_CHUNK = 1000       # journaled together; the writer still commits every CIVICRM_BATCH
+CIVICRM_BATCH = 200
+COMPLIANCE = "Member In Compliance State"
+FINAL_STATES = ("done", "failed", "stale")
+# Tests only: "<checkpoint>:<n>" SIGKILLs this process at the nth pass of a checkpoint;
+# "<checkpoint>:<n>:pause" instead waits there (for a test to SIGKILL it from outside).
+DIE_ENV = "CIVIMC_TEST_DIE_AT"
+_passes: Counter = Counter()
+
+
+def tracking_note(plan_id: int) -> str:
+    """The tracking text of CiviCRM history rows written for a plan."""
+    return f"civimc-audit plan {plan_id}"
+
+
+def checkpoint(name: str) -> None:
+    """Let tests kill this process (SIGKILL, no clean-up at all) at a named point."""
+    spec = os.environ.get(DIE_ENV)
+    if not spec:
+        return
+    point, nth, how = (spec.split(":") + ["1", "die"])[:3]
+    if point == name:
+        _passes[name] += 1
+        if _passes[name] == int(nth or 1):
+            if how == "pause":
+                print(f"paused at {name}", flush=True)
+                while True:
+                    time.sleep(1)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class ApplyResult:
+    """What one apply did (or, as a dry run, would do)."""
+
+    plan: Plan
+    execute: bool
+    run_id: int | None = None
+    folder: Path | None = None
+    items: pd.DataFrame | None = None
+    to_send: pd.DataFrame | None = None
+    lines: list[str] = field(default_factory=list)
+    verify: object | None = None
+
+    def counts(self) -> dict[str, int]:
+        if self.items is None:
+            return {}
+        states = self.items["journal_state"].fillna("not sent")
+        return {k: int(v) for k, v in states.value_counts().items()}
+
+    @property
+    def needs_person(self) -> bool:
+        """Stale or failed items, or applied people still not in agreement."""
+        if self.items is None or not self.execute:
+            return False
+        bad = self.items["journal_state"].isin(["failed", "stale"]).any()
+        return bool(bad or (self.verify is not None and self.verify.needs_person))
+
+
+def describe(row) -> str:
+    payload = json.loads(row["payload"])
+    who = row["email"] or ""
+    if row["target"] == "mailchimp":
+        return f"mailchimp {row['action']:<17} {who} -> {payload['status']}"
+    if row["action"] == "create_contact":
+        return f"civicrm   create_contact    {who} (new contact, added to group {payload['group_id']})"
+    return (f"civicrm   {row['action']:<17} contact {payload['contact_id']} {who} "
+            f"(group {payload['group_id']})")
+
+
+class _Run:
+    """One execution of a plan: journal writes, settling, drift, sending."""
+
+    def __init__(self, config: Config, plan: Plan, run_id: int, progress: bool):
+        self.config = config
+        self.plan = plan
+        self.run_id = run_id
+        self.progress = progress
+        self.tracking = tracking_note(plan.id)
+        self._mc_client = None
+
+    # journal ---------------------------------------------------------------------------------
+    def journal(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        frame = pd.DataFrame(rows).reindex(columns=["item_id", "state", "sent", "title",
+                                                    "detail"])
+        frame["item_id"] = frame["item_id"].astype(int)
+        for col in ("sent", "title", "detail"):
+            frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
+        with open_store(self.config.store_file) as store, store.transaction() as con:
+            con.register("_j", frame)
+            con.execute("INSERT INTO journal (plan_id, item_id, run_id, state, journaled_at, sent,"
+                        " title, detail) SELECT ?, item_id, ?, state, ?, sent, title, detail"
+                        " FROM _j", [self.plan.id, self.run_id, utcnow()])
+            con.unregister("_j")
+
+    def sending(self, items: pd.DataFrame, payloads: list[dict] | None = None,
+                title: str | None = None, detail: str | None = None) -> None:
+        payloads = payloads or [json.loads(p) for p in items["payload"]]
+        self.journal([{"item_id": i, "state": "sending", "sent": json.dumps(p, sort_keys=True),
+                       "title": title, "detail": detail}
+                      for i, p in zip(items["item_id"], payloads, strict=True)])
+
+    # systems ---------------------------------------------------------------------------------
+    @property
+    def mc_client(self):
+        if self._mc_client is None:
+            from civimc_audit.mailchimp.client import MailchimpClient
+            self._mc_client = MailchimpClient(self.config.mailchimp)
+        return self._mc_client
+
+    def mc_writer(self):
+        from civimc_audit.mailchimp.writer import MailchimpWriter
+        return MailchimpWriter(self.mc_client, self.plan.list_id)
+
+    def close(self) -> None:
+        if self._mc_client is not None:
+            self._mc_client.close()
+
+    # settling interrupted items --------------------------------------------------------------
+    def settle(self, items: pd.DataFrame, sent: dict[int, dict]) -> pd.DataFrame:
+        """Journal `sending` items whose change is already made as done; returns the rest."""
+        from civimc_audit.changes.resume import contacts_created_by, group_statuses, mailchimp_statuses
+        from civimc_audit.civicrm.writer import source_note
+
+        if items.empty:
+            return items
+        done, resend, trashed = [], [], []
+        mc = items[items["target"] == "mailchimp"]
+        if not mc.empty:
+            now = mailchimp_statuses(self.mc_client, self.plan.list_id, list(mc["member_id"]))
+            for row in mc.to_dict("records"):
+                wanted = sent.get(row["item_id"], json.loads(row["payload"]))["status"]
+                if now.get(row["member_id"]) == wanted:
+                    done.append(_settled(row, f"{wanted} at Mailchimp (confirmed after an "
+                                              "interrupted run)"))
+                else:
+                    resend.append(row["item_id"])
+        civi = items[(items["target"] == "civicrm") & (items["action"] != "create_contact")]
+        if not civi.empty:
+            ids = [int(c) for c in civi["contact_id"]]
+            now = group_statuses(self.config.civicrm, self.plan.group_id, ids)
+            for row in civi.to_dict("records"):
+                status = now.get(int(row["contact_id"]))
+                made = status == "Added" if row["action"] == "add_to_group" else status != "Added"
+                if made:
+                    done.append(_settled(row, f"group status {status or 'none'} in CiviCRM "
+                                              "(confirmed after an interrupted run)"))
+                else:
+                    resend.append(row["item_id"])
+        new = items[items["action"] == "create_contact"]
+        if not new.empty:
+            # Only a contact this plan created counts (its source note names the plan); one
+            # made by someone else meanwhile is drift, found when the item is re-sent.
+            ours = contacts_created_by(self.config.civicrm, self.plan.group_id,
+                                       source_note(self.tracking))
+            late_adds = []
+            for row in new.to_dict("records"):
+                found = ours.get(normalize_email(row["email"]), [])
+                if any(status == "trashed" for _, status in found):
+                    # Someone put the contact this plan created in the trash: never again.
+                    trashed.append({"item_id": row["item_id"], "state": "stale",
+                                    "title": "changed since the snapshot",
+                                    "detail": "the contact this plan created was trashed in "
+                                              "CiviCRM: left for a new audit"})
+                    continue
+                added = [cid for cid, status in found if status == "Added"]
+                if added:
+                    done.append(_settled(row, f"contact {added[0]} in the group (confirmed "
+                                              "after an interrupted run)"))
+                elif found:
+                    late_adds.append((row, min(cid for cid, _ in found)))
+                else:
+                    resend.append(row["item_id"])
+            if late_adds:
+                self._finish_created(late_adds)
+        self.journal(done)
+        self.journal(trashed)
+        return items[items["item_id"].isin(resend)]
+
+    def _finish_created(self, pairs: list[tuple[dict, int]]) -> None:
+        """Contacts created by an interrupted run but not yet added: add them now."""
+        from civimc_audit.civicrm.writer import CiviCRMWriter
+
+        with CiviCRMWriter(self.config.civicrm, batch_size=CIVICRM_BATCH) as w:
+            w.add_to_group(self.plan.group_id, [cid for _, cid in pairs], self.tracking)
+        self.journal([_settled(row, f"contact {cid} created and added to the group")
+                      for row, cid in pairs])
+
+    # drift -----------------------------------------------------------------------------------
+    def drift(self, items: pd.DataFrame, snapshots: dict) -> pd.DataFrame:
+        """Journal people changed at either side since the snapshots as stale; returns the rest.
+
+        Run over every item about to be sent, fresh or re-sent after an interrupted run; see
+        drift.py for what counts as a change.
+        """
+        from civimc_audit.changes.drift import civicrm_drift, cutoff, moved_members
+        from civimc_audit.changes.resume import contacts_owning
+
+        if items.empty:
+            return items
+        changed = self.mc_writer().changed_members(cutoff(snapshots["mailchimp"]))
+        mc_changed = {mid: m["last_changed"] for mid, m in changed.items()}
+        ids = sorted({int(c) for c in items["contact_id"].dropna()})
+        with open_store(self.config.store_file) as store:
+            moved = moved_members(store, snapshots["mailchimp"].id, changed,
+                                  items["member_id"].dropna().tolist())
+            civi_changed = civicrm_drift(self.config.civicrm, store, snapshots["civicrm"].id,
+                                         self.plan.group_id, ids, cutoff(snapshots["civicrm"]),
+                                         self.tracking)
+        new = items[items["action"] == "create_contact"]
+        owners = (contacts_owning(self.config.civicrm, self.plan.group_id, list(new["email"]))
+                  if not new.empty else {})
+        stale = []
+        for row in items.to_dict("records"):
+            why = []
+            if row["member_id"] and row["member_id"] in mc_changed:
+                when = mc_changed[row["member_id"]]
+                why.append(f"changed at Mailchimp on {when:%Y-%m-%d %H:%M:%S}Z")
+            elif row["member_id"] in moved:
+                why.append(f"email changed at Mailchimp to {moved[row['member_id']]}")
+            if not pd.isna(row["contact_id"]) and int(row["contact_id"]) in civi_changed:
+                why.append(civi_changed[int(row["contact_id"])])
+            if row["action"] == "create_contact" and owners.get(normalize_email(row["email"])):
+                why.append("a CiviCRM contact with this email exists since the snapshot")
+            if why:
+                stale.append({"item_id": row["item_id"], "state": "stale",
+                              "title": "changed since the snapshot",
+                              "detail": "; ".join(why) + ": left for a new audit"})
+        self.journal(stale)
+        gone = {s["item_id"] for s in stale}
+        return items[~items["item_id"].isin(gone)]
+
+    # sending ---------------------------------------------------------------------------------
+    def send_mailchimp(self, items: pd.DataFrame) -> None:
+        if items.empty:
+            return
+        writer = self.mc_writer()
+        bar = tqdm(total=len(items), desc="Mailchimp", unit=" members", disable=not self.progress)
+        for start in range(0, len(items), MAILCHIMP_CHUNK):
+            chunk = items.iloc[start:start + MAILCHIMP_CHUNK]
+            payloads = [json.loads(p) for p in chunk["payload"]]
+            refused = self._mailchimp_call(writer, chunk, payloads)
+            if refused is not None and not refused.empty:
+                pending = [{**json.loads(p), "status": "pending"} for p in refused["payload"]]
+                self._mailchimp_call(writer, refused, pending, title=COMPLIANCE,
+                                     detail="refused as subscribed; re-sent as pending "
+                                            "(Mailchimp emails a confirmation request)")
+            bar.update(len(chunk))
+        bar.close()
+
+    def _mailchimp_call(self, writer, chunk: pd.DataFrame, payloads: list[dict], **note):
+        """One batch call between its two journal writes; returns compliance refusals to re-send
+        as pending (only when the plan was frozen with that option)."""
+        self.sending(chunk, payloads, **note)
+        checkpoint("mailchimp_before_call")
+        try:
+            results = writer.batch_update(payloads, update_existing=True)
+        except MailchimpError as exc:
+            raise MailchimpError(f"apply stopped: {exc}; {len(chunk)} items are journaled as "
+                                 "sending: run apply again to settle them and go on") from None
+        checkpoint("mailchimp_after_call")
+        by_email = {normalize_email(r.email_address): r for r in results}
+        rows, refused, unknown = [], [], None
+        for row, payload in zip(chunk.to_dict("records"), payloads, strict=True):
+            r = by_email.get(normalize_email(payload["email_address"]))
+            if r is not None and not r.ok and getattr(r, "final", True) is False:
+                # The call failed as a whole (no answer, 429/5xx after retries): the change
+                # may or may not have been made, so the item stays `sending` for the next run.
+                unknown = unknown or r
+                continue
+            if r is None:
+                rows.append({"item_id": row["item_id"], "state": "failed",
+                             "title": "no result", "detail": "Mailchimp's answer did not name "
+                                                             "this member"})
+            elif r.ok:
+                rows.append({"item_id": row["item_id"], "state": "done",
+                             "detail": f"{r.status} at Mailchimp"
+                                       + (" (confirmation email sent)" if r.status == "pending"
+                                          else "")})
+            elif r.title == COMPLIANCE and self.plan.allow_pending and _may_go_pending(row):
+                refused.append(row["item_id"])
+            else:
+                rows.append({"item_id": row["item_id"], "state": "failed", "title": r.title,
+                             "detail": r.detail})
+        self.journal(rows)
+        checkpoint("mailchimp_after_journal")
+        if unknown is not None:
+            raise MailchimpError(f"apply stopped: a Mailchimp batch call failed ({unknown.title}: "
+                                 f"{unknown.detail}); its items are journaled as sending: run "
+                                 "apply again to settle them and go on")
+        return chunk[chunk["item_id"].isin(refused)]
+
+    def send_civicrm(self, items: pd.DataFrame) -> None:
+        if items.empty:
+            return
+        from civimc_audit.civicrm.writer import CiviCRMWriter
+
+        bar = tqdm(total=len(items), desc="CiviCRM", unit=" contacts", disable=not self.progress)
+        with CiviCRMWriter(self.config.civicrm, batch_size=CIVICRM_BATCH) as w:
+            for action in ("remove_from_group", "add_to_group"):
+                todo = items[items["action"] == action]
+                for start in range(0, len(todo), CIVICRM_CHUNK):
+                    chunk = todo.iloc[start:start + CIVICRM_CHUNK]
+                    self._civicrm_call(w, action, chunk)
+                    bar.update(len(chunk))
+            for _, row in items[items["action"] == "create_contact"].iterrows():
+                self._create(w, row)
+                bar.update(1)
+        bar.close()
+
+    def _civicrm_call(self, w, action: str, chunk: pd.DataFrame) -> None:
+        ids = [int(c) for c in chunk["contact_id"]]
+        self.sending(chunk)
+        checkpoint("civicrm_before_call")
+        held: set[int] = set()
+        try:
+            if action == "remove_from_group":
+                held = self._hold_cleaned(w, chunk)
+            result = getattr(w, action)(self.plan.group_id, ids, self.tracking)
+        except CiviCRMError as exc:
+            self._settle_failed(chunk, str(exc))
+            return
+        checkpoint("civicrm_after_call")
+        rows = []
+        for i, cid in zip(chunk["item_id"], ids, strict=True):
+            outcome = result.get(cid, "done")
+            if outcome == "missing":
+                rows.append({"item_id": i, "state": "failed", "title": "contact missing",
+                             "detail": f"contact {cid} no longer exists in CiviCRM or is in the trash"})
+            else:
+                note = "; email put on hold (cleaned at Mailchimp)" if cid in held else ""
+                rows.append({"item_id": i, "state": "done",
+                             "detail": f"{outcome} in CiviCRM{note}"})
+        self.journal(rows)
+        checkpoint("civicrm_after_journal")
+
+    def _hold_cleaned(self, w, chunk: pd.DataFrame) -> set[int]:
+        """With `[civicrm] on_hold_when_cleaned`, put the address of each person leaving the
+        group because Mailchimp cleaned it on hold for that contact, as the sync's webhook
+        does. Done before the removal: both are idempotent, so a crash between them is settled
+        by sending the item again. Returns the contacts whose rows were put on hold."""
+        if not self.config.civicrm.on_hold_when_cleaned:
+            return set()
+        held = set()
+        cleaned = chunk[chunk["mailchimp_status"] == "cleaned"]
+        for cid, email in zip(cleaned["contact_id"], cleaned["email"], strict=True):
+            if isinstance(email, str) and email and w.put_on_hold(email, int(cid)):
+                held.add(int(cid))
+        return held
+
+    def _create(self, w, row) -> None:
+        payload = json.loads(row["payload"])
+        frame = row.to_frame().T
+        self.sending(frame)
+        checkpoint("civicrm_before_call")
+        try:
+            cid = w.create_contact(payload["email"], payload.get("first_name"),
+                                   payload.get("last_name"), tracking=self.tracking)
+            w.add_to_group(self.plan.group_id, [cid], self.tracking)
+        except CiviCRMError as exc:
+            self._settle_failed(frame, str(exc))
+            return
+        checkpoint("civicrm_after_call")
+        self.journal([{"item_id": row["item_id"], "state": "done",
+                       "detail": f"contact {cid} created and added to the group"}])
+
+    def _settle_failed(self, chunk: pd.DataFrame, error: str) -> None:
+        """A database error: what is in place anyway is done, the rest failed with the error."""
+        left = self.settle(chunk, {})
+        self.journal([{"item_id": i, "state": "failed", "title": "CiviCRM database error",
+                       "detail": error} for i in left["item_id"]])
+
+
+def _may_go_pending(row: dict) -> bool:
+    """Only what reviewers saw flagged as needing a confirmation email may be re-sent as
+    pending: a resubscribe of an unsubscribed member (flag needs_confirmation)."""
+    return row["action"] == "resubscribe" and "needs_confirmation" in (row["flags"] or "").split()
+
+
+def _settled(row: dict, detail: str) -> dict:
+    return {"item_id": row["item_id"], "state": "done", "detail": detail}
+
+
+def _alive(pid: int, host: str) -> bool:
+    if host != socket.gethostname():
+        return True  # cannot tell: assume it is still running
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _acquire(config: Config, plan: Plan, folder: Path) -> int:
+    host, pid = socket.gethostname(), os.getpid()
+    with open_store(config.store_file) as store, store.transaction() as con:
+        # One apply per store (one audience and group) at a time, whatever the plan: two plans
+        # applied at once would both pass the drift check before either sends.
+        for held in con.execute("SELECT plan_id, run_id, pid, host, acquired_at"
+                                " FROM apply_locks ORDER BY plan_id").fetchall():
+            if _alive(held[2], held[3]):
+                raise UsageError(
+                    f"plan {held[0]} is already being applied (run {held[1]}, pid {held[2]} on "
+                    f"{held[3]} since {held[4]:%Y-%m-%d %H:%M:%S}Z); one apply at a time is "
+                    f"allowed, so plan {plan.id} is refused for now")
+        con.execute("DELETE FROM apply_locks")
+        run_id = con.execute(
+            "INSERT INTO apply_runs (plan_id, started_at, execute, pid, host, folder, status)"
+            " VALUES (?, ?, true, ?, ?, ?, 'running') RETURNING id",
+            [plan.id, utcnow(), pid, host, str(folder)]).fetchone()[0]
+        con.execute("INSERT INTO apply_locks VALUES (?, ?, ?, ?, ?)",
+                    [plan.id, run_id, pid, host, utcnow()])
+    return run_id
+
+
+def _release(config: Config, plan: Plan, run_id: int, status: str, counts: dict) -> None:
+    with open_store(config.store_file) as store, store.transaction() as con:
+        con.execute("DELETE FROM apply_locks WHERE plan_id = ? AND run_id = ?", [plan.id, run_id])
+        con.execute("UPDATE apply_runs SET finished_at = ?, status = ?, counts = ? WHERE id = ?",
+                    [utcnow(), status, json.dumps(counts), run_id])
+
+
+def _latest_sent(store: Store, plan_id: int) -> dict[int, dict]:
+    rows = store.con.execute(
+        "SELECT item_id, sent FROM journal WHERE plan_id = ? AND state = 'sending'"
+        " QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY seq DESC) = 1",
+        [plan_id]).fetchall()
+    return {int(i): json.loads(s) for i, s in rows if s}
+
+
+def load_frozen(store: Store, plan_id: int | None) -> Plan:
+    plan = get_plan(store, plan_id) if plan_id is not None else latest_frozen_plan(store)
+    check_frozen(store, plan)
+    return plan
+
+
+def apply_plan(config: Config, plan_id: int | None = None, *, execute: bool = False,
+               progress: bool = False, verify_after: bool = True) -> ApplyResult:
+    """Dry-run (default) or execute a frozen plan; see the module docstring for the guarantees."""
+    with open_store(config.store_file) as store:
+        plan = load_frozen(store, plan_id)
+        items = approved_items(store, plan.id)
+        try:
+            snapshots = {"civicrm": store.snapshot(plan.civicrm_snapshot_id),
+                         "mailchimp": store.snapshot(plan.mailchimp_snapshot_id)}
+        except StoreError:
+            raise UsageError(
+                f"plan {plan.id} can no longer be applied: retention pruned its snapshots "
+                "([schedule] keep_runs_days after its last use); take fresh snapshots and make "
+                "a new plan") from None
+        sent = _latest_sent(store, plan.id)
+    open_items = items[~items["journal_state"].isin(FINAL_STATES)]
+    result = ApplyResult(plan, execute, items=items, to_send=open_items)
+    head = f"plan {plan.id} (sha256 {plan.frozen_hash[:12]}…): {len(items)} approved items"
+    if not execute:
+        result.lines = [f"dry run of {head}; nothing is sent (add --execute to send)"]
+        result.lines += [f"  would send: {describe(r)}" for _, r in open_items.iterrows()]
+        done = len(items) - len(open_items)
+        if done:
+            result.lines.append(f"  {done} items already finished by an earlier apply")
+        if not open_items.empty:
+            result.lines.append("  people changed at either side since the snapshots will be "
+                                "skipped as stale")
+        return result
+    if open_items.empty:
+        result.lines = [f"{head}; all finished by earlier applies: nothing to send"]
+        _summarise(result)
+        return result
+    folder = config.runs_path / f"apply-plan{plan.id}-{run_stamp()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    run_id = _acquire(config, plan, folder)
+    result.run_id, result.folder = run_id, folder
+    run = _Run(config, plan, run_id, progress)
+    status = "failed"
+    try:
+        with open_store(config.store_file) as store:
+            backup_snapshots(store, [plan.civicrm_snapshot_id, plan.mailchimp_snapshot_id],
+                             folder / "backup")
+        interrupted = open_items[open_items["journal_state"] == "sending"]
+        resend = run.settle(interrupted, sent)
+        # Re-sent items are checked like fresh ones: what was not made may have changed since.
+        todo = run.drift(pd.concat([resend, open_items[open_items["journal_state"].isna()]]),
+                         snapshots).sort_values("item_id")
+        run.send_mailchimp(todo[todo["target"] == "mailchimp"])
+        run.send_civicrm(todo[todo["target"] == "civicrm"])
+        status = "finished"
+    finally:
+        run.close()
+        with open_store(config.store_file) as store:
+            result.items = approved_items(store, plan.id)
+        _release(config, plan, run_id, status, result.counts())
+        _write_run_files(result)
+    result.lines = [f"applied {head}; run {run_id}, files in {folder}"]
+    _summarise(result)
+    if verify_after:
+        from civimc_audit.changes.verify import verify
+
+        result.verify = verify(config, plan.id, progress=progress)
+        result.lines += result.verify.lines
+    return result
+
+
+def _summarise(result: ApplyResult) -> None:
+    items = result.items
+    counts = result.counts()
+    result.lines.append("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    for state, label in (("stale", "skipped as stale (changed since the snapshot; run a new "
+                                   "audit for them)"),
+                         ("failed", "failed")):
+        rows = items[items["journal_state"] == state]
+        if rows.empty:
+            continue
+        result.lines.append(f"  {len(rows)} {label}:")
+        for _, r in rows.iterrows():
+            why = ": ".join(str(x) for x in (r["journal_title"], r["journal_detail"])
+                            if isinstance(x, str) and x)
+            result.lines.append(f"    item {r['item_id']} {r['target']} {r['action']} "
+                                f"{r['email'] or ''} — {why}")
+
+
+def _write_run_files(result: ApplyResult) -> None:
+    if result.folder is None or result.items is None:
+        return
+    cols = ["item_id", "target", "action", "email", "contact_id", "decision", "reviewer",
+            "journal_state", "journal_title", "journal_detail", "payload"]
+    result.items[cols].to_csv(result.folder / "journal.csv", index=False)
+    summary = {"plan": result.plan.id, "run": result.run_id, "sha256": result.plan.frozen_hash,
+               "counts": result.counts(), "finished_at": f"{utcnow():%Y-%m-%dT%H:%M:%SZ}"}
+    (result.folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def journal_frame(store: Store, plan_id: int) -> pd.DataFrame:
+    """Every journal row of a plan, oldest first (the notebook's table)."""
+    return store.con.execute(
+        "SELECT j.seq, j.run_id, j.item_id, i.target, i.action, i.email, j.state,"
+        " j.journaled_at, j.title, j.detail FROM journal j JOIN plan_items i"
+        " ON i.plan_id = j.plan_id AND i.item_id = j.item_id WHERE j.plan_id = ?"
+        " ORDER BY j.seq", [plan_id]).df()

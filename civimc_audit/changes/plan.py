@@ -1,0 +1,224 @@
+"""Change sets: a reconciliation turned into one item per action, for people to review.
+
+A plan holds one item per change the outcomes call for (target system, action, person,
+payload); `no_change` and `cannot_sync` rows need no action and get no item. Items start
+undecided. Decisions live in their own append-only table (see review.py); the current decision of
+an item is its latest decision row. Plans are never edited once built: a new reconciliation
+gets a new plan.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from civimc_audit.common.times import utcnow
+from civimc_audit.errors import StoreError
+from civimc_audit.mailchimp.client import member_hash
+from civimc_audit.store import Store
+
+# outcome -> (target system, action); the civicrm add becomes create_contact without a contact.
+ACTIONS = {
+    "add_to_mailchimp": ("mailchimp", "subscribe"),
+    "resubscribe_in_mailchimp": ("mailchimp", "resubscribe"),
+    "unsubscribe_in_mailchimp": ("mailchimp", "unsubscribe"),
+    "add_to_civicrm_group": ("civicrm", "add_to_group"),
+    "remove_from_civicrm_group": ("civicrm", "remove_from_group"),
+}
+REMOVALS = ("remove_from_civicrm_group", "unsubscribe_in_mailchimp")
+
+ITEM_COLUMNS = ["item_id", "person_id", "target", "action", "outcome", "rule", "reason_code",
+                "flags", "reason", "email", "contact_id", "member_id", "display_name",
+                "mailchimp_status", "mailchimp_changed", "civicrm_status", "civicrm_changed",
+                "payload"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One plan's registry row."""
+
+    id: int
+    token: str
+    reconciliation_id: int
+    civicrm_snapshot_id: int
+    mailchimp_snapshot_id: int
+    group_id: int | None
+    list_id: str | None
+    created_at: datetime
+    status: str
+    allow_pending: bool
+    frozen_at: datetime | None
+    frozen_hash: str | None
+    frozen_reviewers: list
+    frozen_by: str | None
+
+    @property
+    def frozen(self) -> bool:
+        return self.status == "frozen"
+
+
+_PLAN_COLS = ("id, token, reconciliation_id, civicrm_snapshot_id, mailchimp_snapshot_id, group_id,"
+              " list_id, created_at, status, allow_pending, frozen_at, frozen_hash,"
+              " frozen_reviewers, frozen_by")
+
+
+def get_plan(store: Store, plan_id: int | None = None) -> Plan:
+    """The plan with this id, or the newest plan."""
+    if plan_id is None:
+        row = store.con.execute("SELECT max(id) FROM plans").fetchone()
+        if row[0] is None:
+            raise StoreError("no plan in the store yet: run `civimc-audit plan`")
+        plan_id = row[0]
+    row = store.con.execute(f"SELECT {_PLAN_COLS} FROM plans WHERE id = ?", [plan_id]).fetchone()
+    if row is None:
+        raise StoreError(f"no plan {plan_id} in {store.path}")
+    values = list(row)
+    values[12] = json.loads(values[12] or "[]")
+    return Plan(*values)
+
+
+def latest_frozen_plan(store: Store) -> Plan:
+    row = store.con.execute("SELECT max(id) FROM plans WHERE status = 'frozen'").fetchone()
+    if row[0] is None:
+        raise StoreError("no frozen plan in the store: review and approve a plan, then "
+                         "`civimc-audit approve --freeze`")
+    return get_plan(store, row[0])
+
+
+def _payload(row: dict, group_id: int | None) -> tuple[str, dict]:
+    """The action and what will be sent for one outcome row."""
+    target, action = ACTIONS[row["outcome"]]
+    if target == "mailchimp":
+        email = row["target_email"] or row["email"]
+        status = "unsubscribed" if action == "unsubscribe" else "subscribed"
+        payload = {"email_address": email, "status": status}
+        if action == "subscribe":
+            merge = {k: v for k, v in (("FNAME", row["first_name"]), ("LNAME", row["last_name"]))
+                     if _present(v)}
+            if merge:
+                payload["merge_fields"] = merge
+        return action, payload
+    if _present(row["contact_id"]):
+        return action, {"contact_id": int(row["contact_id"]), "group_id": group_id}
+    first = row["fname"] if _present(row["fname"]) else None
+    last = row["lname"] if _present(row["lname"]) else None
+    return "create_contact", {"email": row["email"], "first_name": first, "last_name": last,
+                              "group_id": group_id}
+
+
+def _present(v) -> bool:
+    return v is not None and not (isinstance(v, float) and v != v) and v is not pd.NA and v != ""
+
+
+def build_plan(store: Store, reconciliation_id: int | None = None) -> Plan:
+    """Turn a reconciliation into a new plan: one undecided item per action."""
+    rec = store.reconciliation(reconciliation_id)
+    civi = store.snapshot(rec["civicrm_snapshot_id"])
+    mc = store.snapshot(rec["mailchimp_snapshot_id"])
+    group_id = civi.meta.get("group_id")
+    frame = store.con.execute(
+        "SELECT o.*, c.first_name, c.last_name, m.merge_fields->>'$.FNAME' AS fname,"
+        " m.merge_fields->>'$.LNAME' AS lname"
+        " FROM outcomes o"
+        " LEFT JOIN civicrm_contact c ON c.snapshot_id = ? AND c.id = o.contact_id"
+        " LEFT JOIN mailchimp_member m ON m.snapshot_id = ? AND m.id = o.member_id"
+        " WHERE o.reconciliation_id = ? AND o.outcome IN (SELECT unnest(?))"
+        " ORDER BY o.person_id",
+        [civi.id, mc.id, rec["id"], list(ACTIONS)]).df()
+    rows = []
+    for item_id, row in enumerate(frame.to_dict("records"), start=1):
+        target = ACTIONS[row["outcome"]][0]
+        action, payload = _payload(row, group_id)
+        member_id = row["member_id"] if _present(row["member_id"]) else None
+        if target == "mailchimp" and member_id is None:
+            member_id = member_hash(payload["email_address"])
+        rows.append({
+            "item_id": item_id, "person_id": row["person_id"], "target": target,
+            "action": action, "outcome": row["outcome"], "rule": row["rule"],
+            "reason_code": row["reason_code"] or "", "flags": row["flags"] or "",
+            "reason": row["reason"], "email": row["email"],
+            "contact_id": int(row["contact_id"]) if _present(row["contact_id"]) else None,
+            "member_id": member_id, "display_name": row["display_name"],
+            "mailchimp_status": row["mailchimp_status"],
+            "mailchimp_changed": row["mailchimp_changed"],
+            "civicrm_status": row["civicrm_status"], "civicrm_changed": row["civicrm_changed"],
+            "payload": json.dumps(payload, sort_keys=True),
+        })
+    items = pd.DataFrame(rows, columns=ITEM_COLUMNS)
+    items["contact_id"] = items["contact_id"].astype("Int64")
+    with store.transaction() as con:
+        plan_id = con.execute(
+            "INSERT INTO plans (token, reconciliation_id, civicrm_snapshot_id,"
+            " mailchimp_snapshot_id, group_id, list_id, created_at, status)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 'open') RETURNING id",
+            [uuid.uuid4().hex, rec["id"], civi.id, mc.id, group_id, mc.meta.get("list_id"),
+             utcnow()]).fetchone()[0]
+        con.register("_items", items)
+        con.execute(f"INSERT INTO plan_items SELECT {plan_id}, {', '.join(ITEM_COLUMNS)}"
+                    " FROM _items")
+        con.unregister("_items")
+    return get_plan(store, plan_id)
+
+
+def items_frame(store: Store, plan_id: int) -> pd.DataFrame:
+    """Every item of a plan with its current decision and latest journal state.
+
+    `changed` is the later of the two change dates (what the date-range filter uses), and
+    `priority` orders removals first, then flagged items, then the rest.
+    """
+    return store.con.execute(
+        """
+        WITH d AS (
+            SELECT * FROM decisions WHERE plan_id = $1
+            QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY seq DESC) = 1),
+        j AS (
+            SELECT * FROM journal WHERE plan_id = $1
+            QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY seq DESC) = 1)
+        SELECT i.item_id, i.person_id, i.target, i.action, i.outcome, i.rule, i.reason_code,
+               i.flags, i.reason, i.email, i.contact_id, i.member_id, i.display_name,
+               i.mailchimp_status, i.mailchimp_changed, i.civicrm_status, i.civicrm_changed,
+               greatest(i.mailchimp_changed, i.civicrm_changed) AS changed,
+               i.payload,
+               coalesce(d.decision, 'undecided') AS decision, d.reviewer, d.decided_at, d.note,
+               j.state AS journal_state, j.title AS journal_title, j.detail AS journal_detail,
+               CASE WHEN i.outcome IN ('remove_from_civicrm_group', 'unsubscribe_in_mailchimp')
+                    THEN 0 WHEN i.flags <> '' THEN 1 ELSE 2 END AS priority
+        FROM plan_items i
+        LEFT JOIN d USING (item_id)
+        LEFT JOIN j USING (item_id)
+        WHERE i.plan_id = $1
+        ORDER BY priority, i.item_id
+        """, [plan_id]).df()
+
+
+def summary_lines(store: Store, plan_id: int | None = None) -> list[str]:
+    """What `plan --show` prints: the plan, its state, and counts per action and decision."""
+    plan = get_plan(store, plan_id)
+    items = items_frame(store, plan.id)
+    lines = [f"plan {plan.id}: reconciliation {plan.reconciliation_id} (civicrm snapshot "
+             f"{plan.civicrm_snapshot_id}, mailchimp snapshot {plan.mailchimp_snapshot_id}), "
+             f"created {plan.created_at:%Y-%m-%d %H:%M:%S}Z, {plan.status}"]
+    if plan.frozen:
+        lines.append(f"  frozen {plan.frozen_at:%Y-%m-%d %H:%M:%S}Z by {plan.frozen_by}; "
+                     f"reviewers: {', '.join(plan.frozen_reviewers) or '-'}; "
+                     f"sha256 {plan.frozen_hash}"
+                     + ("; refused needs_confirmation resubscribes re-sent as pending"
+                        if plan.allow_pending else ""))
+    if items.empty:
+        lines.append("  no changes to make")
+        return lines
+    lines.append(f"  {'target':<10} {'action':<18} {'items':>6} {'approved':>9} {'rejected':>9}"
+                 f" {'undecided':>10}")
+    counts = (items.groupby(["target", "action", "decision"]).size().unstack(fill_value=0))
+    for (target, action), row in counts.iterrows():
+        lines.append(f"  {target:<10} {action:<18} {int(row.sum()):>6} "
+                     f"{int(row.get('approved', 0)):>9} {int(row.get('rejected', 0)):>9} "
+                     f"{int(row.get('undecided', 0)):>10}")
+    removals = int(items["outcome"].isin(REMOVALS).sum())
+    flagged = int((items["flags"] != "").sum())
+    lines.append(f"  {len(items)} items; {removals} removals; {flagged} flagged")
+    return lines

@@ -1,0 +1,296 @@
+"""Review decisions on a plan: per item, by filter, through a CSV, and freezing.
+
+Decisions are appended (never updated) with who, when, how and an optional note; an item's
+current decision is its latest one. A frozen plan refuses every further decision. Freezing
+hashes the approved items (sha256 over their canonical JSON), so apply can prove that what it
+sends is exactly what was approved.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from civimc_audit.changes.plan import Plan, get_plan, items_frame
+from civimc_audit.common.times import utcnow
+from civimc_audit.errors import UsageError
+from civimc_audit.store import Store
+
+DECISIONS = ("approved", "rejected")
+_DECISION_WORDS = {"approve": "approved", "approved": "approved", "yes": "approved",
+                   "y": "approved", "reject": "rejected", "rejected": "rejected", "no": "rejected",
+                   "n": "rejected", "": None, "undecided": None}
+
+# What a reviewer sees and edits; the columns after `note` are there to read, and are checked
+# on import so an edited payload (or a CSV from another plan) is refused.
+CSV_COLUMNS = ["plan_id", "plan_token", "item_id", "decision", "note", "target", "action",
+               "outcome", "rule", "reason_code", "flags", "email", "contact_id", "display_name",
+               "mailchimp_status", "mailchimp_changed", "civicrm_status", "civicrm_changed",
+               "reason", "payload", "reviewer", "decided_at"]
+CHECKED_COLUMNS = ["target", "action", "email", "contact_id", "payload"]
+
+
+def _open_plan(store: Store, plan_id: int | None) -> Plan:
+    plan = get_plan(store, plan_id)
+    if plan.frozen:
+        raise UsageError(f"plan {plan.id} is frozen (sha256 {plan.frozen_hash[:12]}…) and "
+                         "cannot change; build a new plan with `civimc-audit plan`")
+    return plan
+
+
+def _reviewer(name: str | None) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise UsageError("a reviewer name is needed to record decisions (--reviewer NAME)")
+    return name
+
+
+def decide(store: Store, plan_id: int | None, item_ids: Iterable[int], decision: str, reviewer: str,
+           *, note: str | None = None, via: str = "notebook") -> int:
+    """Record one decision for each of `item_ids`; returns how many were recorded."""
+    if decision not in DECISIONS:
+        raise UsageError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+    reviewer = _reviewer(reviewer)
+    plan = _open_plan(store, plan_id)
+    ids = sorted({int(i) for i in item_ids})
+    if not ids:
+        return 0
+    known = {r[0] for r in store.con.execute(
+        "SELECT item_id FROM plan_items WHERE plan_id = ?", [plan.id]).fetchall()}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise UsageError(f"plan {plan.id} has no item(s) {', '.join(map(str, unknown[:10]))}")
+    now = utcnow()
+    frame = pd.DataFrame({"item_id": ids})
+    with store.transaction() as con:
+        con.register("_ids", frame)
+        con.execute("INSERT INTO decisions (plan_id, item_id, decision, reviewer, decided_at, note,"
+                    " via) SELECT ?, item_id, ?, ?, ?, ?, ? FROM _ids",
+                    [plan.id, decision, reviewer, now, note or None, via])
+        con.unregister("_ids")
+    return len(ids)
+
+
+def filter_items(frame: pd.DataFrame, *, outcome=None, rule=None, reason=None, flag=None,
+                 target=None, decided_as=None, since=None, until=None, text: str | None = None
+                 ) -> pd.DataFrame:
+    """The rows of an items frame matching every given filter.
+
+    Each of outcome/rule/reason/flag/target/decided_as is one value or a collection (any of them);
+    since/until bound the later change date; `text` matches name, email or reason.
+    """
+    mask = pd.Series(True, index=frame.index)
+
+    def among(col, values):
+        values = [values] if isinstance(values, str) else list(values)
+        return frame[col].isin(values)
+
+    for col, value in (("outcome", outcome), ("rule", rule), ("reason_code", reason),
+                       ("target", target), ("decision", decided_as)):
+        if value:
+            mask &= among(col, value)
+    if flag:
+        flags = [flag] if isinstance(flag, str) else list(flag)
+        words = frame["flags"].fillna("").str.split()
+        mask &= words.map(lambda fs: any(f in fs for f in flags))
+    if since is not None:
+        mask &= frame["changed"] >= pd.Timestamp(since)
+    if until is not None:
+        mask &= frame["changed"] <= pd.Timestamp(until)
+    if text:
+        needle = text.strip().lower()
+        hay = (frame["display_name"].fillna("") + " " + frame["email"].fillna("") + " "
+               + frame["reason"].fillna("")).str.lower()
+        mask &= hay.str.contains(needle, regex=False)
+    return frame[mask]
+
+
+def decide_matching(store: Store, plan_id: int | None, decision: str, reviewer: str, *,
+                    everything: bool = False, note: str | None = None, via: str = "rule",
+                    **filters) -> int:
+    """Decide every item matching `filters` (see filter_items); `everything` for all items."""
+    plan = _open_plan(store, plan_id)
+    if not everything and not any(filters.values()):
+        raise UsageError("say which items: --all, or filters such as --outcome CODE")
+    frame = items_frame(store, plan.id)
+    chosen = frame if everything else filter_items(frame, **filters)
+    return decide(store, plan.id, chosen["item_id"].tolist(), decision, reviewer, note=note,
+                  via=via)
+
+
+# CSV --------------------------------------------------------------------------------------------
+def _csv_frame(store: Store, plan: Plan) -> pd.DataFrame:
+    items = items_frame(store, plan.id)
+    out = items.assign(plan_id=plan.id, plan_token=plan.token)
+    out["decision"] = out["decision"].replace("undecided", "")
+    for col in ("mailchimp_changed", "civicrm_changed", "decided_at"):
+        out[col] = out[col].map(lambda v: "" if pd.isna(v) else f"{v:%Y-%m-%dT%H:%M:%SZ}")
+    out["contact_id"] = out["contact_id"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+    return out[CSV_COLUMNS].fillna("")
+
+
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection");
+# such cells are written with a leading apostrophe, which spreadsheets show as text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _defuse(value):
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _undefuse(value: str) -> str:
+    """A cell as export_csv wrote it back to its value (the apostrophe it added removed)."""
+    if value.startswith("'") and value[1:].startswith(_FORMULA_STARTS):
+        return value[1:]
+    return value
+
+
+def export_csv(store: Store, plan_id: int | None, path: str | Path) -> int:
+    """Write the plan's items (removals and flagged first) to a CSV a spreadsheet can edit;
+    cells that would run as formulas get a leading apostrophe (removed again on import)."""
+    plan = get_plan(store, plan_id)
+    frame = _csv_frame(store, plan)
+    frame = frame.apply(lambda col: col.map(_defuse))
+    frame.to_csv(path, index=False, quoting=csv.QUOTE_MINIMAL)
+    return len(frame)
+
+
+def import_csv(store: Store, path: str | Path, reviewer: str, plan_id: int | None = None) -> dict:
+    """Record the decisions of an edited CSV; returns counts per decision.
+
+    All or nothing: a CSV from another plan, unknown item ids, repeated ids, edited payloads or
+    unreadable decisions are refused with the first few problems named, and nothing is recorded.
+    """
+    reviewer = _reviewer(reviewer)
+    path = Path(path)
+    try:
+        rows = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read decisions CSV {path}: {exc}") from None
+    rows = rows.apply(lambda col: col.map(_undefuse))
+    missing = [c for c in ("plan_id", "plan_token", "item_id", "decision", *CHECKED_COLUMNS)
+               if c not in rows.columns]
+    if missing:
+        raise UsageError(f"{path} is not a decisions CSV from `review --export` (missing "
+                         f"column(s) {', '.join(missing)})")
+    tokens = set(rows["plan_token"])
+    ids_in_csv = set(rows["plan_id"])
+    if len(tokens) > 1 or len(ids_in_csv) > 1:
+        raise UsageError(f"{path} mixes rows of several plans; export one plan's CSV again")
+    csv_plan = next(iter(ids_in_csv), None)
+    if plan_id is None and csv_plan:
+        if not csv_plan.isdigit():
+            raise UsageError(f"{path}: plan_id {csv_plan!r} is not a plan id")
+        plan_id = int(csv_plan)
+    plan = _open_plan(store, plan_id)
+    if rows.empty:
+        return {"approved": 0, "rejected": 0, "undecided": 0}
+    if tokens != {plan.token} or ids_in_csv != {str(plan.id)}:
+        raise UsageError(f"{path} comes from another plan (or another store), not plan "
+                         f"{plan.id}; export plan {plan.id} with `civimc-audit review --export`")
+    current = _csv_frame(store, plan).set_index("item_id")
+    problems, chosen = [], {"approved": [], "rejected": []}
+    seen = set()
+    undecided = 0
+    for n, row in enumerate(rows.to_dict("records"), start=2):
+        raw_id = row["item_id"].strip()
+        if not raw_id.isdigit() or int(raw_id) not in current.index:
+            problems.append(f"line {n}: unknown item id {raw_id!r}")
+            continue
+        item_id = int(raw_id)
+        if item_id in seen:
+            problems.append(f"line {n}: item {item_id} appears twice")
+            continue
+        seen.add(item_id)
+        stored = current.loc[item_id]
+        edited = [c for c in CHECKED_COLUMNS if str(row[c]).strip() != str(stored[c]).strip()]
+        if edited:
+            problems.append(f"line {n}: item {item_id} has edited {', '.join(edited)} "
+                            "(only decision and note may change)")
+            continue
+        word = row["decision"].strip().lower()
+        if word not in _DECISION_WORDS:
+            problems.append(f"line {n}: decision {row['decision']!r} is not approve/reject/blank")
+            continue
+        decision = _DECISION_WORDS[word]
+        if decision is None:
+            undecided += 1
+            continue
+        note = (row.get("note") or "").strip() or None
+        chosen[decision].append((item_id, note))
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise UsageError(f"{path} refused, nothing recorded: {'; '.join(problems[:5])}{more}")
+    now = utcnow()
+    records = [{"item_id": i, "decision": d, "note": note}
+               for d, pairs in chosen.items() for i, note in pairs]
+    if records:
+        frame = pd.DataFrame(records, columns=["item_id", "decision", "note"])
+        with store.transaction() as con:
+            con.register("_d", frame)
+            con.execute("INSERT INTO decisions (plan_id, item_id, decision, reviewer, decided_at,"
+                        " note, via) SELECT ?, item_id, decision, ?, ?, note, 'csv' FROM _d",
+                        [plan.id, reviewer, now])
+            con.unregister("_d")
+    return {"approved": len(chosen["approved"]), "rejected": len(chosen["rejected"]),
+            "undecided": undecided}
+
+
+# freezing ---------------------------------------------------------------------------------------
+def approved_items(store: Store, plan_id: int) -> pd.DataFrame:
+    frame = items_frame(store, plan_id)
+    return frame[frame["decision"] == "approved"].sort_values("item_id")
+
+
+def plan_hash(store: Store, plan: Plan, allow_pending: bool | None = None) -> str:
+    """sha256 of what apply would send: the plan's identity, its option, its approved items."""
+    items = approved_items(store, plan.id)
+    canonical = {
+        "plan": plan.id, "token": plan.token, "reconciliation": plan.reconciliation_id,
+        "snapshots": [plan.civicrm_snapshot_id, plan.mailchimp_snapshot_id],
+        "group_id": plan.group_id, "list_id": plan.list_id,
+        "allow_pending": bool(plan.allow_pending if allow_pending is None else allow_pending),
+        "items": [[int(r["item_id"]), r["target"], r["action"], r["email"],
+                   None if pd.isna(r["contact_id"]) else int(r["contact_id"]), r["member_id"],
+                   json.loads(r["payload"])] for r in items.to_dict("records")],
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def freeze(store: Store, plan_id: int | None, by: str, *, allow_pending: bool = False) -> Plan:
+    """Freeze a plan: record the hash of its approved items, its reviewers, who froze it, when.
+
+    `allow_pending` is the reviewers' consent that the resubscribes flagged needs_confirmation,
+    when Mailchimp refuses them with "Member In Compliance State", may be re-sent as pending,
+    which emails them a confirmation request (no other item is ever sent as pending).
+    """
+    by = _reviewer(by)
+    plan = _open_plan(store, plan_id)
+    items = approved_items(store, plan.id)
+    if items.empty:
+        raise UsageError(f"plan {plan.id} has no approved items; approve some before freezing")
+    digest = plan_hash(store, plan, allow_pending)
+    reviewers = sorted(set(items["reviewer"].dropna()))
+    store.con.execute(
+        "UPDATE plans SET status = 'frozen', frozen_at = ?, frozen_hash = ?,"
+        " frozen_reviewers = ?, frozen_by = ?, allow_pending = ? WHERE id = ? AND status = 'open'",
+        [utcnow(), digest, json.dumps(reviewers), by, allow_pending, plan.id])
+    return get_plan(store, plan.id)
+
+
+def check_frozen(store: Store, plan: Plan) -> None:
+    """Refuse a plan that is not frozen, or whose approved items no longer match its hash."""
+    if not plan.frozen:
+        raise UsageError(f"plan {plan.id} is not frozen; approve it and run "
+                         f"`civimc-audit approve --plan {plan.id} --freeze` first")
+    if plan_hash(store, plan) != plan.frozen_hash:
+        raise UsageError(f"plan {plan.id} no longer matches the hash it was frozen with: its "
+                         "items or decisions changed after freezing; refusing to apply it")

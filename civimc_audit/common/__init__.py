@@ -1,0 +1,1 @@
+"""Small helpers every stage shares: email normalisation, times, files, locks."""

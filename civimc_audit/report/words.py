@@ -1,0 +1,110 @@
+"""Outcome rows in words, as the seed page's table puts them ("subscribed 1 Jan",
+"gets removed from Mailchimp"), for reports and the CLI."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+
+from civimc_audit.common.codes import OUTCOME_ORDER
+
+OUTCOME_WORDS = {
+    "add_to_mailchimp": "gets added to Mailchimp",
+    "resubscribe_in_mailchimp": "gets resubscribed in Mailchimp",
+    "unsubscribe_in_mailchimp": "gets removed from Mailchimp",
+    "add_to_civicrm_group": "gets added to CiviCRM",
+    "remove_from_civicrm_group": "gets removed from CiviCRM group",
+    "cannot_sync": "cannot be synced",
+}
+
+OUTCOME_HEADLINES = {  # (after "1 person", after "N people")
+    "remove_from_civicrm_group": ("would be removed from the CiviCRM group",) * 2,
+    "unsubscribe_in_mailchimp": ("would be unsubscribed in Mailchimp",) * 2,
+    "cannot_sync": ("cannot be synced and needs a person to look at them",
+                    "cannot be synced and need a person to look at them"),
+    "add_to_mailchimp": ("would be added to Mailchimp",) * 2,
+    "resubscribe_in_mailchimp": ("would be resubscribed in Mailchimp",) * 2,
+    "add_to_civicrm_group": ("would be added to the CiviCRM group",) * 2,
+    "no_change": ("needs no change", "need no change"),
+}
+
+# Removals first, then what cannot be synced, then additions, then nothing to do.
+REASON_WORDS = {
+    "cleaned_at_mailchimp": "Mailchimp cleaned the address",
+    "email_on_hold": "email on hold in CiviCRM",
+    "other_email_subscribed": "another of their addresses is subscribed",
+    "no_usable_email": "no usable email",
+    "email_shared_with_other_contact": "email belongs to another contact",
+    "no_history_date": "CiviCRM history has no usable date",
+}
+
+HISTORY_VERBS = {"Added": "added", "Removed": "removed", "Pending": "pending",
+                 "Deleted": "deleted"}
+
+
+def short_date(when, year: int | None = None) -> str:
+    """'1 Jan' within `year`, else '1 Jan 2025'."""
+    if when is None or pd.isna(when):
+        return ""
+    when = pd.Timestamp(when).to_pydatetime()
+    text = f"{when.day} {when:%b}"
+    return text if year is not None and when.year == year else f"{text} {when.year}"
+
+
+def mailchimp_words(row, year: int | None = None) -> str:
+    status = row.get("mailchimp_status")
+    if status is None or pd.isna(status):
+        return "(does not exist)"
+    date = short_date(row.get("mailchimp_changed"), year)
+    return f"{status} {date}".strip()
+
+
+def civicrm_words(row, year: int | None = None) -> str:
+    if row.get("contact_id") is None or pd.isna(row.get("contact_id")):
+        return "(does not exist)"
+    hist = row.get("civicrm_history_status")
+    status = row.get("civicrm_status")
+    if (hist is None or pd.isna(hist)) and (status is None or pd.isna(status)):
+        return "never in group"
+    if hist is None or pd.isna(hist):
+        return f"{str(status).lower()} (no history date)"
+    verb = HISTORY_VERBS.get(hist, str(hist).lower())
+    date = short_date(row.get("civicrm_changed"), year)
+    return f"{verb} {date}" if date else f"{verb} (no usable date)"
+
+
+def outcome_words(row) -> str:
+    outcome = row["outcome"]
+    flags = (row.get("flags") or "").split()
+    if outcome == "no_change":
+        return "stays subscribed" if row.get("rule") in ("R1", "R5") else "stays unsubscribed"
+    if outcome == "cannot_sync":
+        why = REASON_WORDS.get(row.get("reason_code"), row.get("reason_code") or "")
+        return f"cannot be synced ({why})" if why else "cannot be synced"
+    text = OUTCOME_WORDS[outcome]
+    if outcome == "add_to_civicrm_group" and (row.get("contact_id") is None
+                                             or pd.isna(row.get("contact_id"))):
+        text += " (as a new contact)"
+    if "needs_confirmation" in flags:
+        text += " (they are asked to confirm)"
+    return text
+
+
+def who(row) -> str:
+    name = row.get("display_name")
+    if name is not None and not pd.isna(name) and str(name).strip():
+        return str(name)
+    return str(row.get("email") or f"contact {row.get('contact_id')}")
+
+
+def people_table(frame: pd.DataFrame, year: int | None = None) -> pd.DataFrame:
+    """The seed's table, Who | Mailchimp | CiviCRM | Outcome, removals first."""
+    year = year if year is not None else datetime.now().year
+    rows = frame.to_dict("records")
+    order = {o: i for i, o in enumerate(OUTCOME_ORDER)}
+    rows.sort(key=lambda r: (order.get(r["outcome"], 99), r.get("person_id") or 0))
+    return pd.DataFrame([{
+        "Who": who(r), "Email": r.get("email") or "", "Mailchimp": mailchimp_words(r, year),
+        "CiviCRM": civicrm_words(r, year), "Outcome": outcome_words(r),
+    } for r in rows], columns=["Who", "Email", "Mailchimp", "CiviCRM", "Outcome"])

@@ -1,0 +1,82 @@
+"""Snapshots written out as files: Parquet per table, CSV per table, and for a Mailchimp
+audience a CSV in Mailchimp's import format, so a person can restore the audience by hand.
+
+Apply writes both snapshots of its plan this way before its first change (the backup); the
+`export` command does the same for any snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from civimc_audit.errors import UsageError
+from civimc_audit.store import SNAPSHOT_TABLES, Store
+
+FORMATS = ("parquet", "csv")
+# Mailchimp's default merge fields under the column names its import screen maps them from.
+IMPORT_NAMES = {"FNAME": "First Name", "LNAME": "Last Name", "ADDRESS": "Address",
+                "PHONE": "Phone Number", "BIRTHDAY": "Birthday"}
+
+
+def mailchimp_import_frame(store: Store, snapshot_id: int) -> pd.DataFrame:
+    """The audience as Mailchimp's import CSV: Email Address, the merge fields by their import
+    names, and the status and change date of each member (import one status at a time)."""
+    members = store.con.execute(
+        "SELECT email_address, status, last_changed, merge_fields FROM mailchimp_member"
+        " WHERE snapshot_id = ? ORDER BY lower(email_address)", [snapshot_id]).fetchall()
+    rows, tags = [], []
+    for email, status, changed, merge in members:
+        fields = json.loads(merge) if merge else {}
+        row = {"Email Address": email}
+        for tag, value in fields.items():
+            name = IMPORT_NAMES.get(tag, tag)
+            if name not in tags:
+                tags.append(name)
+            row[name] = value if not isinstance(value, dict) else json.dumps(value)
+        row["Status"] = status
+        row["Last Changed"] = "" if changed is None else f"{changed:%Y-%m-%d %H:%M:%S}"
+        rows.append(row)
+    known = [IMPORT_NAMES["FNAME"], IMPORT_NAMES["LNAME"]]
+    columns = ["Email Address", *known, *[t for t in tags if t not in known], "Status",
+               "Last Changed"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def export_snapshot(store: Store, snapshot_id: int, folder: str | Path, fmt: str = "parquet"
+                    ) -> list[Path]:
+    """Write one snapshot's tables into `folder`; returns the files written."""
+    if fmt not in FORMATS:
+        raise UsageError(f"export format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    snap = store.snapshot(snapshot_id)
+    if snap.status != "complete":
+        raise UsageError(f"{snap.source} snapshot {snap.id} is {snap.status}; only complete "
+                         "snapshots can be exported")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in SNAPSHOT_TABLES[snap.source]:
+        target = folder / f"{table}.{fmt}"
+        options = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
+        path = str(target).replace("'", "''")
+        # COPY takes no prepared parameters; the id is an int from the registry.
+        store.con.execute(f"COPY (SELECT * EXCLUDE (snapshot_id) FROM {table}"
+                          f" WHERE snapshot_id = {int(snap.id)}) TO '{path}' ({options})")
+        written.append(target)
+    if snap.source == "mailchimp":
+        target = folder / "mailchimp-import.csv"
+        mailchimp_import_frame(store, snap.id).to_csv(target, index=False)
+        written.append(target)
+    return written
+
+
+def backup_snapshots(store: Store, snapshot_ids: list[int], folder: Path) -> list[Path]:
+    """Parquet of every table of each snapshot, plus the audience's import CSV."""
+    written = []
+    for sid in snapshot_ids:
+        snap = store.snapshot(sid)
+        written += export_snapshot(store, sid, folder / f"{snap.source}-snapshot-{sid}",
+                                   "parquet")
+    return written

@@ -1,0 +1,66 @@
+"""Helpers the apply, run and review tests share: the CLI as a user runs it, plans approved
+and frozen, what reached Mailchimp, CiviCRM group statuses and journal states."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+
+from civimc_audit.changes.apply import DIE_ENV
+from civimc_audit.config import load_config
+from civimc_audit.store import Store
+from support.values import TEST_LIST_ID
+
+YEAR = 2026
+
+
+def cli_ok(run_cli, config, *args, code=0):
+    got, out, err = run_cli("--config", config, *args)
+    assert got == code, f"{args}: exit {got}\n{out}\n{err}"
+    return out
+
+
+def plan_and_freeze(run_cli, config, *freeze_args, approve=("--all",)):
+    for cmd in (["snapshot"], ["reconcile"], ["plan"]):
+        cli_ok(run_cli, config, *cmd)
+    cli_ok(run_cli, config, "approve", *approve, "--reviewer", "Ada")
+    cli_ok(run_cli, config, "approve", "--freeze", "--reviewer", "Ada", *freeze_args)
+
+
+def posted(emu) -> Counter:
+    """(email, status) -> how many batch calls that reached Mailchimp carried it."""
+    got = Counter()
+    for r in emu.requests:
+        if (r.method == "POST" and r.path.rstrip("/") == f"/3.0/lists/{TEST_LIST_ID}"
+                and r.fault != "drop"):
+            for m in r.body["members"]:
+                got[(m["email_address"].lower(), m["status"])] += 1
+    return got
+
+
+def group_status(civi_db, contact_id):
+    civi_db.conn.commit()
+    with civi_db.conn.cursor() as cur:
+        cur.execute("SELECT status FROM civicrm_group_contact WHERE contact_id=%s AND group_id=%s",
+                    (contact_id, civi_db.group_id))
+        row = cur.fetchone()
+        return row and row[0]
+
+
+def journal_states(config, plan_id=1) -> dict[str, str]:
+    from civimc_audit.changes.plan import items_frame
+
+    with Store(load_config(config).store_file) as store:
+        items = items_frame(store, plan_id)
+    return dict(zip(items["email"], items["journal_state"].fillna(""), strict=True))
+
+
+def start_apply(config, die_at: str | None) -> subprocess.Popen:
+    env = dict(os.environ)
+    if die_at:
+        env[DIE_ENV] = die_at
+    return subprocess.Popen([sys.executable, "-m", "civimc_audit.cli", "--config", str(config),
+                             "apply", "--execute", "--no-verify"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
