@@ -4,10 +4,10 @@ fixture database per test, and the Mailchimp emulator over real HTTP on a random
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.civicrm import CiviDB
 from support.values import TEST_API_KEY, TEST_LIST_ID
 
 from civimc_audit.config import (
@@ -24,17 +24,6 @@ from civimc_sandbox.localdb import ensure_server
 @pytest.fixture(scope="session")
 def mysql_server():
     return ensure_server()
-
-
-@dataclass
-class CiviDB:
-    """A fresh fixture database and a writer for it."""
-
-    server: object
-    name: str
-    conn: object
-    fixture: CiviFixture
-    group_id: int | None = None
 
 
 @pytest.fixture

@@ -39,6 +39,13 @@ GROUP_COLUMNS = ("id", "name", "title", "group_type", "saved_search_id", "is_act
 TRANSPORTS = ("auto", "client", "server")
 
 
+def mailing_list_warning(group_id, title) -> str:
+    """The one-line warning for an audited group that is not marked as a mailing list."""
+    return (f"warning: CiviCRM group {group_id} '{title}' is not marked as a mailing list; "
+            "the sync extension only offers mailing-list groups (set its group type to "
+            "Mailing List if this is the right group)")
+
+
 @dataclass(frozen=True)
 class GroupInfo:
     """The audited group, as read from civicrm_group."""

@@ -24,7 +24,7 @@ from civimc_audit.reconcile import REPORT_COLUMNS, outcome_frame
 from civimc_audit.report.words import OUTCOME_HEADLINES, REASON_WORDS, people_table
 from civimc_audit.store import Store
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"  # shipped in the package
 
 FLAG_WORDS = {
     "duplicate_contacts": "More than one CiviCRM contact has this email. Merge the duplicates "
@@ -194,6 +194,7 @@ def ipc_kernel_manager():
     already in use"); sockets in a folder of our own cannot collide."""
     import shutil
     import subprocess
+    import sys
     import tempfile
 
     from jupyter_client.manager import AsyncKernelManager
@@ -213,6 +214,11 @@ def ipc_kernel_manager():
             # still reach the notebook through the messaging protocol.
             cmd, kw = await super()._async_pre_start_kernel(**kw)
             kw["stderr"] = subprocess.DEVNULL
+            if cmd[1:3] == ["-m", "ipykernel_launcher"]:
+                # Whatever "python3" kernelspec the machine has, the report's kernel is this
+                # interpreter: the one civimc_audit is installed in (`pip install .` installs
+                # no kernelspec of its own).
+                cmd = [sys.executable, *cmd[1:]]
             return cmd, kw
 
         async def _async_cleanup_resources(self, restart: bool = False) -> None:

@@ -17,7 +17,7 @@ from civimc_audit.report.review_widget import ReviewTable
 from civimc_audit.store import Store
 from civimc_sandbox.demo import load_seed, seed_email
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "civimc_audit" / "notebooks"
 YEAR = 2026
 
 

@@ -13,7 +13,7 @@ from support.values import TEST_API_KEY, TEST_LIST_ID
 
 from civimc_sandbox.demo import load_seed
 
-RUN_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "run.ipynb"
+RUN_NOTEBOOK = Path(__file__).resolve().parents[2] / "civimc_audit" / "notebooks" / "run.ipynb"
 
 
 @pytest.fixture

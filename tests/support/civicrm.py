@@ -5,8 +5,21 @@ from __future__ import annotations
 import secrets
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from civimc_audit.config import ENV_CIVICRM_PASSWORD, ENV_CIVICRM_WRITE_PASSWORD, CiviCRMSettings
+from civimc_sandbox.civicrm.fixture import CiviFixture
+
+
+@dataclass
+class CiviDB:
+    """A fresh fixture database and a writer for it."""
+
+    server: object
+    name: str
+    conn: object
+    fixture: CiviFixture
+    group_id: int | None = None
 
 
 def settings_for(civi_db, monkeypatch, *, user=None, password=None, write_user=None,
@@ -51,7 +64,6 @@ def variant_db(mysql_server, variant: str, timezone: str | None = None):
     """A fresh fixture database of a schema variant, with a 'newsletter' group; yields a
     CiviDB-like object (server, name, conn, fixture, group_id) and drops the database after."""
     from civimc_sandbox.civicrm.fixture import CiviFixture, create_database
-    from support.values import CiviDB
 
     name = f"civimc_test_{uuid.uuid4().hex[:10]}"
     conn = mysql_server.connect(autocommit=False)
