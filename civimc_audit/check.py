@@ -40,7 +40,7 @@ class CheckResult:
         """The problem that stopped the checks, if one did."""
         return next((e.error for e in self.entries if e.status == "error"), None)
 
-    def add(self, name: str, status: str = "ok", **facts) -> None:
+    def add(self, name: str, status: str = "ok", /, **facts) -> None:
         self.entries.append(CheckEntry(name, status, facts))
 
 
