@@ -32,6 +32,7 @@ _EXPORTS = {
     "snapshot_civicrm": "civimc_audit.civicrm.reader",
     "snapshot_mailchimp": "civimc_audit.mailchimp.reader",
     "check": "civimc_audit.check",
+    "CheckResult": "civimc_audit.check",
     # reconciliation
     "reconcile": "civimc_audit.reconcile",
     "outcome_frame": "civimc_audit.reconcile",
@@ -87,6 +88,7 @@ __all__ = [
     "snapshot_civicrm",
     "snapshot_mailchimp",
     "check",
+    "CheckResult",
     "reconcile",
     "outcome_frame",
     "Plan",
@@ -148,7 +150,7 @@ if TYPE_CHECKING:  # what a type checker and an IDE see
     )
     from civimc_audit.changes.session import ApplySession
     from civimc_audit.changes.verify import VerifyResult, verify
-    from civimc_audit.check import check
+    from civimc_audit.check import CheckResult, check
     from civimc_audit.civicrm.reader import snapshot_civicrm
     from civimc_audit.config import Config, find_config_path, load_config
     from civimc_audit.errors import (

@@ -23,11 +23,10 @@ class RunLock:
     """`with RunLock(runs_dir):` holds the lock for the block; refuses with `RunLocked`."""
 
     folder: Path
-    run: str | None = None
     info: Owner | None = None
 
     def __post_init__(self) -> None:
-        self._lock = OSLock(self.path, "run", {"run": self.run} if self.run else None)
+        self._lock = OSLock(self.path, "run")
 
     @property
     def path(self) -> Path:
