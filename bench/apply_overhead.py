@@ -98,8 +98,9 @@ def run(n: int) -> dict:
 def measure(mode: str, config: Path) -> float:
     import json
 
-    from civimc_audit.changes.apply import CIVICRM_BATCH, MAILCHIMP_CHUNK
+    from civimc_audit.changes.apply import MAILCHIMP_CHUNK
     from civimc_audit.changes.plan import items_frame
+    from civimc_audit.changes.session import CIVICRM_BATCH
     from civimc_audit.civicrm.writer import CiviCRMWriter
     from civimc_audit.mailchimp.client import MailchimpClient
     from civimc_audit.mailchimp.writer import MailchimpWriter

@@ -32,6 +32,7 @@ _EXPORTS = {
     "snapshot_civicrm": "civimc_audit.civicrm.reader",
     "snapshot_mailchimp": "civimc_audit.mailchimp.reader",
     "check": "civimc_audit.check",
+    "CheckResult": "civimc_audit.check",
     # reconciliation
     "reconcile": "civimc_audit.reconcile",
     "outcome_frame": "civimc_audit.reconcile",
@@ -51,6 +52,7 @@ _EXPORTS = {
     "journal_frame": "civimc_audit.changes.apply",
     "open_store": "civimc_audit.store",
     "verify": "civimc_audit.changes.verify",
+    "ApplySession": "civimc_audit.changes.session",
     "VerifyResult": "civimc_audit.changes.verify",
     # reports and scheduled runs
     "AuditReport": "civimc_audit.report.audit",
@@ -60,6 +62,8 @@ _EXPORTS = {
     "items_html": "civimc_audit.report.review_widget",
     "results_table": "civimc_audit.report.apply_results",
     "results_chart_png": "civimc_audit.report.apply_results",
+    "apply_lines": "civimc_audit.report.apply_results",
+    "verify_lines": "civimc_audit.report.apply_results",
     "run_scheduled": "civimc_audit.runs.pipeline",
     "run_in_notebook": "civimc_audit.runs.pipeline",
     "show_run": "civimc_audit.runs.pipeline",
@@ -84,6 +88,7 @@ __all__ = [
     "snapshot_civicrm",
     "snapshot_mailchimp",
     "check",
+    "CheckResult",
     "reconcile",
     "outcome_frame",
     "Plan",
@@ -102,6 +107,7 @@ __all__ = [
     "open_store",
     "verify",
     "VerifyResult",
+    "ApplySession",
     "AuditReport",
     "html_table",
     "run_report",
@@ -109,6 +115,8 @@ __all__ = [
     "items_html",
     "results_table",
     "results_chart_png",
+    "apply_lines",
+    "verify_lines",
     "run_scheduled",
     "run_in_notebook",
     "show_run",
@@ -140,8 +148,9 @@ if TYPE_CHECKING:  # what a type checker and an IDE see
         freeze,
         import_csv,
     )
+    from civimc_audit.changes.session import ApplySession
     from civimc_audit.changes.verify import VerifyResult, verify
-    from civimc_audit.check import check
+    from civimc_audit.check import CheckResult, check
     from civimc_audit.civicrm.reader import snapshot_civicrm
     from civimc_audit.config import Config, find_config_path, load_config
     from civimc_audit.errors import (
@@ -155,7 +164,12 @@ if TYPE_CHECKING:  # what a type checker and an IDE see
     )
     from civimc_audit.mailchimp.reader import snapshot_mailchimp
     from civimc_audit.reconcile import outcome_frame, reconcile
-    from civimc_audit.report.apply_results import results_chart_png, results_table
+    from civimc_audit.report.apply_results import (
+        apply_lines,
+        results_chart_png,
+        results_table,
+        verify_lines,
+    )
     from civimc_audit.report.audit import AuditReport, html_table, run_report
     from civimc_audit.report.review_widget import ReviewTable, items_html
     from civimc_audit.runs.pipeline import RunResult, run_in_notebook, run_scheduled, show_run

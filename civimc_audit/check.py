@@ -1,21 +1,63 @@
-"""`check`: can both systems be reached and read as configured?"""
+"""`check`: can both systems be reached and read as configured?
+
+Returns a `CheckResult`, one entry per check with its status (ok, warning or error) and the
+facts it found; the CLI puts them in words. Checks run in order and stop at the first error
+(what follows depends on it, or would only repeat it).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from civimc_audit.civicrm.db import connect
 from civimc_audit.civicrm.dump import find_client
-from civimc_audit.civicrm.reader import find_group, mailing_list_warning
-from civimc_audit.config import ENV_CIVICRM_WRITE_PASSWORD, Config
-from civimc_audit.errors import CiviCRMError
+from civimc_audit.civicrm.reader import find_group
+from civimc_audit.config import Config
+from civimc_audit.errors import CiviCRMError, CivimcError
 from civimc_audit.mailchimp.client import MailchimpClient
 
 CIVICRM_TABLES = ("civicrm_contact", "civicrm_email", "civicrm_group", "civicrm_group_contact",
                   "civicrm_subscription_history")
 
 
-def check(config: Config) -> list[str]:
-    """Lines saying what was verified; raises the first problem found."""
-    lines = []
+@dataclass(frozen=True)
+class CheckEntry:
+    """One check: its name, status ("ok", "warning" or "error") and facts (for an error, the
+    exception to report)."""
+
+    name: str
+    status: str
+    facts: dict = field(default_factory=dict)
+    error: CivimcError | None = None
+
+
+@dataclass
+class CheckResult:
+    entries: list[CheckEntry] = field(default_factory=list)
+
+    @property
+    def error(self) -> CivimcError | None:
+        """The problem that stopped the checks, if one did."""
+        return next((e.error for e in self.entries if e.status == "error"), None)
+
+    def add(self, name: str, status: str = "ok", /, **facts) -> None:
+        self.entries.append(CheckEntry(name, status, facts))
+
+
+def check(config: Config) -> CheckResult:
+    """Check CiviCRM's tables, group, transport and write account, then Mailchimp's API and
+    audience."""
+    result = CheckResult()
+    for step in (_civicrm, _writer, _mailchimp):
+        try:
+            step(config, result)
+        except CivimcError as exc:
+            result.entries.append(CheckEntry(step.__name__.strip("_"), "error", error=exc))
+            break
+    return result
+
+
+def _civicrm(config: Config, result: CheckResult) -> None:
     conn = connect(config.civicrm)
     try:
         with conn.cursor() as cur:
@@ -29,28 +71,29 @@ def check(config: Config) -> list[str]:
             group = find_group(cur, config.civicrm)
     finally:
         conn.close()
-    lines.append(f"CiviCRM: can read {len(CIVICRM_TABLES)} tables as '{config.civicrm.user}'")
-    lines.append(f"CiviCRM: group {group.id} '{group.title}' is a normal group")
+    result.add("civicrm_tables", user=config.civicrm.user, tables=len(CIVICRM_TABLES))
+    result.add("civicrm_group", group_id=group.id, title=group.title)
     if not group.is_mailing_list:
-        lines.append(mailing_list_warning(group.id, group.title))
-    client_path = find_client()
-    lines.append(f"CiviCRM: snapshots stream through the command-line client {client_path}"
-                 if client_path else
-                 "CiviCRM: snapshots read in server-packed chunks (install the mariadb or mysql "
-                 "command-line client for faster snapshots)")
-    lines.append(check_writer(config))
+        result.add("civicrm_mailing_list", "warning", group_id=group.id, title=group.title)
+    result.add("civicrm_transport", client=find_client())
+
+
+def _writer(config: Config, result: CheckResult) -> None:
+    result.add("civicrm_writer", user=config.civicrm.write_user, state=check_writer(config))
+
+
+def _mailchimp(config: Config, result: CheckResult) -> None:
     client = MailchimpClient(config.mailchimp)
     try:
         client.ping()
+        result.add("mailchimp_api", url=client.base_url)
         info = client.get_list(config.mailchimp.list_id)
         members = client.get(f"/lists/{config.mailchimp.list_id}/members", count=1,
                              fields="total_items")
     finally:
         client.close()
-    lines.append(f"Mailchimp: API at {client.base_url} answers")
-    lines.append(f"Mailchimp: audience {info['id']} '{info.get('name', '')}' exists; "
-                 f"its members can be read ({members.get('total_items', 0)} of any status)")
-    return lines
+    result.add("mailchimp_audience", list_id=info["id"], name=info.get("name", ""),
+               members=members.get("total_items", 0))
 
 
 # What the writer needs (README "Applying an approved plan"), table by table.
@@ -66,17 +109,17 @@ _GRANTEE = ("CONCAT('\\'', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '\\'@\\'',"
 
 
 def check_writer(config: Config) -> str:
-    """One line on the write account: its privileges suffice, or which are missing.
+    """The write account's state: "not_configured" (no write_user), "not_checked" (its
+    password is not in the environment) or "ok"; raises naming the missing privileges.
 
     Read from information_schema (global, database and table grants of the account itself);
     privileges that come only through a role are not seen and are reported as missing.
     """
     settings = config.civicrm
     if not settings.write_user:
-        return "CiviCRM: no write_user configured (needed only to apply a plan)"
+        return "not_configured"
     if not settings.write_password:
-        return (f"CiviCRM: write account '{settings.write_user}' not checked "
-                f"({ENV_CIVICRM_WRITE_PASSWORD} is not set)")
+        return "not_checked"
     conn = connect(settings, write=True)
     try:
         with conn.cursor() as cur:
@@ -98,4 +141,5 @@ def check_writer(config: Config) -> str:
     if missing:
         raise CiviCRMError(f"CiviCRM write account '{settings.write_user}' lacks "
                            f"{', '.join(missing)} (see README for the grants)", misconfigured=True)
-    return f"CiviCRM: write account '{settings.write_user}' has the privileges apply needs"
+    return "ok"
+

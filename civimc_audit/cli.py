@@ -53,8 +53,40 @@ def check(obj):
     """Connect to both systems and check access, the group and the audience."""
     from civimc_audit.check import check as run_check
 
-    for line in run_check(obj.config):
-        click.echo(line, err=line.startswith("warning:"))
+    result = run_check(obj.config)
+    if result.error is not None:
+        raise result.error
+    for entry in result.entries:
+        click.echo(_check_line(entry), err=entry.status == "warning")
+
+
+def _check_line(entry) -> str:
+    """One check's entry in words."""
+    from civimc_audit.config import ENV_CIVICRM_WRITE_PASSWORD
+    from civimc_audit.report.words import mailing_list_warning
+
+    f = entry.facts
+    if entry.name == "civicrm_tables":
+        return f"CiviCRM: can read {f['tables']} tables as '{f['user']}'"
+    if entry.name == "civicrm_group":
+        return f"CiviCRM: group {f['group_id']} '{f['title']}' is a normal group"
+    if entry.name == "civicrm_mailing_list":
+        return mailing_list_warning(f["group_id"], f["title"])
+    if entry.name == "civicrm_transport":
+        return (f"CiviCRM: snapshots stream through the command-line client {f['client']}"
+                if f["client"] else
+                "CiviCRM: snapshots read in server-packed chunks (install the mariadb or mysql "
+                "command-line client for faster snapshots)")
+    if entry.name == "civicrm_writer":
+        return {"not_configured": "CiviCRM: no write_user configured (needed only to apply a plan)",
+                "not_checked": f"CiviCRM: write account '{f['user']}' not checked "
+                               f"({ENV_CIVICRM_WRITE_PASSWORD} is not set)",
+                "ok": f"CiviCRM: write account '{f['user']}' has the privileges apply needs",
+                }[f["state"]]
+    if entry.name == "mailchimp_api":
+        return f"Mailchimp: API at {f['url']} answers"
+    return (f"Mailchimp: audience {f['list_id']} '{f['name']}' exists; "
+            f"its members can be read ({f['members']} of any status)")
 
 
 @cli.command()
@@ -76,7 +108,7 @@ def snapshot(obj, civicrm_only, mailchimp_only, incremental):
             snap = snapshot_civicrm(obj.config.civicrm, store, progress=progress)
             click.echo(_snapshot_line(snap))
             if snap.meta.get("is_mailing_list") is False:
-                from civimc_audit.civicrm.reader import mailing_list_warning
+                from civimc_audit.report.words import mailing_list_warning
 
                 click.echo(mailing_list_warning(snap.meta.get("group_id"),
                                                 snap.meta.get("group_title")), err=True)
@@ -269,10 +301,11 @@ def apply_cmd(obj, plan_id, execute, no_verify):
     """Apply a frozen plan (default: the latest); a dry run unless --execute."""
     from civimc_audit.changes.apply import apply_plan
     from civimc_audit.errors import NeedsPerson
+    from civimc_audit.report.apply_results import apply_lines
 
     result = apply_plan(obj.config, plan_id, execute=execute, progress=sys.stderr.isatty(),
                         verify_after=not no_verify)
-    for line in result.lines:
+    for line in apply_lines(result):
         click.echo(line)
     if result.needs_person:
         raise NeedsPerson(f"plan {result.plan.id}: some items were skipped, failed or still "
@@ -287,9 +320,10 @@ def verify(obj, plan_id):
     """Take fresh snapshots, reconcile, and report applied items still needing a change."""
     from civimc_audit.changes.verify import verify as run_verify
     from civimc_audit.errors import NeedsPerson
+    from civimc_audit.report.apply_results import verify_lines
 
     result = run_verify(obj.config, plan_id, progress=sys.stderr.isatty())
-    for line in result.lines:
+    for line in verify_lines(result):
         click.echo(line)
     if result.needs_person:
         raise NeedsPerson(f"{len(result.remaining)} applied items still need a change")

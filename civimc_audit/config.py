@@ -108,7 +108,7 @@ class ScheduleSettings:
     max_snapshot_age_hours: float | None = None
     keep_runs_days: float | None = None
     auto_approve: tuple[str, ...] = ()
-    lock_stale_hours: float = 12.0
+    lock_stale_hours: float = 12.0  # ignored (the run lock never goes stale); old configs load
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ the traceback is written to a file and its path printed).
     │   ├── NeedsPerson             the run worked but a person must look (exit 1)
     │   └── RunFailed               a step of a scheduled run failed (carries that step's code)
     ├── ClientUnavailable           internal: the mysql client cannot connect; read another way
+    ├── LockHeld                    internal: another process holds an OS lock (common/oslock.py)
     └── RunStepFailed               internal: raised in run.ipynb so papermill marks the stop
 """
 
@@ -47,7 +48,8 @@ class StoreError(UsageError):
 
 
 class RunLocked(UsageError):
-    """Another run holds the lock (exit 2: this invocation was refused, nothing was done)."""
+    """Another run or apply holds the lock (exit 2: this invocation was refused, nothing was
+    done)."""
 
 
 class SourceError(CivimcError):
@@ -97,6 +99,17 @@ class RunFailed(CivimcError):
 
 class ClientUnavailable(Exception):
     """The command-line client could not connect; read another way."""
+
+
+class LockHeld(Exception):
+    """Another process holds an OS lock; `owner` is its record (None when it has none yet).
+    Callers turn it into `RunLocked` with their own words."""
+
+    def __init__(self, path, owner):
+        super().__init__(f"{path} is held" + (f" by pid {owner.pid} on {owner.host}"
+                                             if owner is not None else ""))
+        self.path = path
+        self.owner = owner
 
 
 class RunStepFailed(Exception):

@@ -9,12 +9,13 @@ blindly, and never sends an item that is already done, failed or stale.
 
 Before the first change of a run, both snapshots are backed up (Parquet, plus the audience in
 Mailchimp's import format) into the run folder, and every person changed at either side since
-its snapshot is skipped as `stale` (drift.py) — items re-sent after an interrupted run too. One
-apply per store at a time, whatever the plan: a lock row names the process holding it; a lock
-whose process is gone is taken over.
+its snapshot is skipped as `stale` (drift.py) — items re-sent after an interrupted run too.
 
-The store is opened only for each journal write (DuckDB lets one process hold the file), so
-`plan --show` or a second, refused, apply can run while an apply is sending.
+One apply per store at a time, whatever the plan: the apply lock (session.py) is taken before
+anything else and held to the end, so a second apply is refused at once. The apply then opens
+one session (the store, CiviCRM's read and write connections, the Mailchimp client) and hands
+it to every phase: settling, the drift check, the writers, the journal and verify. The store
+stays open for the whole apply, so other commands that need it wait until the apply ends.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import signal
 import socket
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -33,16 +34,16 @@ from tqdm.auto import tqdm
 
 from civimc_audit.changes.plan import Plan, get_plan, latest_frozen_plan
 from civimc_audit.changes.review import approved_items, check_frozen
+from civimc_audit.changes.session import ApplyLock, ApplySession
 from civimc_audit.common.emails import normalize_email
 from civimc_audit.common.times import run_stamp, utcnow
 from civimc_audit.config import Config
 from civimc_audit.errors import CiviCRMError, MailchimpError, StoreError, UsageError
-from civimc_audit.store import Store, open_store
+from civimc_audit.store import Store
 from civimc_audit.store.export import backup_snapshots
 
 MAILCHIMP_CHUNK = 500      # one batch call per journal chunk
 CIVICRM_CHUNK = 1000       # journaled together; the writer still commits every CIVICRM_BATCH
-CIVICRM_BATCH = 200
 COMPLIANCE = "Member In Compliance State"
 FINAL_STATES = ("done", "failed", "stale")
 # Tests only: "<checkpoint>:<n>" SIGKILLs this process at the nth pass of a checkpoint;
@@ -74,7 +75,12 @@ def checkpoint(name: str) -> None:
 
 @dataclass
 class ApplyResult:
-    """What one apply did (or, as a dry run, would do)."""
+    """What one apply did (or, as a dry run, would do); report/apply_results.py puts it in words.
+
+    `items` are the plan's approved items with their journal state (after the run when one
+    ran), `to_send` those that were still open before it; `run_id` and `folder` are set only
+    when something was sent; `verify` is the VerifyResult of the check afterwards.
+    """
 
     plan: Plan
     execute: bool
@@ -82,7 +88,6 @@ class ApplyResult:
     folder: Path | None = None
     items: pd.DataFrame | None = None
     to_send: pd.DataFrame | None = None
-    lines: list[str] = field(default_factory=list)
     verify: object | None = None
 
     def counts(self) -> dict[str, int]:
@@ -100,27 +105,15 @@ class ApplyResult:
         return bool(bad or (self.verify is not None and self.verify.needs_person))
 
 
-def describe(row) -> str:
-    payload = json.loads(row["payload"])
-    who = row["email"] or ""
-    if row["target"] == "mailchimp":
-        return f"mailchimp {row['action']:<17} {who} -> {payload['status']}"
-    if row["action"] == "create_contact":
-        return f"civicrm   create_contact    {who} (new contact, added to group {payload['group_id']})"
-    return (f"civicrm   {row['action']:<17} contact {payload['contact_id']} {who} "
-            f"(group {payload['group_id']})")
-
-
 class _Run:
-    """One execution of a plan: journal writes, settling, drift, sending."""
+    """One execution of a plan over a session: journal writes, settling, drift, sending."""
 
-    def __init__(self, config: Config, plan: Plan, run_id: int, progress: bool):
-        self.config = config
+    def __init__(self, session: ApplySession, plan: Plan, run_id: int, progress: bool):
+        self.session = session
         self.plan = plan
         self.run_id = run_id
         self.progress = progress
         self.tracking = tracking_note(plan.id)
-        self._mc_client = None
 
     # journal ---------------------------------------------------------------------------------
     def journal(self, rows: list[dict]) -> None:
@@ -131,7 +124,7 @@ class _Run:
         frame["item_id"] = frame["item_id"].astype(int)
         for col in ("sent", "title", "detail"):
             frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
-        with open_store(self.config.store_file) as store, store.transaction() as con:
+        with self.session.store.transaction() as con:
             con.register("_j", frame)
             con.execute("INSERT INTO journal (plan_id, item_id, run_id, state, journaled_at, sent,"
                         " title, detail) SELECT ?, item_id, ?, state, ?, sent, title, detail"
@@ -145,89 +138,94 @@ class _Run:
                        "title": title, "detail": detail}
                       for i, p in zip(items["item_id"], payloads, strict=True)])
 
-    # systems ---------------------------------------------------------------------------------
-    @property
-    def mc_client(self):
-        if self._mc_client is None:
-            from civimc_audit.mailchimp.client import MailchimpClient
-            self._mc_client = MailchimpClient(self.config.mailchimp)
-        return self._mc_client
-
-    def mc_writer(self):
-        from civimc_audit.mailchimp.writer import MailchimpWriter
-        return MailchimpWriter(self.mc_client, self.plan.list_id)
-
-    def close(self) -> None:
-        if self._mc_client is not None:
-            self._mc_client.close()
-
     # settling interrupted items --------------------------------------------------------------
     def settle(self, items: pd.DataFrame, sent: dict[int, dict]) -> pd.DataFrame:
         """Journal `sending` items whose change is already made as done; returns the rest."""
-        from civimc_audit.changes.resume import contacts_created_by, group_statuses, mailchimp_statuses
+        if items.empty:
+            return items
+        mc = items[items["target"] == "mailchimp"]
+        groups = items[(items["target"] == "civicrm") & (items["action"] != "create_contact")]
+        new = items[items["action"] == "create_contact"]
+        done, resend = self._settle_mailchimp(mc, sent)
+        group_done, group_resend = self._settle_groups(groups)
+        new_done, new_resend, trashed = self._settle_created(new)
+        self.journal(done + group_done + new_done)
+        self.journal(trashed)
+        return items[items["item_id"].isin(resend + group_resend + new_resend)]
+
+    def _settle_mailchimp(self, items: pd.DataFrame, sent: dict[int, dict]
+                          ) -> tuple[list[dict], list[int]]:
+        """(done rows, ids to send again): done when the member has the status sent."""
+        from civimc_audit.mailchimp.live import member_statuses
+
+        if items.empty:
+            return [], []
+        done, resend = [], []
+        now = member_statuses(self.session.mailchimp, self.plan.list_id, list(items["member_id"]))
+        for row in items.to_dict("records"):
+            wanted = sent.get(row["item_id"], json.loads(row["payload"]))["status"]
+            if now.get(row["member_id"]) == wanted:
+                done.append(_settled(row, f"{wanted} at Mailchimp (confirmed after an "
+                                          "interrupted run)"))
+            else:
+                resend.append(row["item_id"])
+        return done, resend
+
+    def _settle_groups(self, items: pd.DataFrame) -> tuple[list[dict], list[int]]:
+        """(done rows, ids to send again): done when the contact's group status is the wanted one."""
+        if items.empty:
+            return [], []
+        done, resend = [], []
+        ids = [int(c) for c in items["contact_id"]]
+        now = self.session.civicrm.group_statuses(self.plan.group_id, ids)
+        for row in items.to_dict("records"):
+            status = now.get(int(row["contact_id"]))
+            made = status == "Added" if row["action"] == "add_to_group" else status != "Added"
+            if made:
+                done.append(_settled(row, f"group status {status or 'none'} in CiviCRM "
+                                          "(confirmed after an interrupted run)"))
+            else:
+                resend.append(row["item_id"])
+        return done, resend
+
+    def _settle_created(self, items: pd.DataFrame) -> tuple[list[dict], list[int], list[dict]]:
+        """(done rows, ids to send again, stale rows) for interrupted contact creations.
+
+        Only a contact this plan created counts (its source note names the plan); one made by
+        someone else meanwhile is drift, found when the item is re-sent. A created contact not
+        yet in the group is added now.
+        """
         from civimc_audit.civicrm.writer import source_note
 
         if items.empty:
-            return items
-        done, resend, trashed = [], [], []
-        mc = items[items["target"] == "mailchimp"]
-        if not mc.empty:
-            now = mailchimp_statuses(self.mc_client, self.plan.list_id, list(mc["member_id"]))
-            for row in mc.to_dict("records"):
-                wanted = sent.get(row["item_id"], json.loads(row["payload"]))["status"]
-                if now.get(row["member_id"]) == wanted:
-                    done.append(_settled(row, f"{wanted} at Mailchimp (confirmed after an "
-                                              "interrupted run)"))
-                else:
-                    resend.append(row["item_id"])
-        civi = items[(items["target"] == "civicrm") & (items["action"] != "create_contact")]
-        if not civi.empty:
-            ids = [int(c) for c in civi["contact_id"]]
-            now = group_statuses(self.config.civicrm, self.plan.group_id, ids)
-            for row in civi.to_dict("records"):
-                status = now.get(int(row["contact_id"]))
-                made = status == "Added" if row["action"] == "add_to_group" else status != "Added"
-                if made:
-                    done.append(_settled(row, f"group status {status or 'none'} in CiviCRM "
-                                              "(confirmed after an interrupted run)"))
-                else:
-                    resend.append(row["item_id"])
-        new = items[items["action"] == "create_contact"]
-        if not new.empty:
-            # Only a contact this plan created counts (its source note names the plan); one
-            # made by someone else meanwhile is drift, found when the item is re-sent.
-            ours = contacts_created_by(self.config.civicrm, self.plan.group_id,
-                                       source_note(self.tracking))
-            late_adds = []
-            for row in new.to_dict("records"):
-                found = ours.get(normalize_email(row["email"]), [])
-                if any(status == "trashed" for _, status in found):
-                    # Someone put the contact this plan created in the trash: never again.
-                    trashed.append({"item_id": row["item_id"], "state": "stale",
-                                    "title": "changed since the snapshot",
-                                    "detail": "the contact this plan created was trashed in "
-                                              "CiviCRM: left for a new audit"})
-                    continue
-                added = [cid for cid, status in found if status == "Added"]
-                if added:
-                    done.append(_settled(row, f"contact {added[0]} in the group (confirmed "
-                                              "after an interrupted run)"))
-                elif found:
-                    late_adds.append((row, min(cid for cid, _ in found)))
-                else:
-                    resend.append(row["item_id"])
-            if late_adds:
-                self._finish_created(late_adds)
-        self.journal(done)
-        self.journal(trashed)
-        return items[items["item_id"].isin(resend)]
+            return [], [], []
+        ours = self.session.civicrm.contacts_created_by(self.plan.group_id,
+                                                        source_note(self.tracking))
+        done, resend, trashed, late_adds = [], [], [], []
+        for row in items.to_dict("records"):
+            found = ours.get(normalize_email(row["email"]), [])
+            added = [cid for cid, status in found if status == "Added"]
+            if any(status == "trashed" for _, status in found):
+                # Someone put the contact this plan created in the trash: never again.
+                trashed.append({"item_id": row["item_id"], "state": "stale",
+                                "title": "changed since the snapshot",
+                                "detail": "the contact this plan created was trashed in "
+                                          "CiviCRM: left for a new audit"})
+            elif added:
+                done.append(_settled(row, f"contact {added[0]} in the group (confirmed "
+                                          "after an interrupted run)"))
+            elif found:
+                late_adds.append((row, min(cid for cid, _ in found)))
+            else:
+                resend.append(row["item_id"])
+        if late_adds:
+            self._finish_created(late_adds)
+        return done, resend, trashed
 
     def _finish_created(self, pairs: list[tuple[dict, int]]) -> None:
         """Contacts created by an interrupted run but not yet added: add them now."""
-        from civimc_audit.civicrm.writer import CiviCRMWriter
-
-        with CiviCRMWriter(self.config.civicrm, batch_size=CIVICRM_BATCH) as w:
-            w.add_to_group(self.plan.group_id, [cid for _, cid in pairs], self.tracking)
+        self.session.civicrm_writer.add_to_group(self.plan.group_id, [cid for _, cid in pairs],
+                                                 self.tracking)
         self.journal([_settled(row, f"contact {cid} created and added to the group")
                       for row, cid in pairs])
 
@@ -239,34 +237,25 @@ class _Run:
         drift.py for what counts as a change.
         """
         from civimc_audit.changes.drift import civicrm_drift, cutoff, moved_members
-        from civimc_audit.changes.resume import contacts_owning
 
         if items.empty:
             return items
-        changed = self.mc_writer().changed_members(cutoff(snapshots["mailchimp"]))
-        mc_changed = {mid: m["last_changed"] for mid, m in changed.items()}
+        store = self.session.store
+        writer = self.session.mailchimp_writer(self.plan.list_id)
+        changed = writer.changed_members(cutoff(snapshots["mailchimp"]))
+        moved = moved_members(store, snapshots["mailchimp"].id, changed,
+                              items["member_id"].dropna().tolist())
         ids = sorted({int(c) for c in items["contact_id"].dropna()})
-        with open_store(self.config.store_file) as store:
-            moved = moved_members(store, snapshots["mailchimp"].id, changed,
-                                  items["member_id"].dropna().tolist())
-            civi_changed = civicrm_drift(self.config.civicrm, store, snapshots["civicrm"].id,
-                                         self.plan.group_id, ids, cutoff(snapshots["civicrm"]),
-                                         self.tracking)
+        civi_changed = (civicrm_drift(self.session.civicrm, store, snapshots["civicrm"].id,
+                                      self.plan.group_id, ids, cutoff(snapshots["civicrm"]),
+                                      self.tracking) if ids else {})
         new = items[items["action"] == "create_contact"]
-        owners = (contacts_owning(self.config.civicrm, self.plan.group_id, list(new["email"]))
+        owners = (self.session.civicrm.contacts_owning(self.plan.group_id, list(new["email"]))
                   if not new.empty else {})
+        mc_changed = {mid: m["last_changed"] for mid, m in changed.items()}
         stale = []
         for row in items.to_dict("records"):
-            why = []
-            if row["member_id"] and row["member_id"] in mc_changed:
-                when = mc_changed[row["member_id"]]
-                why.append(f"changed at Mailchimp on {when:%Y-%m-%d %H:%M:%S}Z")
-            elif row["member_id"] in moved:
-                why.append(f"email changed at Mailchimp to {moved[row['member_id']]}")
-            if not pd.isna(row["contact_id"]) and int(row["contact_id"]) in civi_changed:
-                why.append(civi_changed[int(row["contact_id"])])
-            if row["action"] == "create_contact" and owners.get(normalize_email(row["email"])):
-                why.append("a CiviCRM contact with this email exists since the snapshot")
+            why = _drift_reasons(row, mc_changed, moved, civi_changed, owners)
             if why:
                 stale.append({"item_id": row["item_id"], "state": "stale",
                               "title": "changed since the snapshot",
@@ -279,7 +268,7 @@ class _Run:
     def send_mailchimp(self, items: pd.DataFrame) -> None:
         if items.empty:
             return
-        writer = self.mc_writer()
+        writer = self.session.mailchimp_writer(self.plan.list_id)
         bar = tqdm(total=len(items), desc="Mailchimp", unit=" members", disable=not self.progress)
         for start in range(0, len(items), MAILCHIMP_CHUNK):
             chunk = items.iloc[start:start + MAILCHIMP_CHUNK]
@@ -338,19 +327,17 @@ class _Run:
     def send_civicrm(self, items: pd.DataFrame) -> None:
         if items.empty:
             return
-        from civimc_audit.civicrm.writer import CiviCRMWriter
-
+        w = self.session.civicrm_writer
         bar = tqdm(total=len(items), desc="CiviCRM", unit=" contacts", disable=not self.progress)
-        with CiviCRMWriter(self.config.civicrm, batch_size=CIVICRM_BATCH) as w:
-            for action in ("remove_from_group", "add_to_group"):
-                todo = items[items["action"] == action]
-                for start in range(0, len(todo), CIVICRM_CHUNK):
-                    chunk = todo.iloc[start:start + CIVICRM_CHUNK]
-                    self._civicrm_call(w, action, chunk)
-                    bar.update(len(chunk))
-            for _, row in items[items["action"] == "create_contact"].iterrows():
-                self._create(w, row)
-                bar.update(1)
+        for action in ("remove_from_group", "add_to_group"):
+            todo = items[items["action"] == action]
+            for start in range(0, len(todo), CIVICRM_CHUNK):
+                chunk = todo.iloc[start:start + CIVICRM_CHUNK]
+                self._civicrm_call(w, action, chunk)
+                bar.update(len(chunk))
+        for _, row in items[items["action"] == "create_contact"].iterrows():
+            self._create(w, row)
+            bar.update(1)
         bar.close()
 
     def _civicrm_call(self, w, action: str, chunk: pd.DataFrame) -> None:
@@ -384,7 +371,7 @@ class _Run:
         group because Mailchimp cleaned it on hold for that contact, as the sync's webhook
         does. Done before the removal: both are idempotent, so a crash between them is settled
         by sending the item again. Returns the contacts whose rows were put on hold."""
-        if not self.config.civicrm.on_hold_when_cleaned:
+        if not self.session.config.civicrm.on_hold_when_cleaned:
             return set()
         held = set()
         cleaned = chunk[chunk["mailchimp_status"] == "cleaned"]
@@ -426,43 +413,33 @@ def _settled(row: dict, detail: str) -> dict:
     return {"item_id": row["item_id"], "state": "done", "detail": detail}
 
 
-def _alive(pid: int, host: str) -> bool:
-    if host != socket.gethostname():
-        return True  # cannot tell: assume it is still running
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _drift_reasons(row: dict, mc_changed: dict, moved: dict, civi_changed: dict,
+                   owners: dict) -> list[str]:
+    """Why the person of an item changed since the snapshots (empty when they did not)."""
+    why = []
+    if row["member_id"] and row["member_id"] in mc_changed:
+        when = mc_changed[row["member_id"]]
+        why.append(f"changed at Mailchimp on {when:%Y-%m-%d %H:%M:%S}Z")
+    elif row["member_id"] in moved:
+        why.append(f"email changed at Mailchimp to {moved[row['member_id']]}")
+    if not pd.isna(row["contact_id"]) and int(row["contact_id"]) in civi_changed:
+        why.append(civi_changed[int(row["contact_id"])])
+    if row["action"] == "create_contact" and owners.get(normalize_email(row["email"])):
+        why.append("a CiviCRM contact with this email exists since the snapshot")
+    return why
 
 
-def _acquire(config: Config, plan: Plan, folder: Path) -> int:
-    host, pid = socket.gethostname(), os.getpid()
-    with open_store(config.store_file) as store, store.transaction() as con:
-        # One apply per store (one audience and group) at a time, whatever the plan: two plans
-        # applied at once would both pass the drift check before either sends.
-        for held in con.execute("SELECT plan_id, run_id, pid, host, acquired_at"
-                                " FROM apply_locks ORDER BY plan_id").fetchall():
-            if _alive(held[2], held[3]):
-                raise UsageError(
-                    f"plan {held[0]} is already being applied (run {held[1]}, pid {held[2]} on "
-                    f"{held[3]} since {held[4]:%Y-%m-%d %H:%M:%S}Z); one apply at a time is "
-                    f"allowed, so plan {plan.id} is refused for now")
-        con.execute("DELETE FROM apply_locks")
-        run_id = con.execute(
+def _start_run(store: Store, plan: Plan, folder: Path) -> int:
+    """Record a new run of the plan (apply_runs); returns its id."""
+    with store.transaction() as con:
+        return con.execute(
             "INSERT INTO apply_runs (plan_id, started_at, execute, pid, host, folder, status)"
             " VALUES (?, ?, true, ?, ?, ?, 'running') RETURNING id",
-            [plan.id, utcnow(), pid, host, str(folder)]).fetchone()[0]
-        con.execute("INSERT INTO apply_locks VALUES (?, ?, ?, ?, ?)",
-                    [plan.id, run_id, pid, host, utcnow()])
-    return run_id
+            [plan.id, utcnow(), os.getpid(), socket.gethostname(), str(folder)]).fetchone()[0]
 
 
-def _release(config: Config, plan: Plan, run_id: int, status: str, counts: dict) -> None:
-    with open_store(config.store_file) as store, store.transaction() as con:
-        con.execute("DELETE FROM apply_locks WHERE plan_id = ? AND run_id = ?", [plan.id, run_id])
+def _finish_run(store: Store, run_id: int, status: str, counts: dict) -> None:
+    with store.transaction() as con:
         con.execute("UPDATE apply_runs SET finished_at = ?, status = ?, counts = ? WHERE id = ?",
                     [utcnow(), status, json.dumps(counts), run_id])
 
@@ -481,48 +458,56 @@ def load_frozen(store: Store, plan_id: int | None) -> Plan:
     return plan
 
 
+def _snapshots_of(store: Store, plan: Plan) -> dict:
+    try:
+        return {"civicrm": store.snapshot(plan.civicrm_snapshot_id),
+                "mailchimp": store.snapshot(plan.mailchimp_snapshot_id)}
+    except StoreError:
+        raise UsageError(
+            f"plan {plan.id} can no longer be applied: retention pruned its snapshots "
+            "([schedule] keep_runs_days after its last use); take fresh snapshots and make "
+            "a new plan") from None
+
+
 def apply_plan(config: Config, plan_id: int | None = None, *, execute: bool = False,
                progress: bool = False, verify_after: bool = True) -> ApplyResult:
-    """Dry-run (default) or execute a frozen plan; see the module docstring for the guarantees."""
-    with open_store(config.store_file) as store:
+    """Dry-run (default) or execute a frozen plan; see the module docstring for the guarantees.
+
+    The apply lock is held throughout, dry runs included (a dry run reads the store, which an
+    apply keeps open)."""
+    with ApplyLock(config, plan_id) as lock, ApplySession.open(config) as session:
+        store = session.store
         plan = load_frozen(store, plan_id)
+        lock.record(plan.id)
         items = approved_items(store, plan.id)
-        try:
-            snapshots = {"civicrm": store.snapshot(plan.civicrm_snapshot_id),
-                         "mailchimp": store.snapshot(plan.mailchimp_snapshot_id)}
-        except StoreError:
-            raise UsageError(
-                f"plan {plan.id} can no longer be applied: retention pruned its snapshots "
-                "([schedule] keep_runs_days after its last use); take fresh snapshots and make "
-                "a new plan") from None
-        sent = _latest_sent(store, plan.id)
-    open_items = items[~items["journal_state"].isin(FINAL_STATES)]
-    result = ApplyResult(plan, execute, items=items, to_send=open_items)
-    head = f"plan {plan.id} (sha256 {plan.frozen_hash[:12]}…): {len(items)} approved items"
-    if not execute:
-        result.lines = [f"dry run of {head}; nothing is sent (add --execute to send)"]
-        result.lines += [f"  would send: {describe(r)}" for _, r in open_items.iterrows()]
-        done = len(items) - len(open_items)
-        if done:
-            result.lines.append(f"  {done} items already finished by an earlier apply")
-        if not open_items.empty:
-            result.lines.append("  people changed at either side since the snapshots will be "
-                                "skipped as stale")
+        snapshots = _snapshots_of(store, plan)
+        open_items = items[~items["journal_state"].isin(FINAL_STATES)]
+        result = ApplyResult(plan, execute, items=items, to_send=open_items)
+        if not execute or open_items.empty:
+            return result
+        _execute(session, lock, result, snapshots, progress)
+        if verify_after:
+            from civimc_audit.changes.verify import verify_in
+
+            result.verify = verify_in(session, plan.id, progress=progress)
         return result
-    if open_items.empty:
-        result.lines = [f"{head}; all finished by earlier applies: nothing to send"]
-        _summarise(result)
-        return result
-    folder = config.runs_path / f"apply-plan{plan.id}-{run_stamp()}"
+
+
+def _execute(session: ApplySession, lock: ApplyLock, result: ApplyResult, snapshots: dict,
+             progress: bool) -> None:
+    """Send the open items of `result` in a new run, recorded in its folder and apply_runs."""
+    store, plan, open_items = session.store, result.plan, result.to_send
+    sent = _latest_sent(store, plan.id)
+    folder = session.config.runs_path / f"apply-plan{plan.id}-{run_stamp()}"
     folder.mkdir(parents=True, exist_ok=True)
-    run_id = _acquire(config, plan, folder)
+    run_id = _start_run(store, plan, folder)
+    lock.record(plan.id, run_id)
     result.run_id, result.folder = run_id, folder
-    run = _Run(config, plan, run_id, progress)
+    run = _Run(session, plan, run_id, progress)
     status = "failed"
     try:
-        with open_store(config.store_file) as store:
-            backup_snapshots(store, [plan.civicrm_snapshot_id, plan.mailchimp_snapshot_id],
-                             folder / "backup")
+        backup_snapshots(store, [plan.civicrm_snapshot_id, plan.mailchimp_snapshot_id],
+                         folder / "backup")
         interrupted = open_items[open_items["journal_state"] == "sending"]
         resend = run.settle(interrupted, sent)
         # Re-sent items are checked like fresh ones: what was not made may have changed since.
@@ -532,37 +517,9 @@ def apply_plan(config: Config, plan_id: int | None = None, *, execute: bool = Fa
         run.send_civicrm(todo[todo["target"] == "civicrm"])
         status = "finished"
     finally:
-        run.close()
-        with open_store(config.store_file) as store:
-            result.items = approved_items(store, plan.id)
-        _release(config, plan, run_id, status, result.counts())
+        result.items = approved_items(store, plan.id)
+        _finish_run(store, run_id, status, result.counts())
         _write_run_files(result)
-    result.lines = [f"applied {head}; run {run_id}, files in {folder}"]
-    _summarise(result)
-    if verify_after:
-        from civimc_audit.changes.verify import verify
-
-        result.verify = verify(config, plan.id, progress=progress)
-        result.lines += result.verify.lines
-    return result
-
-
-def _summarise(result: ApplyResult) -> None:
-    items = result.items
-    counts = result.counts()
-    result.lines.append("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    for state, label in (("stale", "skipped as stale (changed since the snapshot; run a new "
-                                   "audit for them)"),
-                         ("failed", "failed")):
-        rows = items[items["journal_state"] == state]
-        if rows.empty:
-            continue
-        result.lines.append(f"  {len(rows)} {label}:")
-        for _, r in rows.iterrows():
-            why = ": ".join(str(x) for x in (r["journal_title"], r["journal_detail"])
-                            if isinstance(x, str) and x)
-            result.lines.append(f"    item {r['item_id']} {r['target']} {r['action']} "
-                                f"{r['email'] or ''} — {why}")
 
 
 def _write_run_files(result: ApplyResult) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from civimc_audit.config import CiviCRMSettings
+from civimc_audit.civicrm.live import CONSENT_FIELDS, LiveCiviCRM, snapshot_contact_states
 from civimc_audit.store import Snapshot, Store
 
 # Server clocks (Mailchimp's data centres, the database) and the time an API reports can differ
@@ -36,23 +36,17 @@ def cutoff(snapshot: Snapshot) -> datetime:
     return min(t for t in (local, server) if t is not None) - MARGIN
 
 
-def civicrm_drift(settings: CiviCRMSettings, store: Store, snapshot_id: int, group_id: int,
+def civicrm_drift(civicrm: LiveCiviCRM, store: Store, snapshot_id: int, group_id: int,
                   contact_ids, since: datetime, own_tracking: str) -> dict[int, str]:
     """Contact -> why it changed in CiviCRM since the snapshot, for the contacts among
-    `contact_ids` that did (history rows written by `own_tracking` do not count)."""
-    from civimc_audit.civicrm.reader import (
-        CONSENT_FIELDS,
-        contact_states,
-        history_since,
-        snapshot_contact_states,
-    )
-
+    `contact_ids` that did (history rows written by `own_tracking` do not count); `civicrm`
+    reads the live database."""
     ids = sorted({int(c) for c in contact_ids})
     if not ids:
         return {}
-    notes = history_since(settings, group_id, ids, since)
+    notes = civicrm.history_since(group_id, ids, since)
     then = snapshot_contact_states(store, snapshot_id, group_id, ids)
-    now = contact_states(settings, group_id, ids)
+    now = civicrm.contact_states(group_id, ids)
     why: dict[int, list[str]] = {}
     for cid in ids:
         reasons = why.setdefault(cid, [])

@@ -170,6 +170,24 @@ def import_csv(store: Store, path: str | Path, reviewer: str, plan_id: int | Non
     """
     reviewer = _reviewer(reviewer)
     path = Path(path)
+    rows = _read_decisions_csv(path)
+    plan = _open_plan(store, _csv_plan_id(rows, path, plan_id))
+    if rows.empty:
+        return {"approved": 0, "rejected": 0, "undecided": 0}
+    if set(rows["plan_token"]) != {plan.token} or set(rows["plan_id"]) != {str(plan.id)}:
+        raise UsageError(f"{path} comes from another plan (or another store), not plan "
+                         f"{plan.id}; export plan {plan.id} with `civimc-audit review --export`")
+    chosen, undecided, problems = _decisions_of(rows, _csv_frame(store, plan).set_index("item_id"))
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise UsageError(f"{path} refused, nothing recorded: {'; '.join(problems[:5])}{more}")
+    _record_decisions(store, plan, reviewer, chosen)
+    return {"approved": len(chosen["approved"]), "rejected": len(chosen["rejected"]),
+            "undecided": undecided}
+
+
+def _read_decisions_csv(path: Path) -> pd.DataFrame:
+    """The CSV's rows as text (formula guards removed), refused unless it is an export's."""
     try:
         rows = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -180,67 +198,72 @@ def import_csv(store: Store, path: str | Path, reviewer: str, plan_id: int | Non
     if missing:
         raise UsageError(f"{path} is not a decisions CSV from `review --export` (missing "
                          f"column(s) {', '.join(missing)})")
-    tokens = set(rows["plan_token"])
-    ids_in_csv = set(rows["plan_id"])
-    if len(tokens) > 1 or len(ids_in_csv) > 1:
+    if len(set(rows["plan_token"])) > 1 or len(set(rows["plan_id"])) > 1:
         raise UsageError(f"{path} mixes rows of several plans; export one plan's CSV again")
-    csv_plan = next(iter(ids_in_csv), None)
-    if plan_id is None and csv_plan:
-        if not csv_plan.isdigit():
-            raise UsageError(f"{path}: plan_id {csv_plan!r} is not a plan id")
-        plan_id = int(csv_plan)
-    plan = _open_plan(store, plan_id)
-    if rows.empty:
-        return {"approved": 0, "rejected": 0, "undecided": 0}
-    if tokens != {plan.token} or ids_in_csv != {str(plan.id)}:
-        raise UsageError(f"{path} comes from another plan (or another store), not plan "
-                         f"{plan.id}; export plan {plan.id} with `civimc-audit review --export`")
-    current = _csv_frame(store, plan).set_index("item_id")
+    return rows
+
+
+def _csv_plan_id(rows: pd.DataFrame, path: Path, plan_id: int | None) -> int | None:
+    """The plan to record into: the one asked for, else the one the CSV names."""
+    csv_plan = next(iter(set(rows["plan_id"])), None)
+    if plan_id is not None or not csv_plan:
+        return plan_id
+    if not csv_plan.isdigit():
+        raise UsageError(f"{path}: plan_id {csv_plan!r} is not a plan id")
+    return int(csv_plan)
+
+
+def _decisions_of(rows: pd.DataFrame, current: pd.DataFrame) -> tuple[dict, int, list[str]]:
+    """({"approved": [(item, note)], "rejected": [...]}, undecided count, problems) of the
+    CSV's rows checked against the plan's items (`current`, indexed by item id)."""
     problems, chosen = [], {"approved": [], "rejected": []}
-    seen = set()
+    seen: set[int] = set()
     undecided = 0
     for n, row in enumerate(rows.to_dict("records"), start=2):
-        raw_id = row["item_id"].strip()
-        if not raw_id.isdigit() or int(raw_id) not in current.index:
-            problems.append(f"line {n}: unknown item id {raw_id!r}")
-            continue
-        item_id = int(raw_id)
-        if item_id in seen:
-            problems.append(f"line {n}: item {item_id} appears twice")
-            continue
-        seen.add(item_id)
-        stored = current.loc[item_id]
-        edited = [c for c in CHECKED_COLUMNS if str(row[c]).strip() != str(stored[c]).strip()]
-        if edited:
-            problems.append(f"line {n}: item {item_id} has edited {', '.join(edited)} "
-                            "(only decision and note may change)")
-            continue
-        word = row["decision"].strip().lower()
-        if word not in _DECISION_WORDS:
-            problems.append(f"line {n}: decision {row['decision']!r} is not approve/reject/blank")
-            continue
-        decision = _DECISION_WORDS[word]
-        if decision is None:
+        item_id, decision, problem = _row_decision(n, row, current, seen)
+        if problem:
+            problems.append(problem)
+        elif decision is None:
             undecided += 1
-            continue
-        note = (row.get("note") or "").strip() or None
-        chosen[decision].append((item_id, note))
-    if problems:
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise UsageError(f"{path} refused, nothing recorded: {'; '.join(problems[:5])}{more}")
-    now = utcnow()
+        else:
+            chosen[decision].append((item_id, (row.get("note") or "").strip() or None))
+    return chosen, undecided, problems
+
+
+def _row_decision(n: int, row: dict, current: pd.DataFrame, seen: set[int]
+                  ) -> tuple[int | None, str | None, str | None]:
+    """(item id, decision or None for blank, problem) of CSV line `n`; marks the id seen."""
+    raw_id = row["item_id"].strip()
+    if not raw_id.isdigit() or int(raw_id) not in current.index:
+        return None, None, f"line {n}: unknown item id {raw_id!r}"
+    item_id = int(raw_id)
+    if item_id in seen:
+        return item_id, None, f"line {n}: item {item_id} appears twice"
+    seen.add(item_id)
+    stored = current.loc[item_id]
+    edited = [c for c in CHECKED_COLUMNS if str(row[c]).strip() != str(stored[c]).strip()]
+    if edited:
+        return item_id, None, (f"line {n}: item {item_id} has edited {', '.join(edited)} "
+                               "(only decision and note may change)")
+    word = row["decision"].strip().lower()
+    if word not in _DECISION_WORDS:
+        return item_id, None, (f"line {n}: decision {row['decision']!r} is not "
+                               "approve/reject/blank")
+    return item_id, _DECISION_WORDS[word], None
+
+
+def _record_decisions(store: Store, plan: Plan, reviewer: str, chosen: dict) -> None:
     records = [{"item_id": i, "decision": d, "note": note}
                for d, pairs in chosen.items() for i, note in pairs]
-    if records:
-        frame = pd.DataFrame(records, columns=["item_id", "decision", "note"])
-        with store.transaction() as con:
-            con.register("_d", frame)
-            con.execute("INSERT INTO decisions (plan_id, item_id, decision, reviewer, decided_at,"
-                        " note, via) SELECT ?, item_id, decision, ?, ?, note, 'csv' FROM _d",
-                        [plan.id, reviewer, now])
-            con.unregister("_d")
-    return {"approved": len(chosen["approved"]), "rejected": len(chosen["rejected"]),
-            "undecided": undecided}
+    if not records:
+        return
+    frame = pd.DataFrame(records, columns=["item_id", "decision", "note"])
+    with store.transaction() as con:
+        con.register("_d", frame)
+        con.execute("INSERT INTO decisions (plan_id, item_id, decision, reviewer, decided_at,"
+                    " note, via) SELECT ?, item_id, decision, ?, ?, note, 'csv' FROM _d",
+                    [plan.id, reviewer, utcnow()])
+        con.unregister("_d")
 
 
 # freezing ---------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ bucket (flagged consent_conflict, duplicate_contacts or contact_deleted) is neve
 without a person; every other item stays undecided. With nothing approvable the plan stays open
 for review and nothing is sent.
 
-The store is opened only around each step: apply opens it itself for every journal write.
+The store is opened only around each step: apply opens its own session (store and
+connections) for the whole apply and its verify.
 """
 
 from __future__ import annotations

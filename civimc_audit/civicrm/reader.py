@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -37,6 +36,7 @@ GROUP_COLUMNS = ("id", "name", "title", "group_type", "saved_search_id", "is_act
 #: How rows leave the server: "auto" (the command-line client if installed, else "server"),
 #: "client" (only the command-line client) or "server" (packed chunks through pymysql).
 TRANSPORTS = ("auto", "client", "server")
+SNAPSHOT_READ_TIMEOUT = 3600  # seconds one server answer may take
 
 
 def mailing_list_warning(group_id, title) -> str:
@@ -148,19 +148,23 @@ def table_reads(schema: Schema, settings: CiviCRMSettings) -> list[TableRead]:
 def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = False, *,
                      lock_wait_timeout: int = 60,
                      on_chunk: Callable[[str, int], None] | None = None,
-                     transport: str = "auto") -> Snapshot:
+                     transport: str = "auto",
+                     conn: pymysql.connections.Connection | None = None) -> Snapshot:
     """Read the configured group and everyone relevant to it into a new, complete snapshot.
 
     `lock_wait_timeout` bounds how long a read waits behind another session's table lock (DDL,
     LOCK TABLES) before failing; `on_chunk(table, rows so far)` is called as rows arrive;
-    `transport` is one of TRANSPORTS.
+    `transport` is one of TRANSPORTS; `conn` is a read connection to use (and leave open)
+    instead of one of its own (opened with `read_timeout=SNAPSHOT_READ_TIMEOUT`).
     """
     if transport not in TRANSPORTS:
         raise ValueError(f"transport must be one of {TRANSPORTS}, not {transport!r}")
     client = find_client() if transport != "server" else None
     if transport == "client" and client is None:
         raise ConfigError("no mariadb or mysql command-line client on PATH")
-    conn = connect(settings, read_timeout=3600)
+    own = conn is None
+    if own:
+        conn = connect(settings, read_timeout=SNAPSHOT_READ_TIMEOUT)
     snap_id = threads = None
     try:
         with conn.cursor() as cur:
@@ -224,7 +228,8 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
     finally:
         if threads is not None:
             store.con.execute(f"SET threads = {int(threads)}")
-        conn.close()
+        if own:
+            conn.close()
 
 
 def _client_session(lock_wait_timeout: int, version: str) -> list[str]:
@@ -277,136 +282,3 @@ def _settle_group_row(con, snap_id: int, group: GroupInfo) -> None:
         raise ValueError(f"CiviCRM group {group.id} disappeared while the snapshot ran")
     con.execute("UPDATE civicrm_group SET is_active = coalesce(is_active, true),"
                 " is_hidden = coalesce(is_hidden, false) WHERE snapshot_id = ?", [snap_id])
-
-
-def changed_since(settings: CiviCRMSettings, group_id: int, contact_ids, since_utc, *,
-                  exclude_tracking: str | None = None) -> set[int]:
-    """Contacts among `contact_ids` with a subscription_history row for the group dated after
-    `since_utc` (the drift check before applying a plan), read with the read-only account;
-    rows whose tracking note is `exclude_tracking` (a plan's own writes) do not count."""
-    notes = history_since(settings, group_id, contact_ids, since_utc)
-    return {c for c, seen in notes.items() if seen - {exclude_tracking}}
-
-
-def history_since(settings: CiviCRMSettings, group_id: int, contact_ids, since_utc
-                  ) -> dict[int, set[str]]:
-    """Contact -> the tracking notes ('' for none) of its group history rows dated after
-    `since_utc`, for the contacts among `contact_ids` that have any."""
-    from civimc_audit.civicrm.columns import history_sql_time
-
-    ids = list(dict.fromkeys(int(c) for c in contact_ids))
-    if not ids:
-        return {}
-    out: dict[int, set[str]] = {}
-    with _drift_read(settings) as (cur, schema):
-        since = history_sql_time(schema, settings, since_utc)
-        for start in range(0, len(ids), 5000):
-            cur.execute(
-                "SELECT DISTINCT contact_id, COALESCE(tracking, '')"
-                " FROM civicrm_subscription_history"
-                " WHERE group_id = %s AND contact_id IN %s AND `date` > %s",
-                (group_id, ids[start:start + 5000], since))
-            for cid, note in cur.fetchall():
-                out.setdefault(int(cid), set()).add(note)
-    return out
-
-
-@contextmanager
-def _drift_read(settings: CiviCRMSettings):
-    """A read-only cursor and the site's schema for the drift check; a server error becomes one
-    CiviCRMError line (never the password)."""
-    conn = connect(settings)
-    try:
-        with conn.cursor() as cur:
-            yield cur, Schema.read(cur, settings.database)
-        conn.commit()
-    except pymysql.err.MySQLError as exc:
-        raise CiviCRMError(f"CiviCRM drift check failed: {describe_error(exc, settings.user)}"
-                           ) from None
-    finally:
-        conn.close()
-
-
-CONSENT_FIELDS = ("is_deleted", "do_not_email", "is_opt_out", "is_deceased")
-
-
-@dataclass(frozen=True)
-class ContactState:
-    """What of a contact decides whether it may be synced, compared before applying a plan:
-    trashed, the consent fields, its email rows (address, on_hold), its group status and the
-    ids of its group history rows (a merge moves rows with their old dates)."""
-
-    flags: tuple
-    emails: frozenset
-    group_status: str | None
-    history: frozenset = frozenset()  # (row id, tracking note or '')
-
-
-def contact_states(settings: CiviCRMSettings, group_id: int, contact_ids
-                   ) -> dict[int, ContactState]:
-    """The current ContactState of each contact among `contact_ids` that still exists."""
-    ids = list(dict.fromkeys(int(c) for c in contact_ids))
-    if not ids:
-        return {}
-    with _drift_read(settings) as (cur, schema):
-        cols = ", ".join(f"`{c}`" if schema.has("civicrm_contact", c) else "NULL"
-                         for c in CONSENT_FIELDS)
-        flags: dict[int, tuple] = {}
-        emails: dict[int, set] = {}
-        groups: dict[int, str] = {}
-        history: dict[int, set] = {}
-        for start in range(0, len(ids), 5000):
-            chunk = ids[start:start + 5000]
-            cur.execute(f"SELECT id, {cols} FROM civicrm_contact WHERE id IN %s", (chunk,))
-            for row in cur.fetchall():
-                flags[int(row[0])] = _flags(row[1:])
-            cur.execute("SELECT contact_id, email, on_hold FROM civicrm_email"
-                        " WHERE contact_id IN %s", (chunk,))
-            for cid, email, hold in cur.fetchall():
-                emails.setdefault(int(cid), set()).add((email, int(hold or 0)))
-            cur.execute("SELECT contact_id, status FROM civicrm_group_contact"
-                        " WHERE group_id = %s AND contact_id IN %s", (group_id, chunk))
-            groups.update((int(cid), status) for cid, status in cur.fetchall())
-            cur.execute("SELECT contact_id, id, COALESCE(tracking, '')"
-                        " FROM civicrm_subscription_history"
-                        " WHERE group_id = %s AND contact_id IN %s", (group_id, chunk))
-            for cid, hid, note in cur.fetchall():
-                history.setdefault(int(cid), set()).add((int(hid), note))
-    return {cid: ContactState(f, frozenset(emails.get(cid, ())), groups.get(cid),
-                              frozenset(history.get(cid, ())))
-            for cid, f in flags.items()}
-
-
-def snapshot_contact_states(store: Store, snapshot_id: int, group_id: int, contact_ids
-                            ) -> dict[int, ContactState]:
-    """The ContactState of each contact among `contact_ids` as a CiviCRM snapshot saw it."""
-    ids = sorted({int(c) for c in contact_ids})
-    if not ids:
-        return {}
-    con = store.con
-    cols = ", ".join(CONSENT_FIELDS)
-    flags = {int(r[0]): _flags(r[1:]) for r in con.execute(
-        f"SELECT id, {cols} FROM civicrm_contact WHERE snapshot_id = ?"
-        " AND id IN (SELECT unnest(?))", [snapshot_id, ids]).fetchall()}
-    emails: dict[int, set] = {}
-    for cid, email, hold in con.execute(
-            "SELECT contact_id, email, on_hold FROM civicrm_email WHERE snapshot_id = ?"
-            " AND contact_id IN (SELECT unnest(?))", [snapshot_id, ids]).fetchall():
-        emails.setdefault(int(cid), set()).add((email, int(hold or 0)))
-    groups = dict(con.execute(
-        "SELECT contact_id, status FROM civicrm_group_contact WHERE snapshot_id = ?"
-        " AND group_id = ? AND contact_id IN (SELECT unnest(?))",
-        [snapshot_id, group_id, ids]).fetchall())
-    history: dict[int, set] = {}
-    for cid, hid in con.execute(
-            "SELECT contact_id, id FROM civicrm_subscription_history WHERE snapshot_id = ?"
-            " AND group_id = ? AND contact_id IN (SELECT unnest(?))",
-            [snapshot_id, group_id, ids]).fetchall():
-        history.setdefault(int(cid), set()).add((int(hid), None))  # notes are not stored
-    return {cid: ContactState(f, frozenset(emails.get(cid, ())), groups.get(cid),
-                              frozenset(history.get(cid, ())))
-            for cid, f in flags.items()}
-
-
-def _flags(values) -> tuple:
-    return tuple(None if v is None else bool(v) for v in values)

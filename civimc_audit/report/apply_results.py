@@ -1,11 +1,93 @@
-"""An apply's results for people: items per system and journal state, as a table and a chart
-(the apply notebook's)."""
+"""An apply's and a verify's results for people: the lines `apply` and `verify` print (and the
+apply notebook shows), and items per system and journal state as a table and a chart."""
 
 from __future__ import annotations
+
+import json
 
 import pandas as pd
 
 from civimc_audit.changes.apply import ApplyResult
+from civimc_audit.changes.verify import VerifyResult
+from civimc_audit.common.codes import OUTCOME_ORDER
+
+
+def describe(row) -> str:
+    """One item as a line: system, action, person and what is sent."""
+    payload = json.loads(row["payload"])
+    who = row["email"] or ""
+    if row["target"] == "mailchimp":
+        return f"mailchimp {row['action']:<17} {who} -> {payload['status']}"
+    if row["action"] == "create_contact":
+        return f"civicrm   create_contact    {who} (new contact, added to group {payload['group_id']})"
+    return (f"civicrm   {row['action']:<17} contact {payload['contact_id']} {who} "
+            f"(group {payload['group_id']})")
+
+
+def apply_lines(result: ApplyResult) -> list[str]:
+    """What an apply did (or, as a dry run, would do), then its verify's lines."""
+    items, to_send = result.items, result.to_send
+    head = (f"plan {result.plan.id} (sha256 {result.plan.frozen_hash[:12]}…): {len(items)} "
+            "approved items")
+    if not result.execute:
+        lines = [f"dry run of {head}; nothing is sent (add --execute to send)"]
+        lines += [f"  would send: {describe(r)}" for _, r in to_send.iterrows()]
+        done = len(items) - len(to_send)
+        if done:
+            lines.append(f"  {done} items already finished by an earlier apply")
+        if not to_send.empty:
+            lines.append("  people changed at either side since the snapshots will be "
+                         "skipped as stale")
+        return lines
+    if result.run_id is None:
+        lines = [f"{head}; all finished by earlier applies: nothing to send"]
+    else:
+        lines = [f"applied {head}; run {result.run_id}, files in {result.folder}"]
+    lines += _state_lines(result)
+    if result.verify is not None:
+        lines += verify_lines(result.verify)
+    return lines
+
+
+def _state_lines(result: ApplyResult) -> list[str]:
+    """Items per journal state, then each stale and each failed item with why."""
+    items = result.items
+    lines = ["  " + ", ".join(f"{k} {v}" for k, v in sorted(result.counts().items()))]
+    for state, label in (("stale", "skipped as stale (changed since the snapshot; run a new "
+                                   "audit for them)"),
+                         ("failed", "failed")):
+        rows = items[items["journal_state"] == state]
+        if rows.empty:
+            continue
+        lines.append(f"  {len(rows)} {label}:")
+        for _, r in rows.iterrows():
+            why = ": ".join(str(x) for x in (r["journal_title"], r["journal_detail"])
+                            if isinstance(x, str) and x)
+            lines.append(f"    item {r['item_id']} {r['target']} {r['action']} "
+                         f"{r['email'] or ''} — {why}")
+    return lines
+
+
+def verify_lines(result: VerifyResult) -> list[str]:
+    """The fresh reconciliation's outcomes, then the applied items still needing a change."""
+    rec = result.reconciliation
+    todo = {o: n for o, n in rec["counts"].items() if o != "no_change" and n}
+    lines = [f"verify: reconciliation {rec['id']} of fresh snapshots (civicrm "
+             f"{rec['civicrm_snapshot_id']}, mailchimp {rec['mailchimp_snapshot_id']}): "
+             + (", ".join(f"{o} {todo[o]}" for o in OUTCOME_ORDER if o in todo)
+                or "nothing to do")]
+    if result.plan_id is None:
+        lines.append("  no plan has been applied yet")
+    elif result.remaining.empty:
+        lines.append(f"  plan {result.plan_id}: all {result.applied} applied items agree on "
+                     "both sides")
+    else:
+        lines.append(f"  plan {result.plan_id}: {len(result.remaining)} of {result.applied} "
+                     "applied items still need a change:")
+        for r in result.remaining.to_dict("records"):
+            lines.append(f"    item {r['item_id']} {r['target']} {r['action']} "
+                         f"{r['email']}: now {r['outcome']} — {r['reason']}")
+    return lines
 
 
 def results_table(result: ApplyResult) -> pd.DataFrame:

@@ -108,3 +108,10 @@ def people_table(frame: pd.DataFrame, year: int | None = None) -> pd.DataFrame:
         "Who": who(r), "Email": r.get("email") or "", "Mailchimp": mailchimp_words(r, year),
         "CiviCRM": civicrm_words(r, year), "Outcome": outcome_words(r),
     } for r in rows], columns=["Who", "Email", "Mailchimp", "CiviCRM", "Outcome"])
+
+
+def mailing_list_warning(group_id, title) -> str:
+    """The one-line warning for an audited group that is not marked as a mailing list."""
+    return (f"warning: CiviCRM group {group_id} '{title}' is not marked as a mailing list; "
+            "the sync extension only offers mailing-list groups (set its group type to "
+            "Mailing List if this is the right group)")

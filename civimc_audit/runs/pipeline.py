@@ -404,9 +404,7 @@ class ScheduledRun:
             raise ConfigError(NO_AUTO_APPROVE)
         self._started = time.monotonic()
         runs_path = self.config.runs_path
-        lock = RunLock(runs_path, stale_hours=self.config.schedule.lock_stale_hours,
-                       on_warning=self.on_warning)
-        with lock:
+        with RunLock(runs_path):
             self.folder = new_run_folder(runs_path)
             self.summary = {
                 "run": self.folder.name, "status": "running", "message": "run in progress",
@@ -418,7 +416,7 @@ class ScheduledRun:
                 "group_size": None, "removals": None, "thresholds": None,
                 "changes_since_previous": None, "snapshots": {}, "plan": None, "applied": None,
                 "waiting_for_review": None, "verify": None, "apply_folder": None,
-                "pruned": None, "warnings": list(lock.warnings),
+                "pruned": None, "warnings": [],
             }
             if not self.apply:
                 self._skip("apply", "no --apply")

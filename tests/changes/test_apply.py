@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import time
+import signal
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
-from support.apply import YEAR, cli_ok, group_status, journal_states, plan_and_freeze, posted
+from support.apply import (
+    YEAR,
+    cli_ok,
+    group_status,
+    hold_apply_lock,
+    hold_apply_lock_in_child,
+    journal_states,
+    plan_and_freeze,
+    posted,
+)
 from support.apply_population import add_fake_address, load_every_rule
 from support.values import TEST_LIST_ID
 
+from civimc_audit.changes.session import lock_path
 from civimc_audit.config import load_config
 from civimc_audit.store import Store
 from civimc_sandbox.demo import load_seed, seed_email
@@ -218,32 +227,21 @@ def test_fully_approved_plan_converges_on_every_rule(civi_db, emulator, make_con
         "subscribed"
 
 
-def test_a_live_lock_refuses_a_second_apply_and_a_dead_one_is_taken_over(seeded, run_cli):
+def test_a_held_lock_refuses_a_second_apply_and_a_killed_holder_frees_it(seeded, run_cli):
     config, _ = seeded
     plan_and_freeze(run_cli, config)
-    now = datetime.now(UTC).replace(tzinfo=None)
-    with Store(load_config(config).store_file) as store:
-        store.con.execute("INSERT INTO apply_locks VALUES (1, 99, ?, ?, ?)",
-                          [os.getpid(), socket.gethostname(), now])
-    code, _, err = run_cli("--config", config, "apply", "--execute")
+    with hold_apply_lock(config, 1, 99):
+        code, _, err = run_cli("--config", config, "apply", "--execute")
     assert code == 2 and "already being applied" in err and str(os.getpid()) in err
-    dead = _dead_pid()
-    with Store(load_config(config).store_file) as store:
-        store.con.execute("UPDATE apply_locks SET pid = ?", [dead])
-    out = cli_ok(run_cli, config, "apply", "--execute")
+    assert "run 99" in err
+    holder = hold_apply_lock_in_child(config, 1)
+    code, _, err = run_cli("--config", config, "apply", "--execute")
+    assert code == 2 and f"pid {holder.pid}" in err
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(30)
+    out = cli_ok(run_cli, config, "apply", "--execute")  # at once: the kernel dropped the lock
     assert "done 4" in out
-    with Store(load_config(config).store_file) as store:
-        assert store.con.execute("SELECT count(*) FROM apply_locks").fetchone()[0] == 0
-
-
-def _dead_pid() -> int:
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    time.sleep(0.05)
-    return proc.pid
+    assert not lock_path(load_config(config)).exists()
 
 
 def test_export_writes_parquet_and_mailchimp_import_csv(seeded, run_cli, tmp_path):

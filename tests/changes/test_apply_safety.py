@@ -4,13 +4,19 @@ never overwritten; against MariaDB and the emulator over HTTP, through the CLI."
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support.apply import cli_ok, group_status, journal_states, plan_and_freeze, posted, start_apply
+from support.apply import (
+    cli_ok,
+    group_status,
+    hold_apply_lock,
+    journal_states,
+    plan_and_freeze,
+    posted,
+    start_apply,
+)
 from support.values import TEST_LIST_ID
 
 from civimc_audit.civicrm.writer import CiviCRMWriter
@@ -158,11 +164,8 @@ def test_an_apply_of_another_plan_meanwhile_is_refused(seeded, run_cli):
     """Finding 10: the lock is per store (one audience), not per plan."""
     config, _ = seeded
     plan_and_freeze(run_cli, config)
-    now = datetime.now(UTC).replace(tzinfo=None)
-    with Store(load_config(config).store_file) as store:
-        store.con.execute("INSERT INTO apply_locks VALUES (7, 99, ?, ?, ?)",
-                          [os.getpid(), socket.gethostname(), now])
-    code, _, err = run_cli("--config", config, "apply", "--execute")
+    with hold_apply_lock(config, 7, 99):
+        code, _, err = run_cli("--config", config, "apply", "--execute")
     assert code == 2 and "plan 7 is already being applied" in err, err
     assert set(journal_states(config).values()) == {""}
 

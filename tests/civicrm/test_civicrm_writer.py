@@ -9,7 +9,7 @@ import pymysql
 import pytest
 from support.civicrm import db_user, query, settings_for
 
-from civimc_audit.civicrm.reader import changed_since
+from civimc_audit.civicrm.live import LiveCiviCRM
 from civimc_audit.civicrm.writer import CiviCRMWriter, display_names
 from civimc_audit.errors import CiviCRMError, ConfigError
 
@@ -227,9 +227,10 @@ def test_changed_since_reports_history_after_the_snapshot(civi_db, monkeypatch):
     with db_user(civi_db, "SELECT") as (user, pw):
         settings = settings_for(civi_db, monkeypatch, user=user, password=pw)
         since = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
-        assert changed_since(settings, g, [old, fresh, other_group], since) == {fresh}
-        assert changed_since(settings, g, [old, fresh], since + timedelta(seconds=1)) == set()
-        assert changed_since(settings, g, [], since) == set()
+        with LiveCiviCRM.open(settings) as live:
+            assert live.changed_since(g, [old, fresh, other_group], since) == {fresh}
+            assert live.changed_since(g, [old, fresh], since + timedelta(seconds=1)) == set()
+            assert live.changed_since(g, [], since) == set()
 
 
 def test_server_errors_are_mysql_errors():
@@ -255,8 +256,9 @@ def test_datetime_history_is_written_and_compared_in_site_time(mysql_server, mon
         from zoneinfo import ZoneInfo
         as_utc = stored[0].replace(tzinfo=ZoneInfo("Europe/London")).astimezone(UTC)
         assert before <= as_utc <= datetime.now(UTC) + timedelta(seconds=1)
-        assert changed_since(settings, db.group_id, [cid], before) == {cid}
-        assert changed_since(settings, db.group_id, [cid], as_utc) == set()
+        with LiveCiviCRM.open(settings) as live:
+            assert live.changed_since(db.group_id, [cid], before) == {cid}
+            assert live.changed_since(db.group_id, [cid], as_utc) == set()
 
 
 def test_the_documented_writer_grants_are_enough(civi_db, monkeypatch):

@@ -91,14 +91,15 @@ def test_resume_finds_owners_whatever_whitespace_civicrm_stored(civi_db, monkeyp
     only spaces: the shared pattern must find "\\tA@x.org\\n" for "a@x.org"."""
     from support.civicrm import settings_for
 
-    from civimc_audit.changes.resume import contacts_owning
+    from civimc_audit.civicrm.live import LiveCiviCRM
 
     f, g = civi_db.fixture, civi_db.group_id
     padded = f.contact("Pad", "Ded", email="\tWS@example.org\u00a0\r\n")
     f.add_to_group(padded, g, "2024-01-01T00:00:00Z")
     other = f.contact("Other", "One", email="other@example.org")
     f.commit()
-    found = contacts_owning(settings_for(civi_db, monkeypatch), g,
-                            ["ws@example.org", " Other@Example.org", "none@example.org"])
+    with LiveCiviCRM.open(settings_for(civi_db, monkeypatch)) as live:
+        found = live.contacts_owning(g, ["ws@example.org", " Other@Example.org",
+                                         "none@example.org"])
     assert found == {"ws@example.org": [(padded, "Added")],
                      "other@example.org": [(other, None)], "none@example.org": []}

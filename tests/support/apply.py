@@ -9,6 +9,8 @@ import sys
 from collections import Counter
 
 from civimc_audit.changes.apply import DIE_ENV
+from civimc_audit.changes.session import lock_path
+from civimc_audit.common.oslock import OSLock
 from civimc_audit.config import load_config
 from civimc_audit.store import Store
 from support.values import TEST_LIST_ID
@@ -64,3 +66,26 @@ def start_apply(config, die_at: str | None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "civimc_audit.cli", "--config", str(config),
                              "apply", "--execute", "--no-verify"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def hold_apply_lock(config, plan_id: int, run_id: int) -> OSLock:
+    """The store's apply lock, held by this process as an apply of `plan_id` would hold it
+    (use as a context manager)."""
+    return OSLock(lock_path(load_config(config)), "apply", {"plan": plan_id, "run": run_id})
+
+
+_HOLD = """
+import sys, time
+from civimc_audit.common.oslock import OSLock
+OSLock(sys.argv[1], "apply", {"plan": int(sys.argv[2]), "run": 1}).acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def hold_apply_lock_in_child(config, plan_id: int) -> subprocess.Popen:
+    """Another process holding the store's apply lock (until it is killed)."""
+    child = subprocess.Popen([sys.executable, "-c", _HOLD, str(lock_path(load_config(config))),
+                              str(plan_id)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "held"
+    return child

@@ -1,0 +1,139 @@
+"""One apply's (or verify's) connections, opened once and handed to every phase.
+
+An apply works with the store (plan, journal, backups), a read-only CiviCRM connection (the
+settling and drift reads, and verify's snapshot), the CiviCRM writer and the Mailchimp client.
+`ApplySession` opens each of them once — the store when the session starts, the others when
+first used, so a dry run never connects to CiviCRM — and closes them all when it ends. The
+phases take the session, never the config.
+
+One apply per store at a time: `ApplyLock` is an OS lock (common/oslock.py) on a file beside
+the store, held for the whole apply and taken before the store is opened, so a second apply is
+refused at once, naming the plan and process holding it, instead of waiting for the store.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+from civimc_audit.civicrm.live import LiveCiviCRM
+from civimc_audit.config import Config
+from civimc_audit.errors import LockHeld, RunLocked
+from civimc_audit.store import Store, open_store
+
+CIVICRM_BATCH = 200  # contacts per CiviCRM write transaction
+LOCK_SUFFIX = ".apply.lock"
+
+
+class ApplySession:
+    """The store and, once each is first asked for, the CiviCRM read connection and writer and
+    the Mailchimp client; `with ApplySession.open(config) as session:` closes them all."""
+
+    def __init__(self, config: Config, store: Store):
+        self.config = config
+        self.store = store
+        self._civicrm: LiveCiviCRM | None = None
+        self._writer = None
+        self._mailchimp = None
+
+    @classmethod
+    @contextmanager
+    def open(cls, config: Config):
+        with open_store(config.store_file) as store:
+            session = cls(config, store)
+            try:
+                yield session
+            finally:
+                session.close()
+
+    @property
+    def civicrm(self) -> LiveCiviCRM:
+        """Reads of the live CiviCRM database, over the session's read-only connection."""
+        if self._civicrm is None:
+            from civimc_audit.civicrm.db import connect
+            from civimc_audit.civicrm.reader import SNAPSHOT_READ_TIMEOUT
+
+            def reopen():
+                return connect(self.config.civicrm, read_timeout=SNAPSHOT_READ_TIMEOUT)
+
+            self._civicrm = LiveCiviCRM(self.config.civicrm, reopen(), reopen=reopen)
+        return self._civicrm
+
+    @property
+    def civicrm_writer(self):
+        """The CiviCRMWriter, on the write account's connection."""
+        if self._writer is None:
+            from civimc_audit.civicrm.writer import CiviCRMWriter
+
+            self._writer = CiviCRMWriter(self.config.civicrm, batch_size=CIVICRM_BATCH)
+        return self._writer
+
+    @property
+    def mailchimp(self):
+        """The MailchimpClient (its HTTP connections are kept for the session)."""
+        if self._mailchimp is None:
+            from civimc_audit.mailchimp.client import MailchimpClient
+
+            self._mailchimp = MailchimpClient(self.config.mailchimp)
+        return self._mailchimp
+
+    def mailchimp_writer(self, list_id: str):
+        from civimc_audit.mailchimp.writer import MailchimpWriter
+
+        return MailchimpWriter(self.mailchimp, list_id)
+
+    def close(self) -> None:
+        """Close what was opened (the store is closed by `open()`)."""
+        if self._mailchimp is not None:
+            self._mailchimp.close()
+            self._mailchimp = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._civicrm is not None:
+            self._civicrm.close()
+            self._civicrm = None
+
+
+def lock_path(config: Config) -> Path:
+    """The apply lock of a store: a file beside it."""
+    return config.store_file.with_name(config.store_file.name + LOCK_SUFFIX)
+
+
+class ApplyLock:
+    """`with ApplyLock(config, plan_id):` holds the store's apply lock for the block, or
+    refuses with `RunLocked`; `record(plan, run)` adds the ids to the owner record."""
+
+    def __init__(self, config: Config, plan_id: int | None):
+        from civimc_audit.common.oslock import OSLock
+
+        self.plan_id = plan_id
+        self._lock = OSLock(lock_path(config), "apply")
+
+    def record(self, plan_id: int, run_id: int | None = None) -> None:
+        self._lock.update(plan=plan_id, run=run_id)
+
+    def __enter__(self) -> ApplyLock:
+        try:
+            self._lock.acquire()
+        except LockHeld as held:
+            raise RunLocked(refusal(held.owner, self.plan_id)) from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+
+def refusal(owner, plan_id: int | None) -> str:
+    """Why an apply is refused while `owner` (an oslock Owner, or None) holds the lock."""
+    me = f"plan {plan_id}" if plan_id is not None else "this apply"
+    if owner is None:
+        return (f"another apply is in progress (owner not recorded yet); one apply at a time is "
+                f"allowed, so {me} is refused for now")
+    plan, run = owner.details.get("plan"), owner.details.get("run")
+    what = f"plan {plan}" if plan is not None else "a plan"
+    where = ", ".join(([f"run {run}"] if run is not None else [])
+                      + [f"pid {owner.pid} on {owner.host} since "
+                         f"{owner.since:%Y-%m-%d %H:%M:%S}Z"])
+    return (f"{what} is already being applied ({where}); one apply at a time is allowed, "
+            f"so {me} is refused for now")
