@@ -39,13 +39,6 @@ TRANSPORTS = ("auto", "client", "server")
 SNAPSHOT_READ_TIMEOUT = 3600  # seconds one server answer may take
 
 
-def mailing_list_warning(group_id, title) -> str:
-    """The one-line warning for an audited group that is not marked as a mailing list."""
-    return (f"warning: CiviCRM group {group_id} '{title}' is not marked as a mailing list; "
-            "the sync extension only offers mailing-list groups (set its group type to "
-            "Mailing List if this is the right group)")
-
-
 @dataclass(frozen=True)
 class GroupInfo:
     """The audited group, as read from civicrm_group."""
