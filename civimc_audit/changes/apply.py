@@ -28,9 +28,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from civimc_audit.changes.verify import VerifyResult
 
 from civimc_audit.changes.plan import Plan, get_plan, latest_frozen_plan
 from civimc_audit.changes.review import approved_items, check_frozen
@@ -84,22 +88,20 @@ class ApplyResult:
 
     plan: Plan
     execute: bool
+    items: pd.DataFrame
+    to_send: pd.DataFrame
     run_id: int | None = None
     folder: Path | None = None
-    items: pd.DataFrame | None = None
-    to_send: pd.DataFrame | None = None
-    verify: object | None = None
+    verify: VerifyResult | None = None
 
     def counts(self) -> dict[str, int]:
-        if self.items is None:
-            return {}
         states = self.items["journal_state"].fillna("not sent")
         return {k: int(v) for k, v in states.value_counts().items()}
 
     @property
     def needs_person(self) -> bool:
         """Stale or failed items, or applied people still not in agreement."""
-        if self.items is None or not self.execute:
+        if not self.execute:
             return False
         bad = self.items["journal_state"].isin(["failed", "stale"]).any()
         return bool(bad or (self.verify is not None and self.verify.needs_person))
@@ -161,7 +163,7 @@ class _Run:
         if items.empty:
             return [], []
         done, resend = [], []
-        now = member_statuses(self.session.mailchimp, self.plan.list_id, list(items["member_id"]))
+        now = member_statuses(self.session.mailchimp, self.plan.target_list, list(items["member_id"]))
         for row in items.to_dict("records"):
             wanted = sent.get(row["item_id"], json.loads(row["payload"]))["status"]
             if now.get(row["member_id"]) == wanted:
@@ -177,7 +179,7 @@ class _Run:
             return [], []
         done, resend = [], []
         ids = [int(c) for c in items["contact_id"]]
-        now = self.session.civicrm.group_statuses(self.plan.group_id, ids)
+        now = self.session.civicrm.group_statuses(self.plan.target_group, ids)
         for row in items.to_dict("records"):
             status = now.get(int(row["contact_id"]))
             made = status == "Added" if row["action"] == "add_to_group" else status != "Added"
@@ -199,7 +201,7 @@ class _Run:
 
         if items.empty:
             return [], [], []
-        ours = self.session.civicrm.contacts_created_by(self.plan.group_id,
+        ours = self.session.civicrm.contacts_created_by(self.plan.target_group,
                                                         source_note(self.tracking))
         done, resend, trashed, late_adds = [], [], [], []
         for row in items.to_dict("records"):
@@ -224,7 +226,7 @@ class _Run:
 
     def _finish_created(self, pairs: list[tuple[dict, int]]) -> None:
         """Contacts created by an interrupted run but not yet added: add them now."""
-        self.session.civicrm_writer.add_to_group(self.plan.group_id, [cid for _, cid in pairs],
+        self.session.civicrm_writer.add_to_group(self.plan.target_group, [cid for _, cid in pairs],
                                                  self.tracking)
         self.journal([_settled(row, f"contact {cid} created and added to the group")
                       for row, cid in pairs])
@@ -241,16 +243,16 @@ class _Run:
         if items.empty:
             return items
         store = self.session.store
-        writer = self.session.mailchimp_writer(self.plan.list_id)
+        writer = self.session.mailchimp_writer(self.plan.target_list)
         changed = writer.changed_members(cutoff(snapshots["mailchimp"]))
         moved = moved_members(store, snapshots["mailchimp"].id, changed,
                               items["member_id"].dropna().tolist())
         ids = sorted({int(c) for c in items["contact_id"].dropna()})
         civi_changed = (civicrm_drift(self.session.civicrm, store, snapshots["civicrm"].id,
-                                      self.plan.group_id, ids, cutoff(snapshots["civicrm"]),
+                                      self.plan.target_group, ids, cutoff(snapshots["civicrm"]),
                                       self.tracking) if ids else {})
         new = items[items["action"] == "create_contact"]
-        owners = (self.session.civicrm.contacts_owning(self.plan.group_id, list(new["email"]))
+        owners = (self.session.civicrm.contacts_owning(self.plan.target_group, list(new["email"]))
                   if not new.empty else {})
         mc_changed = {mid: m["last_changed"] for mid, m in changed.items()}
         stale = []
@@ -268,7 +270,7 @@ class _Run:
     def send_mailchimp(self, items: pd.DataFrame) -> None:
         if items.empty:
             return
-        writer = self.session.mailchimp_writer(self.plan.list_id)
+        writer = self.session.mailchimp_writer(self.plan.target_list)
         bar = tqdm(total=len(items), desc="Mailchimp", unit=" members", disable=not self.progress)
         for start in range(0, len(items), MAILCHIMP_CHUNK):
             chunk = items.iloc[start:start + MAILCHIMP_CHUNK]
@@ -348,7 +350,7 @@ class _Run:
         try:
             if action == "remove_from_group":
                 held = self._hold_cleaned(w, chunk)
-            result = getattr(w, action)(self.plan.group_id, ids, self.tracking)
+            result = getattr(w, action)(self.plan.target_group, ids, self.tracking)
         except CiviCRMError as exc:
             self._settle_failed(chunk, str(exc))
             return
@@ -388,7 +390,7 @@ class _Run:
         try:
             cid = w.create_contact(payload["email"], payload.get("first_name"),
                                    payload.get("last_name"), tracking=self.tracking)
-            w.add_to_group(self.plan.group_id, [cid], self.tracking)
+            w.add_to_group(self.plan.target_group, [cid], self.tracking)
         except CiviCRMError as exc:
             self._settle_failed(frame, str(exc))
             return

@@ -60,6 +60,20 @@ class Plan:
     def frozen(self) -> bool:
         return self.status == "frozen"
 
+    @property
+    def target_group(self) -> int:
+        """The CiviCRM group the plan writes to (every plan built from a CiviCRM snapshot has one)."""
+        if self.group_id is None:
+            raise StoreError(f"plan {self.id} names no CiviCRM group; build a new plan")
+        return self.group_id
+
+    @property
+    def target_list(self) -> str:
+        """The Mailchimp audience the plan writes to."""
+        if self.list_id is None:
+            raise StoreError(f"plan {self.id} names no Mailchimp audience; build a new plan")
+        return self.list_id
+
 
 _PLAN_COLS = ("id, token, reconciliation_id, civicrm_snapshot_id, mailchimp_snapshot_id, group_id,"
               " list_id, created_at, status, allow_pending, frozen_at, frozen_hash,"
@@ -70,7 +84,7 @@ def get_plan(store: Store, plan_id: int | None = None) -> Plan:
     """The plan with this id, or the newest plan."""
     if plan_id is None:
         row = store.con.execute("SELECT max(id) FROM plans").fetchone()
-        if row[0] is None:
+        if row is None or row[0] is None:
             raise StoreError("no plan in the store yet: run `civimc-audit plan`")
         plan_id = row[0]
     row = store.con.execute(f"SELECT {_PLAN_COLS} FROM plans WHERE id = ?", [plan_id]).fetchone()
@@ -83,7 +97,7 @@ def get_plan(store: Store, plan_id: int | None = None) -> Plan:
 
 def latest_frozen_plan(store: Store) -> Plan:
     row = store.con.execute("SELECT max(id) FROM plans WHERE status = 'frozen'").fetchone()
-    if row[0] is None:
+    if row is None or row[0] is None:
         raise StoreError("no frozen plan in the store: review and approve a plan, then "
                          "`civimc-audit approve --freeze`")
     return get_plan(store, row[0])

@@ -38,7 +38,7 @@ CHECKED_COLUMNS = ["target", "action", "email", "contact_id", "payload"]
 def _open_plan(store: Store, plan_id: int | None) -> Plan:
     plan = get_plan(store, plan_id)
     if plan.frozen:
-        raise UsageError(f"plan {plan.id} is frozen (sha256 {plan.frozen_hash[:12]}…) and "
+        raise UsageError(f"plan {plan.id} is frozen (sha256 {(plan.frozen_hash or '')[:12]}…) and "
                          "cannot change; build a new plan with `civimc-audit plan`")
     return plan
 
@@ -216,7 +216,8 @@ def _csv_plan_id(rows: pd.DataFrame, path: Path, plan_id: int | None) -> int | N
 def _decisions_of(rows: pd.DataFrame, current: pd.DataFrame) -> tuple[dict, int, list[str]]:
     """({"approved": [(item, note)], "rejected": [...]}, undecided count, problems) of the
     CSV's rows checked against the plan's items (`current`, indexed by item id)."""
-    problems, chosen = [], {"approved": [], "rejected": []}
+    problems: list[str] = []
+    chosen: dict[str, list] = {"approved": [], "rejected": []}
     seen: set[int] = set()
     undecided = 0
     for n, row in enumerate(rows.to_dict("records"), start=2):

@@ -15,11 +15,16 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from civimc_audit.civicrm.live import LiveCiviCRM
 from civimc_audit.config import Config
 from civimc_audit.errors import LockHeld, RunLocked
 from civimc_audit.store import Store, open_store
+
+if TYPE_CHECKING:
+    from civimc_audit.civicrm.writer import CiviCRMWriter
+    from civimc_audit.mailchimp.client import MailchimpClient
 
 CIVICRM_BATCH = 200  # contacts per CiviCRM write transaction
 LOCK_SUFFIX = ".apply.lock"
@@ -33,8 +38,8 @@ class ApplySession:
         self.config = config
         self.store = store
         self._civicrm: LiveCiviCRM | None = None
-        self._writer = None
-        self._mailchimp = None
+        self._writer: CiviCRMWriter | None = None
+        self._mailchimp: MailchimpClient | None = None
 
     @classmethod
     @contextmanager

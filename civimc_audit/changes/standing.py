@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from civimc_audit.changes.verify import VerifyResult
 from civimc_audit.changes.plan import ACTIONS, Plan, build_plan, get_plan, items_frame
 from civimc_audit.changes.review import decide, freeze
 from civimc_audit.config import Config
@@ -46,7 +49,7 @@ class StandingResult:
     approved: int
     applied: dict[str, dict[str, int]] = field(default_factory=dict)
     waiting: dict[str, int] = field(default_factory=dict)
-    verify: object | None = None
+    verify: VerifyResult | None = None
     folder: str | None = None
 
     @property

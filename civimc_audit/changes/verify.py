@@ -12,7 +12,7 @@ import pandas as pd
 from civimc_audit.changes.plan import get_plan
 from civimc_audit.changes.session import ApplySession
 from civimc_audit.config import Config
-from civimc_audit.store import Store
+from civimc_audit.store import Store, scalar
 
 REMAINING_COLUMNS = ["item_id", "target", "action", "email", "outcome", "reason"]
 
@@ -61,13 +61,12 @@ def verify_in(session: ApplySession, plan_id: int | None = None, *,
     rec = reconcile(store, config.policy, civicrm_snapshot_id=civi.id,
                     mailchimp_snapshot_id=mc.id)
     if plan_id is None:
-        plan_id = store.con.execute("SELECT max(plan_id) FROM journal").fetchone()[0]
+        plan_id = scalar(store.con, "SELECT max(plan_id) FROM journal")
     if plan_id is None:
         return VerifyResult(rec, None, 0, pd.DataFrame(columns=REMAINING_COLUMNS))
     get_plan(store, plan_id)
-    applied = store.con.execute(
-        "SELECT count(*) FROM journal WHERE plan_id = ? AND state = 'done'",
-        [plan_id]).fetchone()[0]
+    applied = scalar(store.con, "SELECT count(*) FROM journal WHERE plan_id = ? AND state = 'done'",
+                     [plan_id])
     return VerifyResult(rec, plan_id, int(applied), _remaining(store, plan_id, rec["id"]))
 
 

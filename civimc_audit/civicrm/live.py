@@ -79,6 +79,12 @@ class LiveCiviCRM:
         if self.conn.open:
             self.conn.close()
 
+    @property
+    def schema(self) -> Schema:
+        """The site's table layout (read by the first cursor)."""
+        assert self._schema is not None, "read the schema through _cursor() first"
+        return self._schema
+
     @contextmanager
     def _cursor(self, what: str = "read"):
         try:
@@ -157,7 +163,7 @@ class LiveCiviCRM:
             return {}
         out: dict[int, set[str]] = {}
         with self._cursor("drift check") as cur:
-            since = history_sql_time(self._schema, self.settings, since_utc)
+            since = history_sql_time(self.schema, self.settings, since_utc)
             for chunk in _chunks(ids, 5000):
                 cur.execute(
                     "SELECT DISTINCT contact_id, COALESCE(tracking, '')"
@@ -186,7 +192,7 @@ class LiveCiviCRM:
         groups: dict[int, str] = {}
         history: dict[int, set] = {}
         with self._cursor("drift check") as cur:
-            cols = ", ".join(f"`{c}`" if self._schema.has("civicrm_contact", c) else "NULL"
+            cols = ", ".join(f"`{c}`" if self.schema.has("civicrm_contact", c) else "NULL"
                              for c in CONSENT_FIELDS)
             for chunk in _chunks(ids, 5000):
                 cur.execute(f"SELECT id, {cols} FROM civicrm_contact WHERE id IN %s", (chunk,))

@@ -120,6 +120,7 @@ class OSLock:
         return read_owner(self.path)
 
     def _write(self) -> None:
+        assert self._fd is not None and self.owner is not None, "write only while held"
         data = self.owner.to_json().encode("utf-8")
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, data, 0)

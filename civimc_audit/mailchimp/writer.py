@@ -160,7 +160,7 @@ class MailchimpWriter:
                merge_fields: dict | None = None,
                pending_on_compliance: bool = False) -> MemberResult:
         """PUT: create the member with `status_if_new`, or update an existing one (`status`)."""
-        body = {"email_address": email}
+        body: dict[str, object] = {"email_address": email}
         if status_if_new:
             body["status_if_new"] = status_if_new
         if status:

@@ -14,7 +14,7 @@ from civimc_audit.common.emails import install_sql_macros
 from civimc_audit.common.times import utcnow
 from civimc_audit.config import PolicySettings
 from civimc_audit.errors import StoreError
-from civimc_audit.store import Store
+from civimc_audit.store import Store, scalar
 
 SQL_PACKAGE = "civimc_audit.reconcile"
 
@@ -48,10 +48,10 @@ def reconcile(store: Store, policy: PolicySettings | None = None, *,
     mc = _pick(store, "mailchimp", mailchimp_snapshot_id)
     con = store.con
     with store.transaction():
-        rid = con.execute(
-            "INSERT INTO reconciliations (civicrm_snapshot_id, mailchimp_snapshot_id, created_at,"
-            " policy) VALUES (?, ?, ?, ?) RETURNING id",
-            [civi.id, mc.id, utcnow(), json.dumps(asdict(policy))]).fetchone()[0]
+        rid = scalar(
+            con, "INSERT INTO reconciliations (civicrm_snapshot_id, mailchimp_snapshot_id,"
+            " created_at, policy) VALUES (?, ?, ?, ?) RETURNING id",
+            [civi.id, mc.id, utcnow(), json.dumps(asdict(policy))])
         variables = {
             "civicrm_snapshot": civi.id, "mailchimp_snapshot": mc.id,
             "group_id": civi.meta["group_id"], "reconciliation_id": rid,

@@ -27,7 +27,7 @@ def describe(row) -> str:
 def apply_lines(result: ApplyResult) -> list[str]:
     """What an apply did (or, as a dry run, would do), then its verify's lines."""
     items, to_send = result.items, result.to_send
-    head = (f"plan {result.plan.id} (sha256 {result.plan.frozen_hash[:12]}…): {len(items)} "
+    head = (f"plan {result.plan.id} (sha256 {(result.plan.frozen_hash or '')[:12]}…): {len(items)} "
             "approved items")
     if not result.execute:
         lines = [f"dry run of {head}; nothing is sent (add --execute to send)"]

@@ -444,3 +444,9 @@ def open_store(path: Path, wait: float = 60.0):
         yield store
     finally:
         store.close()
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
+    """The first column of the first row `sql` returns (None when it returns no row)."""
+    row = con.execute(sql, params or []).fetchone()
+    return None if row is None else row[0]
