@@ -84,8 +84,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.choices:
         print(EMULATOR_CHOICES, end="")
         return 0
-    emu, origin = make_emulator(args)
-    server = EmulatorServer(emu, host=args.host, port=args.port)
+    try:
+        emu, origin = make_emulator(args)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        source = args.state if args.state and args.state.exists() else args.members
+        print(f"emulator: cannot load {source}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        server = EmulatorServer(emu, host=args.host, port=args.port)
+    except OSError as exc:
+        print(f"emulator: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
     autosave = Autosave(emu, args.state).start() if args.state else None
     if args.state:
         origin += f"; kept in {args.state}"
