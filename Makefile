@@ -7,23 +7,35 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install services demo test lint bench clean
+.PHONY: install services demo demo-stop demo-start test lint bench clean
 
+# Quiet: pip's and setuptools' output goes to $(VENV)/install.log, shown only if a step fails.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -m pip install --quiet -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c "import civimc_audit, duckdb, pymysql, papermill, pytest"
-	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (civimc-audit)" >/dev/null
-	touch $(STAMP)
+	@echo "Installing civimc-audit into $(VENV) (log: $(VENV)/install.log) …"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip >$(VENV)/install.log 2>&1 \
+		|| { cat $(VENV)/install.log; exit 1; }
+	@$(PY) -m pip install --quiet -e '.[dev]' >>$(VENV)/install.log 2>&1 \
+		|| { cat $(VENV)/install.log; exit 1; }
+	@$(PY) -c "import civimc_audit, duckdb, pymysql, papermill, pytest"
+	@$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (civimc-audit)" >/dev/null
+	@touch $(STAMP)
 
 install: $(STAMP)
 
 services: install
 	@$(PY) -m civimc_sandbox.localdb >/dev/null
 
+# The demo's sandbox stays up: demo-stop stops its emulator (database, accounts and files stay),
+# demo-start starts it again where it left off, clean also drops the demo database and accounts.
 demo: services
-	$(PY) -m civimc_sandbox.demo
+	@$(PY) -m civimc_sandbox.demo
+
+demo-stop:
+	@if [ -x $(PY) ]; then $(PY) -m civimc_sandbox.demo --stop; fi
+
+demo-start: install
+	@$(PY) -m civimc_sandbox.demo --start
 
 test: services
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -36,4 +48,5 @@ bench: services
 	$(PY) -m bench
 
 clean:
+	@if [ -x $(PY) ]; then $(PY) -m civimc_sandbox.demo --drop; fi
 	rm -rf data/demo data/runs data/.mariadb .pytest_cache

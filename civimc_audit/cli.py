@@ -189,9 +189,16 @@ def report(obj, run_id):
 @click.option("--api-key", default=None,
               help="Key the emulator accepts (default: $CIVIMC_MAILCHIMP_API_KEY or a demo key).")
 @click.option("--members", type=click.Path(exists=True, dir_okay=False),
-              help="JSON array of members to load.")
-def emulator(host, port, list_id, api_key, members):
-    """Serve the Mailchimp emulator in the foreground (no Mailchimp account needed)."""
+              help="JSON array of members to load (email_address, status, last_changed, "
+                   "merge_fields; see the README).")
+@click.option("--state", type=click.Path(dir_okay=False),
+              help="Keep the audience in this JSON file: resumed from it when it exists, "
+                   "saved on every change.")
+def emulator(host, port, list_id, api_key, members, state):
+    """Serve the Mailchimp emulator in the foreground (no Mailchimp account needed).
+
+    Prints its address and the API key it accepts.
+    """
     import os
 
     from civimc_audit.config import ENV_MAILCHIMP_API_KEY
@@ -203,6 +210,8 @@ def emulator(host, port, list_id, api_key, members):
         argv += ["--api-key", api_key]
     if members:
         argv += ["--members", members]
+    if state:
+        argv += ["--state", state]
     raise SystemExit(emulator_main(argv))
 
 

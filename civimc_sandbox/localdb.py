@@ -114,6 +114,20 @@ def _start_private(base: Path) -> Server:
     raise ConfigError(f"a private MariaDB did not start; see {base / 'mariadbd.log'}")
 
 
+def running_server(private_dir: Path | None = None) -> Server | None:
+    """The server `ensure_server` would use, if one answers now; never starts or installs one."""
+    spec = os.environ.get("CIVIMC_TEST_MYSQL")
+    if spec:
+        host, port, *rest = spec.split(":")
+        candidates = [Server(host, int(port), *(rest[:2]))]
+    else:
+        candidates = [Server()]
+        state = (private_dir or PRIVATE_DIR).resolve() / "server.json"
+        if state.exists():
+            candidates.append(Server(**json.loads(state.read_text())))
+    return next((s for s in candidates if _answers(s)), None)
+
+
 def ensure_server(private_dir: Path | None = None) -> Server:
     """A reachable MariaDB server with administrator rights (see the module docstring)."""
     spec = os.environ.get("CIVIMC_TEST_MYSQL")

@@ -16,7 +16,8 @@ member write rules), ``views`` (cached filtered/sorted member views),
 ``render`` (JSON shapes, partial responses), ``api`` (routing, handlers),
 ``batches`` (/batches and result archives), ``faults`` (fault injection),
 ``problems`` (error documents), ``server`` (HTTP), ``spec`` (optional check of all
-traffic against the Swagger spec), ``__main__`` (CLI).
+traffic against the Swagger spec), ``persist`` (the state file of ``--state``),
+``__main__`` (CLI).
 
 Choices where the real API's behaviour is unverified are listed in
 ``EMULATOR_CHOICES`` below (also shown by ``python -m civimc_sandbox.emulator --choices``).

@@ -25,6 +25,10 @@ def test_emulator_command_serves_members_from_a_file(tmp_path):
         line = proc.stdout.readline()
         base = line.strip().split(" at ")[-1]
         assert base.startswith("http://127.0.0.1:") and base.endswith("/3.0")
+        banner = "".join(proc.stdout.readline() for _ in range(4))
+        assert "25 members from" in banner
+        assert f"API key it accepts (a made-up local key): {KEY}" in banner
+        assert f'base_url = "{base}"' in banner
         auth = ("any", KEY)
         assert requests.get(f"{base}/ping", auth=auth, timeout=5).json() == {
             "health_status": "Everything's Chimpy!"}
@@ -37,3 +41,13 @@ def test_emulator_command_serves_members_from_a_file(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_broken_members_file_is_one_line_and_exit_2(tmp_path):
+    path = tmp_path / "members.json"
+    path.write_text('[{"email_address": "a@example.org"}')
+    done = subprocess.run([sys.executable, "-m", "civimc_audit.cli", "emulator", "--port", "0",
+                           "--members", str(path)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"emulator: cannot load {path}: JSONDecodeError")
+    assert len(done.stderr.strip().splitlines()) == 1
