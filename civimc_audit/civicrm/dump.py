@@ -24,9 +24,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import pymysql
@@ -39,9 +37,10 @@ except ImportError:  # not on Windows; only used to widen the pipe
 from civimc_audit.civicrm.stream import Field, TableRead
 from civimc_audit.config import CiviCRMSettings
 from civimc_audit.errors import ClientUnavailable
+from civimc_audit.store.loading import ChunkLoader, remove_files
 
 PIECE_BYTES = 32 << 20  # a section's output is loaded in files of about this size
-MAX_WAITING = 3  # pieces written but not loaded yet before the reader waits for DuckDB
+MAX_WAITING = 2  # pieces waiting for DuckDB (besides the one it loads) before the reader waits
 READ_BYTES = 4 << 20
 PIPE_BYTES = 1 << 20
 # Client errors that mean it never got a working connection (too old for utf8mb4, an
@@ -105,26 +104,16 @@ def _typed(f: Field, read: TableRead) -> str:
     return f"{value} AS {col}"
 
 
-class _Loader:
-    """Loads the files of one read into its store table, one INSERT per file."""
-
-    def __init__(self, duck: duckdb.DuckDBPyConnection, read: TableRead, target: str,
-                 constants: dict[str, int]):
-        spec = ", ".join(f"'{n}': '{t}'" for n, t in _columns(read))
-        names = [f.name for f in read.fields]
-        typed = ", ".join(_typed(f, read) for f in read.fields)
-        self.duck = duck
-        self.sql = (f"INSERT INTO {target} ({', '.join([*constants, *names])})"
-                    f" SELECT {', '.join([*(str(int(v)) for v in constants.values()), typed])}"
-                    " FROM read_csv($path, delim = '\t', quote = '', escape = '',"
-                    " header = false, nullstr = 'NULL', auto_detect = false,"
-                    f" columns = {{{spec}}})")
-
-    def load(self, path: str) -> int:
-        try:
-            return self.duck.execute(self.sql, {"path": path}).fetchone()[0]
-        finally:
-            os.unlink(path)
+def _insert_sql(read: TableRead, target: str, constants: dict[str, int]) -> str:
+    """The INSERT loading the dump files of one read (named by `$path`) into its store table."""
+    spec = ", ".join(f"'{n}': '{t}'" for n, t in _columns(read))
+    names = [f.name for f in read.fields]
+    typed = ", ".join(_typed(f, read) for f in read.fields)
+    return (f"INSERT INTO {target} ({', '.join([*constants, *names])})"
+            f" SELECT {', '.join([*(str(int(v)) for v in constants.values()), typed])}"
+            " FROM read_csv($path, delim = '\t', quote = '', escape = '',"
+            " header = false, nullstr = 'NULL', auto_detect = false,"
+            f" columns = {{{spec}}})")
 
 
 def _client_command(client: str, settings: CiviCRMSettings) -> list[str]:
@@ -155,6 +144,111 @@ def _failure(stderr: str, returncode: int, started: bool) -> Exception:
     return pymysql.err.OperationalError(code, message)
 
 
+def _check_reads(reads: list[TableRead]) -> None:
+    for r in reads:  # header lines are told from data lines by this (see _Output.feed)
+        first = r.fields[0]
+        if (first.name, first.kind, first.nullable) != ("id", "int", False):
+            raise ValueError(f"{r.name}: a dumped read must start with its NOT NULL integer id")
+
+
+def _start_client(client: str, settings: CiviCRMSettings, errors) -> subprocess.Popen:
+    """The client session, reading its script from `stdin` (see _send) and writing rows to
+    `stdout`."""
+    # Only what the client needs: no MYSQL_HOST/MYSQL_TCP_PORT, no other secrets, no HOME (an
+    # Oracle client reads ~/.mylogin.cnf even with --no-defaults).
+    env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C",
+           "MYSQL_PWD": settings.password}
+    proc = subprocess.Popen(_client_command(client, settings), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=errors, env=env)
+    if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux: fewer, larger pipe reads
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    return proc
+
+
+def _send(proc: subprocess.Popen, script: str) -> None:
+    try:
+        proc.stdin.write(script.encode())
+        proc.stdin.close()
+    except BrokenPipeError:  # it gave up at once: its exit status and stderr say why
+        pass
+
+
+class _Output:
+    """Cuts the client's output, whole lines at a time, at each result's header line into
+    files of about PIECE_BYTES, each queued on `loader` as (index of its read, path)."""
+
+    def __init__(self, reads: list[TableRead], folder: str, loader: ChunkLoader,
+                 progress_bar=None, on_chunk: Callable[[str, int], None] | None = None):
+        self.reads, self.folder, self.loader = reads, folder, loader
+        self.headers = [("\t".join(n for n, _ in _columns(r)) + "\n").encode() for r in reads]
+        self.progress_bar, self.on_chunk = progress_bar, on_chunk
+        self.lines = {r.name: 0 for r in reads}  # data lines sent, per table
+        self.k = -1  # the read whose result is being output
+        self.out = None  # the piece being written
+        self.pieces = 0
+
+    def feed(self, part: bytes) -> None:
+        while part:
+            nxt = self.headers[self.k + 1] if self.k + 1 < len(self.headers) else None
+            if nxt is not None and part.startswith(nxt):
+                self.hand_over()
+                self.k += 1
+                part = part[len(nxt):]
+                if self.on_chunk:
+                    self.on_chunk(self.reads[self.k].name, 0)
+                continue
+            if self.k < 0:
+                raise ValueError("the mysql client's output did not start with the "
+                                 "expected columns")
+            # Data lines start with the integer id, header lines with a letter.
+            pos = part.find(b"\n" + nxt) + 1 if nxt is not None else 0
+            body, part = (part[:pos], part[pos:]) if pos > 0 else (part, b"")
+            self._write(body)
+
+    def _write(self, body: bytes) -> None:
+        if b"\r" in body:  # DuckDB's CSV reader takes a bare CR for a line end
+            body = body.replace(b"\r", b"\\r")
+        if self.out is None:
+            self.pieces += 1
+            self.out = open(os.path.join(self.folder, f"{self.pieces}.tsv"), "wb")  # noqa: SIM115
+        self.out.write(body)
+        name = self.reads[self.k].name
+        n = body.count(b"\n")
+        self.lines[name] += n
+        if self.progress_bar is not None:
+            self.progress_bar.update(n)
+        if self.on_chunk:
+            self.on_chunk(name, self.lines[name])
+        if self.out.tell() >= PIECE_BYTES:
+            self.hand_over()
+
+    def hand_over(self) -> None:
+        """Queue the piece being written (waiting while MAX_WAITING are queued)."""
+        if self.out is not None:
+            out, self.out = self.out, None
+            out.close()
+            self.loader.put((self.k, out.name))
+
+    def abandon(self) -> None:
+        if self.out is not None:
+            self.out.close()
+            self.out = None
+
+
+def _pump(proc: subprocess.Popen, output: _Output) -> None:
+    """Feed the client's output to `output` in whole lines until it ends."""
+    carry = b""
+    while True:
+        chunk = proc.stdout.read1(READ_BYTES)
+        buf = carry + chunk
+        cut = buf.rfind(b"\n") + 1 if chunk else len(buf)
+        part, carry = buf[:cut], buf[cut:]
+        output.feed(part)
+        if not chunk:
+            return
+
+
 def dump_tables(client: str, settings: CiviCRMSettings, duck: duckdb.DuckDBPyConnection,
                 reads: list[TableRead], statements: list[str], *, session: list[str],
                 constants: dict[str, int], progress_bar=None,
@@ -162,108 +256,48 @@ def dump_tables(client: str, settings: CiviCRMSettings, duck: duckdb.DuckDBPyCon
     """Run `statements` (the rendered SELECT of each read, in order) in one client session
     after the `session` statements, loading each result into the store table named like its
     read; returns the rows loaded per table. `on_chunk(table, rows so far)` is called as output
-    arrives."""
-    for r in reads:  # header lines are told from data lines by this (see the read loop)
-        first = r.fields[0]
-        if (first.name, first.kind, first.nullable) != ("id", "int", False):
-            raise ValueError(f"{r.name}: a dumped read must start with its NOT NULL integer id")
+    arrives. The files load on `duck` inside the caller's transaction (see ChunkLoader)."""
+    _check_reads(reads)
     script = ";\n".join(["SET NAMES utf8mb4", *session,
                          "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
                          *statements, "COMMIT"]) + ";\n"
-    headers = [("\t".join(n for n, _ in _columns(r)) + "\n").encode() for r in reads]
-    loaders = [_Loader(duck, r, r.name, constants) for r in reads]
+    inserts = [_insert_sql(r, r.name, constants) for r in reads]
     counts = {r.name: 0 for r in reads}
-    lines = dict.fromkeys(counts, 0)
-    # Only what the client needs: no MYSQL_HOST/MYSQL_TCP_PORT, no other secrets, no HOME (an
-    # Oracle client reads ~/.mylogin.cnf even with --no-defaults).
-    env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C",
-           "MYSQL_PWD": settings.password}
+
+    def load(con: duckdb.DuckDBPyConnection, pieces: list) -> int:
+        n = 0
+        for k, path in pieces:  # one worker: counts has no other writer
+            loaded = con.execute(inserts[k], {"path": path}).fetchone()[0]
+            counts[reads[k].name] += loaded
+            n += loaded
+        return n
+
     with tempfile.TemporaryDirectory(prefix="civimc-civicrm-") as folder, \
             tempfile.TemporaryFile() as errors, \
-            ThreadPoolExecutor(1, thread_name_prefix="civicrm-load") as worker:
-        proc = subprocess.Popen(_client_command(client, settings), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=errors, env=env)
-        if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux: fewer, larger pipe reads
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        waiting: deque = deque()
-        k, out, pieces = -1, None, 0
-
-        def hand_over() -> None:
-            nonlocal out
-            if out is None:
-                return
-            out.close()
-            while len(waiting) >= MAX_WAITING:
-                table, fut = waiting.popleft()
-                counts[table] += fut.result()
-            waiting.append((reads[k].name, worker.submit(loaders[k].load, out.name)))
-            out = None
-
+            ChunkLoader([duck], load, max_waiting=MAX_WAITING, commit=False,
+                        discard=lambda pieces: remove_files(p for _, p in pieces),
+                        name="civicrm-load") as loader:
+        proc = _start_client(client, settings, errors)
+        output = _Output(reads, folder, loader, progress_bar, on_chunk)
         try:
-            try:
-                proc.stdin.write(script.encode())
-                proc.stdin.close()
-            except BrokenPipeError:  # it gave up at once: its exit status and stderr say why
-                pass
-            carry = b""
-            while True:
-                chunk = proc.stdout.read1(READ_BYTES)
-                buf = carry + chunk
-                cut = buf.rfind(b"\n") + 1 if chunk else len(buf)
-                part, carry = buf[:cut], buf[cut:]
-                while part:
-                    nxt = headers[k + 1] if k + 1 < len(headers) else None
-                    if nxt is not None and part.startswith(nxt):
-                        hand_over()
-                        k += 1
-                        part = part[len(nxt):]
-                        if on_chunk:
-                            on_chunk(reads[k].name, 0)
-                        continue
-                    if k < 0:
-                        raise ValueError("the mysql client's output did not start with the "
-                                         "expected columns")
-                    # Data lines start with the integer id, header lines with a letter.
-                    pos = part.find(b"\n" + nxt) + 1 if nxt is not None else 0
-                    body, part = (part[:pos], part[pos:]) if pos > 0 else (part, b"")
-                    if b"\r" in body:  # DuckDB's CSV reader takes a bare CR for a line end
-                        body = body.replace(b"\r", b"\\r")
-                    if out is None:
-                        pieces += 1
-                        out = open(os.path.join(folder, f"{pieces}.tsv"), "wb")  # noqa: SIM115
-                    out.write(body)
-                    n = body.count(b"\n")
-                    lines[reads[k].name] += n
-                    if progress_bar is not None:
-                        progress_bar.update(n)
-                    if on_chunk:
-                        on_chunk(reads[k].name, lines[reads[k].name])
-                    if out.tell() >= PIECE_BYTES:
-                        hand_over()
-                if not chunk:
-                    break
+            _send(proc, script)
+            _pump(proc, output)
             if proc.wait() != 0:
                 errors.seek(0)
-                raise _failure(errors.read().decode("utf-8", "replace"), proc.returncode, k >= 0)
-            if k != len(reads) - 1:
+                raise _failure(errors.read().decode("utf-8", "replace"), proc.returncode,
+                               output.k >= 0)
+            if output.k != len(reads) - 1:
                 raise ValueError("the mysql client's output ended before every table was read")
-            hand_over()
-            while waiting:
-                table, fut = waiting.popleft()
-                counts[table] += fut.result()
+            output.hand_over()
+            loader.close()
         except BaseException:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-            if out is not None:
-                out.close()
-            for _, fut in waiting:  # loads in flight finish before the folder goes
-                fut.cancel()
-                with contextlib.suppress(BaseException):  # the first failure is the one raised
-                    fut.result()
-            raise
+            output.abandon()
+            raise  # the loader stops its loads before the folder goes
     for r in reads:
-        if counts[r.name] != lines[r.name]:
-            raise ValueError(f"{r.name}: loaded {counts[r.name]} rows of {lines[r.name]} sent")
+        if counts[r.name] != output.lines[r.name]:
+            raise ValueError(f"{r.name}: loaded {counts[r.name]} rows of {output.lines[r.name]} "
+                             "sent")
     return counts

@@ -12,15 +12,16 @@ inside the caller's transaction (one consistent snapshot).
 from __future__ import annotations
 
 import io
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
+
+from civimc_audit.store.frames import insert_frame
+from civimc_audit.store.loading import ChunkLoader, Load
 
 # The NULL marker, unquoted: numbers and dates never spell it and strings are always quoted.
 # Separators are written as CHAR(9)/CHAR(10) so the SQL means the same under sql_mode
@@ -116,33 +117,89 @@ def stream_table(cur, duck: duckdb.DuckDBPyConnection, read: TableRead, target: 
     makes `target` a new temp table first. Chunks are key ranges sized to stay well under
     `max_bytes` (the session's group_concat_max_len); a chunk that still overflows is read again
     in smaller ranges. While the server packs the next chunk, a worker thread parses and inserts
-    the previous one (both sides release the GIL), so the two overlap. `on_chunk` is called
-    with (table, rows so far) after each chunk.
+    the previous one (both sides release the GIL), so the two overlap; the inserts run on `duck`
+    in its own (the caller's) transaction, see ChunkLoader. `on_chunk` is called with
+    (table, rows so far) after each chunk.
     """
+    low, high = _key_range(cur, read, params)
+    if create:
+        _create_target(duck, read, target)
+    if low is None:
+        return 0
+    consts = constants or {}
+    total = 0
+    # One chunk waits for the worker while it loads another, so neither side idles when the
+    # other has a slow chunk.
+    with ChunkLoader([duck], _unpacker(read, target, consts), max_waiting=1, commit=False,
+                     name="civicrm-load") as loader, \
+            tqdm(total=high - low + 1, desc=f"CiviCRM {read.name}", unit="id", unit_scale=True,
+                 disable=not progress, leave=False) as bar:
+        for count, blob, keys in _packed_chunks(cur, read, params, low, high,
+                                                max_bytes=max_bytes, first_span=first_span):
+            if count:
+                loader.put((blob, count))
+                total += count
+            bar.update(keys)
+            if on_chunk:
+                on_chunk(read.name, total)
+        loader.close()
+    return total
+
+
+def _key_range(cur, read: TableRead, params: dict) -> tuple[int | None, int | None]:
     key = f"{read.alias}.id"
     if read.bounded:
         cur.execute(f"SELECT MIN({key}), MAX({key}) FROM {read.source} WHERE {read.where}", params)
     else:
         cur.execute(f"SELECT MIN(id), MAX(id) FROM {read.name}")
-    low, high = cur.fetchone()
-    names = [f.name for f in read.fields]
+    return cur.fetchone()
+
+
+def _create_target(duck: duckdb.DuckDBPyConnection, read: TableRead, target: str) -> None:
+    """`target` as a new, empty temp table of the read's typed columns."""
+    sql_type = {"int": "BIGINT", "bool": "TINYINT"}
     typed = ", ".join(f.typed(read.time_zone) for f in read.fields)
-    if create:
-        sql_type = {"int": "BIGINT", "bool": "TINYINT"}
-        empty = ", ".join(f"NULL::{sql_type.get(f.kind, 'VARCHAR')} AS {f.name}"
-                          for f in read.fields)
-        duck.execute(f"CREATE OR REPLACE TEMP TABLE {target} AS SELECT {typed} FROM "
-                     f"(SELECT {empty}) WHERE false")
-    if low is None:
-        return 0
-    consts = constants or {}
-    insert = (f"INSERT INTO {target} ({', '.join([*consts, *names])})"
-              f" SELECT {', '.join([*(str(int(v)) for v in consts.values()), typed])} FROM _chunk")
+    empty = ", ".join(f"NULL::{sql_type.get(f.kind, 'VARCHAR')} AS {f.name}" for f in read.fields)
+    duck.execute(f"CREATE OR REPLACE TEMP TABLE {target} AS SELECT {typed} FROM "
+                 f"(SELECT {empty}) WHERE false")
+
+
+def _packed_chunks(cur, read: TableRead, params: dict, low: int, high: int, *, max_bytes: int,
+                   first_span: int):
+    """(rows, packed text, keys spanned) of each key range of `read` from `low` to `high`,
+    packed by the server. Each range is sized from the bytes per key of the one before to a
+    third of `max_bytes`; one that overflows (GROUP_CONCAT cuts it short) is read again as a
+    quarter of its size."""
+    key = f"{read.alias}.id"
     packed = ", ".join(f.packed() for f in read.fields)
     sql = (f"SELECT COUNT(*), CAST(GROUP_CONCAT(CONCAT(CONCAT_WS(CHAR(9), {packed}), CHAR(10))"
            " SEPARATOR '') AS BINARY)"
            f" FROM {read.source} WHERE ({read.where})"
            f" AND {key} >= %(_lo)s AND {key} < %(_hi)s")
+    target_bytes = max_bytes // 3
+    start, span = low, first_span
+    while start <= high:
+        end = min(start + span, high + 1)
+        cur.execute(sql, {**params, "_lo": start, "_hi": end})
+        count, blob = cur.fetchone()
+        blob = blob or b""
+        if len(blob) >= max_bytes:
+            if end - start <= 1:
+                raise ValueError(f"one row of {read.name} is larger than {max_bytes} bytes")
+            span = max(1, (end - start) // 4)
+            continue
+        yield count, blob, end - start
+        per_key = max(len(blob), 1) / (end - start)
+        span = int(min(max(target_bytes / per_key, 1_000), 2_000_000))
+        start = end
+
+
+def _unpacker(read: TableRead, target: str, constants: dict[str, int]) -> Load:
+    """Loads chunks of packed text: pyarrow's CSV reader parses each (in C, on the loader's
+    thread) and DuckDB types and inserts its columns into `target`."""
+    names = [f.name for f in read.fields]
+    select = ", ".join([*(str(int(v)) for v in constants.values()),
+                        *(f.typed(read.time_zone) for f in read.fields)])
     options = (pacsv.ReadOptions(column_names=names, block_size=1 << 26),
                pacsv.ParseOptions(delimiter="\t", quote_char='"', double_quote=True,
                                   escape_char=False, newlines_in_values=True),
@@ -150,50 +207,14 @@ def stream_table(cur, duck: duckdb.DuckDBPyConnection, read: TableRead, target: 
                                     null_values=[NULL], strings_can_be_null=True,
                                     quoted_strings_can_be_null=False))
 
-    def load(blob: bytes, count: int) -> None:
-        table = pacsv.read_csv(io.BytesIO(blob), *options)
-        if table.num_rows != count:
-            raise ValueError(f"{read.name}: a chunk unpacked to {table.num_rows} rows, "
-                             f"expected {count}")
-        duck.register("_chunk", table)
-        try:
-            duck.execute(insert)
-        finally:
-            duck.unregister("_chunk")
+    def load(duck: duckdb.DuckDBPyConnection, chunks: list) -> int:
+        n = 0
+        for blob, count in chunks:
+            table = pacsv.read_csv(io.BytesIO(blob), *options)
+            if table.num_rows != count:
+                raise ValueError(f"{read.name}: a chunk unpacked to {table.num_rows} rows, "
+                                 f"expected {count}")
+            n += insert_frame(duck, target, table, [*constants, *names], select=select)
+        return n
 
-    target_bytes = max_bytes // 3
-    total, start, span = 0, low, first_span
-    with ThreadPoolExecutor(max_workers=1) as worker, \
-            tqdm(total=high - low + 1, desc=f"CiviCRM {read.name}", unit="id", unit_scale=True,
-                 disable=not progress, leave=False) as bar:
-        pending: deque = deque()
-        try:
-            while start <= high:
-                end = min(start + span, high + 1)
-                cur.execute(sql, {**params, "_lo": start, "_hi": end})
-                count, blob = cur.fetchone()
-                blob = blob or b""
-                if len(blob) >= max_bytes:  # GROUP_CONCAT cut it short: smaller ranges
-                    if end - start <= 1:
-                        raise ValueError(f"one row of {read.name} is larger than {max_bytes} "
-                                         "bytes")
-                    span = max(1, (end - start) // 4)
-                    continue
-                # Up to two chunks wait for the worker, so neither side idles when the other
-                # has a slow chunk.
-                while len(pending) >= 2:
-                    pending.popleft().result()
-                if count:
-                    pending.append(worker.submit(load, blob, count))
-                    total += count
-                bar.update(end - start)
-                if on_chunk:
-                    on_chunk(read.name, total)
-                # Size the next range from this one's bytes per key.
-                per_key = max(len(blob), 1) / (end - start)
-                span = int(min(max(target_bytes / per_key, 1_000), 2_000_000))
-                start = end
-        finally:
-            while pending:
-                pending.popleft().result()
-    return total
+    return load

@@ -36,13 +36,12 @@ import re
 import tempfile
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import duckdb
 import orjson
 import pyarrow as pa
 from tqdm.auto import tqdm
@@ -52,6 +51,8 @@ from civimc_audit.config import MailchimpSettings
 from civimc_audit.errors import MailchimpError
 from civimc_audit.mailchimp.client import MailchimpClient
 from civimc_audit.store import Snapshot, Store
+from civimc_audit.store.frames import insert_frame
+from civimc_audit.store.loading import ChunkLoader, file_load, remove_files
 
 PAGE_SIZE = 1000
 STRIDE = PAGE_SIZE - 1  # pages overlap by one member, see MemberPager.read
@@ -68,6 +69,8 @@ INCREMENTAL_OVERLAP = timedelta(minutes=10)
 MAX_ROUNDS = 6
 #: Connections loading a full pass's spool files, each statement on one DuckDB thread.
 LOADERS = 2
+#: Spool files (16 MB each) waiting for a loader before the page threads wait for DuckDB.
+SPOOL_WAITING = 8
 MAX_REPAIR_FETCHES = 2000
 
 # A spool file is one JSON array of members as Mailchimp sent them (see split_page); DuckDB parses
@@ -267,16 +270,17 @@ class Spool:
     """Members on their way to DuckDB, written by the page threads.
 
     Each file is one JSON array of the members of pages adding up to `file_bytes` (about 57
-    pages). Full files go to loader threads, one per connection in `cons`, that have DuckDB run
-    `sql` over them (parse, convert, insert) while later pages still download (DuckDB releases
-    the GIL). A load takes every file waiting at that moment, so a backlog (the download outran
-    DuckDB) is taken in one statement. Each connection loads inside its own transaction,
-    committed by `close()` or rolled back (see there); the connections are the loaders' until
-    then. As a context manager, it closes with `load=False` when its block raised.
+    pages). Full files go to a ChunkLoader with one worker per connection in `cons`, which has
+    DuckDB run `sql` over them (parse, convert, insert) while later pages still download
+    (DuckDB releases the GIL). A load takes every file waiting at that moment, so a backlog (the
+    download outran DuckDB) is taken in one statement; once `max_waiting` files wait, the page
+    threads wait for DuckDB. Each connection loads inside its own transaction, committed by
+    `close()` or rolled back (see ChunkLoader); the connections are the loaders' until then. As
+    a context manager, it closes with `load=False` when its block raised.
     """
 
     def __init__(self, folder: str, query: int, cons: list, sql: str, params: dict,
-                 file_bytes: int = 16 << 20):
+                 file_bytes: int = 16 << 20, max_waiting: int = SPOOL_WAITING):
         self.folder, self.query = folder, query
         self.sql, self.params = sql, params
         self.file_bytes = file_bytes
@@ -284,15 +288,13 @@ class Spool:
         self._files = 0
         self._file = None
         self._in_file = 0
-        self.cons = cons
-        for con in cons:
-            con.execute("BEGIN TRANSACTION")
-        self._idle = deque(cons)  # connections no load is using, taken in turn
-        self._loader = ThreadPoolExecutor(len(cons), thread_name_prefix="mailchimp-load")
-        self._loads = []
-        self._waiting: list[str] = []  # full files no load has taken yet
-        self._stopped = False  # no load may start any more
-        self.rows = 0  # rows the loads inserted
+        self.loader = ChunkLoader(cons, file_load(sql, params), max_waiting=max_waiting,
+                                  batch=True, discard=remove_files, name="mailchimp-load")
+
+    @property
+    def rows(self) -> int:
+        """Rows the loads inserted."""
+        return self.loader.rows
 
     def write(self, members: bytes) -> None:
         """Add one page's members (comma-separated objects, see `split_page`)."""
@@ -302,39 +304,20 @@ class Spool:
             if self._file is None:
                 self._files += 1
                 path = os.path.join(self.folder, f"members-{self.query}-{self._files}.json")
-                self._file = open(path, "wb")  # noqa: SIM115 - closed by _hand_over
+                self._file = open(path, "wb")  # noqa: SIM115 - closed by _finish_file
                 self._file.write(b"[")
             else:
                 self._file.write(b",")
             self._file.write(members)
             self._in_file += len(members)
             if self._in_file >= self.file_bytes:
-                self._hand_over()
+                self.loader.put(self._finish_file())
 
-    def _hand_over(self) -> None:
+    def _finish_file(self) -> str:
         f, self._file, self._in_file = self._file, None, 0
         f.write(b"]")
         f.close()
-        self._waiting.append(f.name)
-        self._loads.append(self._loader.submit(self._load))
-
-    def _load(self) -> None:
-        with self._lock:
-            if self._stopped:
-                return
-            paths, self._waiting = self._waiting, []
-            if not paths:  # an earlier load took them
-                return
-            con = self._idle.popleft()
-        try:
-            (n,), = con.execute(self.sql, {**self.params, "path": paths}).fetchall()
-            with self._lock:
-                self.rows += n
-        finally:
-            with self._lock:
-                self._idle.append(con)
-            for path in paths:
-                os.unlink(path)
+        return f.name
 
     def __enter__(self) -> Spool:
         return self
@@ -343,64 +326,21 @@ class Spool:
         self.close(load=exc_type is None)
 
     def close(self, load: bool = True) -> None:
-        """Load what is left, wait for every load and commit. With `load=False`, when a load
-        failed, or when anything (Ctrl-C) interrupts the wait, the loads are stopped instead
-        and every transaction rolled back. The connections commit one after another: should a
-        later commit fail, an earlier one has stored its rows, and the caller must drop them
-        (a failed snapshot's rows are deleted)."""
-        committed = False
+        """Load what is left, wait for every load and commit; with `load=False` (or when a
+        load failed, or Ctrl-C) stop the loads and roll back instead (see ChunkLoader.close)."""
+        with self._lock:
+            last = self._finish_file() if self._file is not None else None
         try:
-            with self._lock:
-                if self._file is not None:
-                    if load:
-                        self._hand_over()
-                    else:
-                        self._file.close()
-                        self._waiting.append(self._file.name)
-                        self._file = None
-            if not load:
-                self._stop()
-                return
-            self._loader.shutdown(wait=True)
-            failures = [e for e in (f.exception() for f in self._loads) if e is not None]
-            if failures:
-                raise failures[0]
-            for con in self.cons:
-                con.execute("COMMIT")
-            committed = True
+            if last is not None:
+                if load:
+                    self.loader.put(last)
+                else:
+                    remove_files([last])
         except BaseException:
-            self._stop()
+            load = False
             raise
         finally:
-            if not committed:
-                for con in self.cons:
-                    with contextlib.suppress(duckdb.Error):
-                        con.execute("ROLLBACK")
-            with self._lock:
-                self._discard_waiting()
-
-    def _stop(self) -> None:
-        """Start no more loads and interrupt the running ones; return once none runs. (A
-        further Ctrl-C does not cut this short: a load still running would keep its transaction
-        and its connection busy. A join cut short by Ctrl-C returns early, hence the futures.)"""
-        with self._lock:
-            self._stopped = True
-        self._loader.shutdown(wait=False, cancel_futures=True)
-        while True:
-            try:
-                for con in self.cons:
-                    con.interrupt()  # a connection that is not yet running ignores it: again
-                # (cancelled futures never count as done for wait(): left out)
-                running = [f for f in self._loads if not f.cancelled()]
-                if not wait(running, timeout=0.1).not_done:
-                    return
-            except KeyboardInterrupt:
-                continue
-
-    def _discard_waiting(self) -> None:
-        for path in self._waiting:
-            os.unlink(path)
-        self._waiting = []
+            self.loader.close(load=load)
 
 
 @dataclass
@@ -531,6 +471,7 @@ class _Snapshotter:
         self.present_round = 0
         self.queries = 0  # spooled queries so far (numbers the spool files)
         self.rows_read = 0
+        self.trusted_total: int | None = None  # the full pass's total, while nothing changed
         self.seconds: Counter = Counter()  # time per phase, kept in the snapshot's meta
         for sql in _TABLES:
             self.con.execute(sql)
@@ -616,6 +557,31 @@ class _Snapshotter:
             self.rows_read += len(members)
             with self._spool([self.con], _LOAD_SQL, r=rnd) as spool:  # _mc_rows is con's own
                 spool.write(member_text(members))
+
+    def begin(self, base: Snapshot | None, started: datetime) -> datetime:
+        """The full pass, or for an incremental snapshot a copy of its base snapshot's rows;
+        returns the time re-reads start from."""
+        if base is None:
+            self.trusted_total = self.full_pass()
+            return started - REREAD_OVERLAP
+        self.archived_separately = bool(base.meta.get("archived_listed_separately"))
+        self.trusted_total = None
+        self.start_from(base.id)
+        return datetime.fromisoformat(base.meta["server_started_at"]) - INCREMENTAL_OVERLAP
+
+    def settle(self, since: datetime) -> tuple[bool, datetime]:
+        """Re-read changes in rounds until one brings nothing new; returns whether one did
+        and the time the next re-read would start from."""
+        for _ in range(MAX_ROUNDS):
+            fresh, when, consistent = self.changed_round(since, self.rounds + 1)
+            if not consistent:  # the read shifted: read the same window again
+                self.trusted_total = None
+                continue
+            since = when - REREAD_OVERLAP
+            if not fresh:
+                return True, since
+            self.trusted_total = None  # members may have come or gone: count again
+        return False, since
 
     def changed_round(self, since: datetime, rnd: int) -> tuple[int, datetime, bool]:
         """Re-read members changed after `since`; returns (members not seen before, server
@@ -773,42 +739,7 @@ def snapshot_mailchimp(settings: MailchimpSettings, store: Store, progress: bool
 def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: datetime,
          base: Snapshot | None, settings: MailchimpSettings, client: MailchimpClient,
          requests_before: int) -> Snapshot:
-    if base is None:
-        trusted_total = run.full_pass()
-        since = started - REREAD_OVERLAP
-    else:
-        run.archived_separately = bool(base.meta.get("archived_listed_separately"))
-        trusted_total = None
-        since = datetime.fromisoformat(base.meta["server_started_at"]) - INCREMENTAL_OVERLAP
-
-    def settle(since: datetime) -> tuple[bool, datetime]:
-        """Re-read changes in rounds until one brings nothing new."""
-        nonlocal trusted_total
-        for _ in range(MAX_ROUNDS):
-            fresh, when, consistent = run.changed_round(since, run.rounds + 1)
-            if not consistent:  # the read shifted: read the same window again
-                trusted_total = None
-                continue
-            since = when - REREAD_OVERLAP
-            if not fresh:
-                return True, since
-            trusted_total = None  # members may have come or gone: count again
-        return False, since
-
-    if base is not None:
-        run.start_from(base.id)
-    total = None
-    settled, since = settle(since)
-    n = run.assemble()
-    if settled:
-        total = trusted_total if trusted_total is not None else run.audience_total()
-        # A shifted full pass may hide a skipped member behind a deleted one in the count.
-        if n != total or run.shifted:
-            run.repair()
-            settled, since = settle(since)
-            n = run.assemble()
-            if settled:
-                total = run.audience_total()
+    settled, n, total = _read_until_counted(run, run.begin(base, started))
     complete = settled and n == total
     if not settled:
         message = f"members kept changing through {MAX_ROUNDS} re-reads; take it again later"
@@ -823,9 +754,7 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
                    schema=pa.schema([("id", pa.string()), ("name", pa.string()),
                                      ("member_count", pa.int64()), ("total_items", pa.int64())]))
     with store.transaction() as con:
-        con.register("_mc_list", lst)
-        con.execute(f"INSERT INTO mailchimp_list SELECT {int(snap_id)}, * FROM _mc_list")
-        con.unregister("_mc_list")
+        insert_frame(con, "mailchimp_list", lst, select=f"{int(snap_id)}, *")
     meta = {"archived_listed_separately": run.archived_separately, "shifted": run.shifted,
             "rounds": run.rounds, "repaired": run.repaired,
             "rows_read": run.rows_read, "total_items": total,
@@ -833,3 +762,22 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
             "page_requests": run.pager.pages + run.small.pages,
             "seconds": {k: round(v, 3) for k, v in run.seconds.items()}}
     return store.finish_snapshot(snap_id, complete=complete, meta=meta, message=message)
+
+
+def _read_until_counted(run: _Snapshotter, since: datetime) -> tuple[bool, int, int | None]:
+    """Re-read changes until they settle and count the assembled rows against the audience,
+    repairing once if they disagree (or the full pass shifted); returns (settled, rows, the
+    audience's total)."""
+    total = None
+    settled, since = run.settle(since)
+    n = run.assemble()
+    if settled:
+        total = run.trusted_total if run.trusted_total is not None else run.audience_total()
+        # A shifted full pass may hide a skipped member behind a deleted one in the count.
+        if n != total or run.shifted:
+            run.repair()
+            settled, since = run.settle(since)
+            n = run.assemble()
+            if settled:
+                total = run.audience_total()
+    return settled, n, total

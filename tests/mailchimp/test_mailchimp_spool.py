@@ -1,14 +1,13 @@
-"""The spool that carries a full pass's raw pages into DuckDB (mailchimp.reader.Spool)."""
+"""The spool that carries a full pass's raw pages into DuckDB (mailchimp.reader.Spool): its
+files and their overlaps. How a pass ends (a failed load, an interrupted one, Ctrl-C, a failed
+commit) is the shared loader's, tested in tests/store/test_loading.py."""
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 
-import duckdb
 import orjson
-import pytest
 
 from civimc_audit.mailchimp.reader import _PASS_SQL, _TABLES, STRIDE, Spool, split_page
 from civimc_audit.store import Store
@@ -64,43 +63,5 @@ def test_abandoned_pass_leaves_no_rows_and_no_files(tmp_path):
                 _wait_for_rows(spool)  # the first file is in, uncommitted
         spool.close(load=False)
         assert spool.rows < 5 * STRIDE + 1  # the unfinished file never loads
-        assert store.con.execute("SELECT count(*) FROM mailchimp_member").fetchone()[0] == 0
-    assert [p for p in os.listdir(tmp_path) if p.endswith(".json")] == []
-
-
-def test_a_failed_load_fails_the_pass_and_commits_nothing(tmp_path):
-    """One load failing (here, text DuckDB cannot parse) makes close() raise; the other
-    loader's rows, loaded fine, are rolled back with it."""
-    with Store(tmp_path / "audit.duckdb") as store:
-        spool = _spool(store, tmp_path)
-        for k in range(2):  # one file, loaded by the first connection
-            spool.write(split_page(_page(k * STRIDE, STRIDE + 1, 10_000), k * STRIDE).members)
-        _wait_for_rows(spool)
-        spool.write(b'{"id":"broken",' * 30_000)  # a file of its own, for the second connection
-        spool.write(split_page(_page(5 * STRIDE, STRIDE + 1, 10_000), 5 * STRIDE).members)
-        with pytest.raises(duckdb.Error):
-            spool.close()
-        assert store.con.execute("SELECT count(*) FROM mailchimp_member").fetchone()[0] == 0
-    assert [p for p in os.listdir(tmp_path) if p.endswith(".json")] == []
-
-
-def test_abandoning_a_pass_interrupts_a_load_that_is_running(tmp_path):
-    """close(load=False) (a download failed, Ctrl-C) stops running loads rather than waiting
-    for them, starts none of those still queued, and rolls back."""
-    with Store(tmp_path / "audit.duckdb") as store:
-        slow = _PASS_SQL + " WHERE (SELECT count(*) FROM range(1000000000000)) > 0"  # hours
-        cons = [store.con.cursor(), store.con.cursor()]
-        spool = Spool(str(tmp_path), 1, cons, slow, {"snap": 1}, file_bytes=300_000)
-        for k in range(8):  # four files: two loads count, two wait for a connection
-            spool.write(split_page(_page(k * STRIDE, STRIDE + 1, 10_000), k * STRIDE).members)
-        time.sleep(0.3)
-        closing = threading.Thread(target=spool.close, kwargs={"load": False}, daemon=True)
-        closing.start()
-        closing.join(60)
-        if closing.is_alive():  # fail, without leaving hours of counting behind
-            for con in cons:
-                con.interrupt()
-            closing.join(60)
-            pytest.fail("close(load=False) waited for the load to finish")
         assert store.con.execute("SELECT count(*) FROM mailchimp_member").fetchone()[0] == 0
     assert [p for p in os.listdir(tmp_path) if p.endswith(".json")] == []

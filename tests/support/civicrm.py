@@ -63,6 +63,8 @@ def query(civi_db, sql: str, args=()) -> list[tuple]:
 def variant_db(mysql_server, variant: str, timezone: str | None = None):
     """A fresh fixture database of a schema variant, with a 'newsletter' group; yields a
     CiviDB-like object (server, name, conn, fixture, group_id) and drops the database after."""
+    from conftest import CiviDB
+
     from civimc_sandbox.civicrm.fixture import CiviFixture, create_database
 
     name = f"civimc_test_{uuid.uuid4().hex[:10]}"
