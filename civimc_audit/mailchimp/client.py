@@ -13,7 +13,6 @@ cannot tell a bodiless 403 (retry) from a 403 problem document such as "Wrong Da
 
 from __future__ import annotations
 
-import hashlib
 import random
 import threading
 import time
@@ -26,7 +25,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from civimc_audit.common.emails import normalize_email
+from civimc_audit.common.emails import member_hash  # noqa: F401 - Mailchimp's id, importable here too
 from civimc_audit.config import API_KEY_RE, ENV_MAILCHIMP_API_KEY, MailchimpSettings
 from civimc_audit.errors import MailchimpError
 
@@ -37,11 +36,6 @@ _TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout,
                      requests.exceptions.ChunkedEncodingError,
                      requests.exceptions.ContentDecodingError,
                      urllib3.exceptions.HTTPError)  # a body cut off or timed out mid-read
-
-
-def member_hash(email: str) -> str:
-    """Mailchimp's subscriber hash: md5 of the lower-cased address."""
-    return hashlib.md5(normalize_email(email).encode("utf-8")).hexdigest()
 
 
 def is_transient(resp: requests.Response) -> bool:

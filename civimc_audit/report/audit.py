@@ -17,7 +17,8 @@ import pandas as pd
 
 from civimc_audit import __version__
 from civimc_audit.common.codes import OUTCOME_ORDER
-from civimc_audit.common.times import run_stamp
+from civimc_audit.common.files import write_atomic
+from civimc_audit.common.times import iso_utc, run_stamp
 from civimc_audit.config import Config, load_config
 from civimc_audit.errors import StoreError
 from civimc_audit.reconcile import REPORT_COLUMNS, outcome_frame
@@ -179,7 +180,7 @@ class AuditReport:
             "reconciliation_id": self.reconciliation["id"],
             "outcomes": {o: int(n) for o, n in self.counts().set_index("Outcome")["People"].items()},
             "reasons": {k: int(v) for k, v in reasons.items()},
-            "snapshots": {side: {"id": s.id, "taken_at": f"{s.taken_at:%Y-%m-%dT%H:%M:%SZ}"}
+            "snapshots": {side: {"id": s.id, "taken_at": iso_utc(s.taken_at)}
                           for side, s in self.snapshots.items()},
         }
 
@@ -292,7 +293,7 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
     if status == "ok":
         summary.update(AuditReport.load(config=config,
                                         reconciliation_id=reconciliation_id).summary())
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(folder / "summary.json", json.dumps(summary, indent=2) + "\n")
     if status != "ok":
         raise StoreError(f"{message} (see {out})")
     return folder
@@ -307,4 +308,4 @@ def write_html(notebook: Path, target: Path) -> None:
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb)
-    target.write_text(body, encoding="utf-8")
+    write_atomic(target, body)

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from civimc_audit.common.codes import OUTCOME_ORDER
+from civimc_audit.common.files import write_atomic
 from civimc_audit.runs.retention import run_folders, run_time
 
 INDEX_NAME = "index.html"
@@ -144,7 +145,4 @@ def build_index(runs_path: Path, current: str | None = None) -> Path:
     the run holding the lock, if any."""
     runs_path.mkdir(parents=True, exist_ok=True)
     target = runs_path / INDEX_NAME
-    tmp = target.with_suffix(".html.tmp")
-    tmp.write_text(render_index(load_runs(runs_path, current)), encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return write_atomic(target, render_index(load_runs(runs_path, current)))

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from civimc_audit.common.times import utcnow
+from civimc_audit.common.files import write_atomic
+from civimc_audit.common.times import iso_utc, parse_iso_utc, utcnow
 from civimc_audit.errors import RunLocked
 
 LOCK_NAME = ".lock"
@@ -44,7 +45,7 @@ class LockInfo:
 
     def to_json(self) -> str:
         return json.dumps({"pid": self.pid, "host": self.host,
-                           "started_at": f"{self.started_at:%Y-%m-%dT%H:%M:%SZ}",
+                           "started_at": iso_utc(self.started_at),
                            "token": self.token, "run": self.run}) + "\n"
 
     @classmethod
@@ -52,7 +53,7 @@ class LockInfo:
         try:
             data = json.loads(text)
             return cls(int(data["pid"]), str(data["host"]),
-                       datetime.strptime(data["started_at"], "%Y-%m-%dT%H:%M:%SZ"),
+                       parse_iso_utc(data["started_at"]),
                        str(data.get("token", "")), data.get("run"))
         except (ValueError, KeyError, TypeError):
             return None
@@ -134,9 +135,7 @@ class RunLock:
                     self.on_warning(message)
             info = LockInfo(os.getpid(), socket.gethostname(), utcnow(), uuid.uuid4().hex,
                             self.run)
-            tmp = self.path.with_name(f"{LOCK_NAME}.{info.token}")
-            tmp.write_text(info.to_json(), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_atomic(self.path, info.to_json())
             self.info = info
             return info
 

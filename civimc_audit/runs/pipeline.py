@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -28,7 +27,8 @@ from pathlib import Path
 
 from civimc_audit import __version__
 from civimc_audit.common.codes import OUTCOME_ORDER
-from civimc_audit.common.times import utcnow
+from civimc_audit.common.files import write_atomic
+from civimc_audit.common.times import iso_utc, utcnow
 from civimc_audit.config import (
     Config,
     ScheduleSettings,
@@ -61,7 +61,7 @@ NO_AUTO_APPROVE = ("`run --apply` applies only what [schedule] auto_approve list
 
 
 def iso(when: datetime | None) -> str | None:
-    return None if when is None else f"{when:%Y-%m-%dT%H:%M:%SZ}"
+    return None if when is None else iso_utc(when)
 
 
 def one_line(text: str) -> str:
@@ -191,11 +191,8 @@ class ScheduledRun:
 
     # bookkeeping ---------------------------------------------------------------------------
     def write_summary(self) -> None:
-        target = self.folder / SUMMARY_NAME
-        tmp = target.with_name(SUMMARY_NAME + ".tmp")
-        tmp.write_text(redact(json.dumps(self.summary, indent=2, default=str)) + "\n",
-                       encoding="utf-8")
-        os.replace(tmp, target)
+        write_atomic(self.folder / SUMMARY_NAME,
+                     redact(json.dumps(self.summary, indent=2, default=str)) + "\n")
 
     def _step(self, name: str, fn, *, record_failure: bool = True):
         self.summary["steps"][name] = "running"
