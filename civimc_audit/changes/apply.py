@@ -35,6 +35,7 @@ from civimc_audit.changes.plan import Plan, get_plan, latest_frozen_plan
 from civimc_audit.changes.review import approved_items, check_frozen
 from civimc_audit.common.emails import normalize_email
 from civimc_audit.common.files import write_atomic
+from civimc_audit.common.summary import ApplySummary, write_summary
 from civimc_audit.common.times import iso_utc, run_stamp, utcnow
 from civimc_audit.config import Config
 from civimc_audit.errors import CiviCRMError, MailchimpError, StoreError, UsageError
@@ -572,9 +573,10 @@ def _write_run_files(result: ApplyResult) -> None:
     cols = ["item_id", "target", "action", "email", "contact_id", "decision", "reviewer",
             "journal_state", "journal_title", "journal_detail", "payload"]
     write_atomic(result.folder / "journal.csv", result.items[cols].to_csv(index=False))
-    summary = {"plan": result.plan.id, "run": result.run_id, "sha256": result.plan.frozen_hash,
-               "counts": result.counts(), "finished_at": iso_utc(utcnow())}
-    write_atomic(result.folder / "summary.json", json.dumps(summary, indent=2) + "\n")
+    summary: ApplySummary = {"plan": result.plan.id, "run": result.run_id,
+                             "sha256": result.plan.frozen_hash, "counts": result.counts(),
+                             "finished_at": iso_utc(utcnow())}
+    write_summary(result.folder, summary)
 
 
 def journal_frame(store: Store, plan_id: int) -> pd.DataFrame:

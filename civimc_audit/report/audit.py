@@ -6,7 +6,6 @@ notebook show the same thing. Names and emails are always escaped, never rendere
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ import pandas as pd
 from civimc_audit import __version__
 from civimc_audit.common.codes import OUTCOME_ORDER
 from civimc_audit.common.files import write_atomic
+from civimc_audit.common.summary import RunSummary, write_summary
 from civimc_audit.common.times import iso_utc, run_stamp
 from civimc_audit.config import Config, load_config
 from civimc_audit.errors import StoreError
@@ -173,7 +173,7 @@ class AuditReport:
         return (f"honor_civicrm_consent = {str(p.get('honor_civicrm_consent', False)).lower()}, "
                 f"tie_winner = {p.get('tie_winner', 'civicrm')}")
 
-    def summary(self) -> dict:
+    def summary(self) -> RunSummary:
         """Counts for summary.json and the CLI."""
         reasons = self.outcomes["reason_code"].replace("", pd.NA).dropna().value_counts()
         return {
@@ -288,12 +288,12 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
     finally:
         if out.exists():
             write_html(out, folder / "audit.html")
-    summary = {"status": status, "message": message, "version": __version__,
+    summary: RunSummary = {"status": status, "message": message, "version": __version__,
                "durations": {"report": round(time.monotonic() - started, 3)}}
     if status == "ok":
         summary.update(AuditReport.load(config=config,
                                         reconciliation_id=reconciliation_id).summary())
-    write_atomic(folder / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_summary(folder, summary)
     if status != "ok":
         raise StoreError(f"{message} (see {out})")
     return folder

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from functools import cache
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import jinja2
 
 from civimc_audit.common.codes import OUTCOME_ORDER
 from civimc_audit.common.files import write_atomic
+from civimc_audit.common.summary import SUMMARY_NAME, RunSummary, read_summary
 from civimc_audit.runs.retention import run_folders, run_time
 
 INDEX_NAME = "index.html"
@@ -26,17 +26,7 @@ STATUS_COLOURS = {"ok": "#2e7d32", "threshold": "#b26a00", "needs_person": "#b26
                   "running": "#555555", "interrupted": "#c62828"}
 
 
-def read_summary(folder: Path) -> dict:
-    """A run's summary.json, or a stand-in saying why there is none."""
-    try:
-        return json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {"status": "failed", "message": "no summary.json (the run was interrupted)"}
-    except ValueError:
-        return {"status": "failed", "message": "summary.json is not valid JSON"}
-
-
-def load_runs(runs_path: Path, current: str | None = None) -> list[tuple[Path, dict]]:
+def load_runs(runs_path: Path, current: str | None = None) -> list[tuple[Path, RunSummary]]:
     """(folder, summary) for every run, newest first. While `current` holds the run lock, any
     other run still marked running was killed before it could finish: it is shown as such."""
     runs = []
@@ -49,7 +39,7 @@ def load_runs(runs_path: Path, current: str | None = None) -> list[tuple[Path, d
     return runs
 
 
-def chart_png(runs: list[tuple[Path, dict]]) -> bytes | None:
+def chart_png(runs: list[tuple[Path, RunSummary]]) -> bytes | None:
     """Outcome counts per run over time as a line chart (None until a run has counts)."""
     points = [(run_time(f.name), s["outcomes"]) for f, s in reversed(runs)
               if isinstance(s.get("outcomes"), dict)]
@@ -88,12 +78,12 @@ def _template() -> jinja2.Template:
     return env.get_template("index.html.j2")
 
 
-def _links(folder: Path, summary: dict) -> list[tuple[str, str]]:
+def _links(folder: Path, summary: RunSummary) -> list[tuple[str, str]]:
     """(href, label) of the run's files that exist, and of a `run --apply`'s apply folder's
     journal (a sibling of the run's folder: apply-plan<ID>-<stamp>/)."""
     links = [(f"{folder.name}/{name}", label)
              for name, label in (("audit.html", "report"), ("audit.ipynb", "notebook"),
-                                 ("summary.json", "summary.json"))
+                                 (SUMMARY_NAME, "summary.json"))
              if (folder / name).exists()]
     name = summary.get("apply_folder")
     if isinstance(name, str) and (folder.parent / name / "journal.csv").exists():
@@ -101,7 +91,7 @@ def _links(folder: Path, summary: dict) -> list[tuple[str, str]]:
     return links
 
 
-def _row(folder: Path, s: dict) -> dict:
+def _row(folder: Path, s: RunSummary) -> dict:
     status = str(s.get("status", "?"))
     counts = s.get("outcomes") or {}
     return {"name": folder.name, "status": status,
@@ -114,7 +104,7 @@ def _row(folder: Path, s: dict) -> dict:
             "links": _links(folder, s)}
 
 
-def render_index(runs: list[tuple[Path, dict]]) -> str:
+def render_index(runs: list[tuple[Path, RunSummary]]) -> str:
     png = chart_png(runs)
     return _template().render(rows=[_row(folder, s) for folder, s in runs],
                               chart_png=base64.b64encode(png).decode() if png else None)
