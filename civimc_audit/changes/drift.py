@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from civimc_audit.common.times import parse_iso_utc
 from civimc_audit.config import CiviCRMSettings
 from civimc_audit.store import Snapshot, Store
 
@@ -24,7 +25,7 @@ MARGIN = timedelta(seconds=60)
 def _utc(value) -> datetime | None:
     if not value:
         return None
-    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    when = parse_iso_utc(value) if isinstance(value, str) else value
     return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
 
 
