@@ -53,7 +53,7 @@ OnRetry = Callable[[str, int, int, float], None]
 
 def describe_transport_error(exc: BaseException) -> str:
     """A few words for a failure below HTTP (no URL, so nothing that could carry a secret)."""
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError)):  # (mid-body too)
         return "timed out"
     seen, todo = set(), [exc]
     while todo:  # the OS error sits somewhere under requests' and urllib3's wrappers

@@ -216,3 +216,24 @@ def test_waits_double_up_to_the_cap_with_equal_jitter(mc):
     assert [a for a, _ in client.pauses] == list(range(5))
     for d, (_, slept) in zip(caps, client.pauses, strict=True):
         assert d / 2 <= slept <= d
+
+
+def test_transport_failures_are_named_without_the_url():
+    import http.client
+
+    import requests
+    import urllib3
+
+    from civimc_audit.mailchimp.client import describe_transport_error
+
+    url = "http://127.0.0.1:9/3.0/lists/x?secret=1"
+    dropped = requests.ConnectionError(urllib3.exceptions.ProtocolError(
+        "Connection aborted.", http.client.RemoteDisconnected("closed")))
+    assert describe_transport_error(dropped) == "connection dropped"
+    assert describe_transport_error(requests.ReadTimeout(url)) == "timed out"
+    assert describe_transport_error(urllib3.exceptions.ReadTimeoutError(None, url, "slow")) == \
+        "timed out"
+    assert describe_transport_error(requests.exceptions.ChunkedEncodingError(url)) == \
+        "answer cut off"
+    assert describe_transport_error(requests.ConnectionError(url)) == \
+        "connection failed or dropped"
