@@ -15,6 +15,7 @@ import click
 
 from civimc_audit import __version__
 from civimc_audit.common.codes import OUTCOME_CODES
+from civimc_audit.common.times import iso_utc
 from civimc_audit.config import load_config, redact
 from civimc_audit.errors import CivimcError, MailchimpError, exit_code_for
 from civimc_audit.store import Store
@@ -159,7 +160,7 @@ def outcomes(obj, run_id, fmt, outcome):
         frame = outcome_frame(store, run_id, outcome=outcome)
     for col in ("mailchimp_changed", "civicrm_changed"):
         frame[col] = frame[col].map(lambda v: "" if v is None or v != v
-                                    else f"{v:%Y-%m-%dT%H:%M:%SZ}")
+                                    else iso_utc(v))
     frame["contact_id"] = frame["contact_id"].astype("Int64")
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)

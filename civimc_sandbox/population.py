@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 
 from tqdm.auto import tqdm
 
-from civimc_audit.common.emails import SQL_WHITESPACE_CLASS, normalize_email
+from civimc_audit.common.emails import SQL_WHITESPACE_CLASS, install_sql_macros, member_hash
 
 YEAR = 2026
 REASON_CODES = ("other_email_subscribed", "no_usable_email", "email_shared_with_other_contact",
@@ -375,8 +375,6 @@ def snapshot_frames(population: Population, group_id: int = 1, *,
                     first_contact_id: int = 1) -> dict[str, list[dict]]:
     """The snapshot tables' rows for `population`, with ids assigned here (fills
     `contact_ids`), as the two snapshots would hold them."""
-    import hashlib
-
     rows: dict[str, list[dict]] = {t: [] for t in (
         "civicrm_contact", "civicrm_email", "civicrm_group_contact",
         "civicrm_subscription_history", "mailchimp_member")}
@@ -415,7 +413,7 @@ def snapshot_frames(population: Population, group_id: int = 1, *,
         for m in inst.case.members:
             address = _stored(inst.address(m.label), m)
             rows["mailchimp_member"].append({
-                "id": hashlib.md5(normalize_email(address).encode()).hexdigest(),
+                "id": member_hash(address),
                 "email_address": address, "status": m.status,
                 "last_changed": inst.at(m.last_changed).astimezone(UTC).replace(tzinfo=None),
                 "fname": inst.case.name, "lname": inst.slug})
@@ -444,6 +442,7 @@ def write_store(store, population: Population, group_id: int = 1, *,
     stride = max([len(frames["civicrm_contact"]), len(frames["civicrm_email"]),
                   len(frames["civicrm_subscription_history"]), 1]) + 1
     con = store.con
+    install_sql_macros(con)
     civi = store.begin_snapshot("civicrm", {"group_id": group_id, "group_name": "generated",
                                             "group_title": "Generated", "is_mailing_list": True,
                                             "generated": True})
@@ -480,7 +479,7 @@ def write_store(store, population: Population, group_id: int = 1, *,
             con.execute(
                 f"INSERT INTO mailchimp_member (snapshot_id, id, email_address, status,"
                 f" last_changed, merge_fields) SELECT {mc},"
-                f" CASE WHEN k = 0 THEN id ELSE md5(lower(trim({prefix} || email_address))) END,"
+                f" CASE WHEN k = 0 THEN id ELSE member_hash({prefix} || email_address) END,"
                 f" {prefix} || email_address, status, last_changed,"
                 f" json_object('FNAME', fname, 'LNAME', lname)"
                 f" FROM _copies, _f ORDER BY k")

@@ -40,7 +40,9 @@ from civimc_audit.changes.plan import Plan, get_plan, latest_frozen_plan
 from civimc_audit.changes.review import approved_items, check_frozen
 from civimc_audit.changes.session import ApplyLock, ApplySession
 from civimc_audit.common.emails import normalize_email
-from civimc_audit.common.times import run_stamp, utcnow
+from civimc_audit.common.files import write_atomic
+from civimc_audit.common.summary import ApplySummary, write_summary
+from civimc_audit.common.times import iso_utc, run_stamp, utcnow
 from civimc_audit.config import Config
 from civimc_audit.errors import CiviCRMError, MailchimpError, StoreError, UsageError
 from civimc_audit.store import Store
@@ -529,10 +531,11 @@ def _write_run_files(result: ApplyResult) -> None:
         return
     cols = ["item_id", "target", "action", "email", "contact_id", "decision", "reviewer",
             "journal_state", "journal_title", "journal_detail", "payload"]
-    result.items[cols].to_csv(result.folder / "journal.csv", index=False)
-    summary = {"plan": result.plan.id, "run": result.run_id, "sha256": result.plan.frozen_hash,
-               "counts": result.counts(), "finished_at": f"{utcnow():%Y-%m-%dT%H:%M:%SZ}"}
-    (result.folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(result.folder / "journal.csv", result.items[cols].to_csv(index=False))
+    summary: ApplySummary = {"plan": result.plan.id, "run": result.run_id,
+                             "sha256": result.plan.frozen_hash, "counts": result.counts(),
+                             "finished_at": iso_utc(utcnow())}
+    write_summary(result.folder, summary)
 
 
 def journal_frame(store: Store, plan_id: int) -> pd.DataFrame:

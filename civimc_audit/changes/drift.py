@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from civimc_audit.civicrm.live import CONSENT_FIELDS, LiveCiviCRM, snapshot_contact_states
+from civimc_audit.common.times import parse_iso_utc
 from civimc_audit.store import Snapshot, Store
 
 # Server clocks (Mailchimp's data centres, the database) and the time an API reports can differ
@@ -24,7 +25,7 @@ MARGIN = timedelta(seconds=60)
 def _utc(value) -> datetime | None:
     if not value:
         return None
-    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    when = parse_iso_utc(value) if isinstance(value, str) else value
     return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
 
 

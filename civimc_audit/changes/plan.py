@@ -16,9 +16,9 @@ from datetime import datetime
 
 import pandas as pd
 
+from civimc_audit.common.emails import member_hash
 from civimc_audit.common.times import utcnow
 from civimc_audit.errors import StoreError
-from civimc_audit.mailchimp.client import member_hash
 from civimc_audit.store import Store
 
 # outcome -> (target system, action); the civicrm add becomes create_contact without a contact.

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from civimc_audit.changes.plan import Plan, get_plan, items_frame
-from civimc_audit.common.times import utcnow
+from civimc_audit.common.times import iso_utc, utcnow
 from civimc_audit.errors import UsageError
 from civimc_audit.store import Store
 
@@ -129,7 +129,7 @@ def _csv_frame(store: Store, plan: Plan) -> pd.DataFrame:
     out = items.assign(plan_id=plan.id, plan_token=plan.token)
     out["decision"] = out["decision"].replace("undecided", "")
     for col in ("mailchimp_changed", "civicrm_changed", "decided_at"):
-        out[col] = out[col].map(lambda v: "" if pd.isna(v) else f"{v:%Y-%m-%dT%H:%M:%SZ}")
+        out[col] = out[col].map(lambda v: "" if pd.isna(v) else iso_utc(v))
     out["contact_id"] = out["contact_id"].map(lambda v: "" if pd.isna(v) else str(int(v)))
     return out[CSV_COLUMNS].fillna("")
 

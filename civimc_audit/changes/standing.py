@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from civimc_audit.changes.verify import VerifyResult
 from civimc_audit.changes.plan import ACTIONS, Plan, build_plan, get_plan, items_frame
 from civimc_audit.changes.review import decide, freeze
+from civimc_audit.common.summary import RunSummary, StandingParts
 from civimc_audit.config import Config
 from civimc_audit.store import Store
 
@@ -63,7 +64,7 @@ class StandingResult:
         return bool(self.failed_or_stale or (self.verify is not None
                                              and self.verify.needs_person))
 
-    def as_summary(self) -> dict:
+    def as_summary(self) -> StandingParts:
         verify = None
         if self.verify is not None:
             verify = {"reconciliation_id": self.verify.reconciliation["id"],
@@ -135,7 +136,7 @@ def apply_standing(config: Config, reconciliation_id: int, *, progress: bool = F
     return result
 
 
-def standing_words(summary: dict) -> list[str]:
+def standing_words(summary: RunSummary) -> list[str]:
     """What was applied and what waits for a person, in sentences, from a run's summary.json."""
     if not summary.get("apply"):
         return ["This run did not apply anything (it ran without `--apply`)."]

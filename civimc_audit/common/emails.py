@@ -1,4 +1,5 @@
-"""The one normalisation of email addresses, in Python and in DuckDB SQL.
+"""The one normalisation of email addresses, and Mailchimp's member hash of it, in Python and in
+DuckDB SQL.
 
 An address is compared, hashed (Mailchimp's member id is the MD5 of the lower-cased address) and
 matched after stripping whitespace at both ends and lower-casing. "Whitespace" is every character
@@ -11,6 +12,7 @@ stored as "a@x.org\\n" in CiviCRM is the member a@x.org at Mailchimp.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 
 #: Every character `str.isspace` accepts (29 of them), in code point order.
@@ -30,19 +32,25 @@ def normalize_email(s: str) -> str:
     return strip_email(s).lower()
 
 
+def member_hash(email: str) -> str:
+    """Mailchimp's subscriber hash (its member id): md5 of the normalised address."""
+    return hashlib.md5(normalize_email(email).encode("utf-8")).hexdigest()
+
+
 #: Whitespace at either end, as a regular expression that DuckDB (RE2) and MariaDB (PCRE) read
 #: alike: `REGEXP_REPLACE(email, STRIP_PATTERN, '')` strips an address in SQL.
 STRIP_PATTERN = f"^{SQL_WHITESPACE_CLASS}+|{SQL_WHITESPACE_CLASS}+$"
 
 
 def sql_macros() -> str:
-    """DuckDB statements defining the temporary macros `strip_email(s)` and
-    `normalize_email(s)`, which agree with the Python functions of the same names."""
+    """DuckDB statements defining the temporary macros `strip_email(s)`, `normalize_email(s)`
+    and `member_hash(s)`, which agree with the Python functions of the same names."""
     return (f"CREATE OR REPLACE TEMP MACRO strip_email(s) AS "
             f"regexp_replace(s, '{STRIP_PATTERN}', '', 'g');\n"
-            f"CREATE OR REPLACE TEMP MACRO normalize_email(s) AS lower(strip_email(s));\n")
+            f"CREATE OR REPLACE TEMP MACRO normalize_email(s) AS lower(strip_email(s));\n"
+            f"CREATE OR REPLACE TEMP MACRO member_hash(s) AS md5(normalize_email(s));\n")
 
 
 def install_sql_macros(con) -> None:
-    """Define `strip_email` and `normalize_email` on a DuckDB connection."""
+    """Define `strip_email`, `normalize_email` and `member_hash` on a DuckDB connection."""
     con.execute(sql_macros())

@@ -5,19 +5,22 @@ pooled `requests` session per thread, a timeout on every call, and retries with 
 backoff and jitter on exactly the failures Mailchimp documents as transient: 429, 5xx, a 403
 without a body ("at exceptionally high volumes"), timeouts and dropped connections. Other 4xx
 answers are final and become a `MailchimpError` naming Mailchimp's title and detail — never the
-key.
+key. Each wait before a retry is reported to `on_retry` (by default one line on stderr), so a
+slow run says why it is slow.
 
-The retry loop is ours rather than urllib3's `Retry`: urllib3 decides on the status code alone and
-cannot tell a bodiless 403 (retry) from a 403 problem document such as "Wrong Datacenter" (final).
+The retrying is tenacity's, driven by our own test of each answer rather than urllib3's `Retry`:
+urllib3 decides on the status code alone and cannot tell a bodiless 403 (retry) from a 403
+problem document such as "Wrong Datacenter" (final).
 """
 
 from __future__ import annotations
 
-import hashlib
+import http.client
 import random
+import sys
 import threading
-import time
 from collections import Counter, deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -25,8 +28,9 @@ import orjson
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from civimc_audit.common.emails import normalize_email
+from civimc_audit.common.emails import member_hash  # noqa: F401 - Mailchimp's id, importable here too
 from civimc_audit.config import API_KEY_RE, ENV_MAILCHIMP_API_KEY, MailchimpSettings
 from civimc_audit.errors import MailchimpError
 
@@ -37,11 +41,54 @@ _TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout,
                      requests.exceptions.ChunkedEncodingError,
                      requests.exceptions.ContentDecodingError,
                      urllib3.exceptions.HTTPError)  # a body cut off or timed out mid-read
+# What an operating-system error under a transport error means, most telling first.
+_CAUSES = ((http.client.RemoteDisconnected, "connection dropped"),  # (a ConnectionResetError)
+           (ConnectionRefusedError, "connection refused"),
+           (ConnectionResetError, "connection reset"),
+           (ConnectionAbortedError, "connection aborted"))
+
+#: on_retry(what, retry, of, wait_seconds): told before each wait; `what` names the failure.
+OnRetry = Callable[[str, int, int, float], None]
 
 
-def member_hash(email: str) -> str:
-    """Mailchimp's subscriber hash: md5 of the lower-cased address."""
-    return hashlib.md5(normalize_email(email).encode("utf-8")).hexdigest()
+def describe_transport_error(exc: BaseException) -> str:
+    """A few words for a failure below HTTP (no URL, so nothing that could carry a secret)."""
+    if isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError)):  # (mid-body too)
+        return "timed out"
+    seen, todo = set(), [exc]
+    while todo:  # the OS error sits somewhere under requests' and urllib3's wrappers
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        for kind, words in _CAUSES:
+            if isinstance(e, kind):
+                return words
+        todo += [x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
+                 if isinstance(x, BaseException)]
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed or dropped"
+    return "answer cut off"
+
+
+def _seconds(wait: float) -> str:
+    return f"{wait:.1f}" if wait < 10 else f"{wait:.0f}"
+
+
+def report_retry(what: str, retry: int, of: int, wait: float) -> None:
+    """The default `on_retry`: one line on stderr per wait."""
+    sys.stderr.write(f"civimc-audit: {what}, retry {retry} of {of} in {_seconds(wait)} s\n")
+    sys.stderr.flush()
+
+
+class _Transient(Exception):
+    """A failure worth another attempt, carried from one attempt to tenacity: the answer that
+    said "later" (`resp`) or the transport error's class name (`kind`)."""
+
+    def __init__(self, what: str, *, resp: requests.Response | None = None,
+                 kind: str | None = None):
+        super().__init__(what)
+        self.what, self.resp, self.kind = what, resp, kind
 
 
 def is_transient(resp: requests.Response) -> bool:
@@ -70,12 +117,13 @@ class MailchimpClient:
     """One account's API endpoint; safe to share between threads.
 
     `stats` counts attempts (`requests`), `retries` and each transient failure kind, so
-    tests and benchmarks can state what a job cost.
+    tests and benchmarks can state what a job cost. `on_retry` is told of each wait before a
+    retry (default: `report_retry`, one line on stderr).
     """
 
     def __init__(self, settings: MailchimpSettings, *, retries: int | None = None,
                  backoff: float = 0.5, backoff_cap: float = 30.0,
-                 timeout: float | None = None):
+                 timeout: float | None = None, on_retry: OnRetry | None = report_retry):
         self.settings = settings
         self.base_url = settings.url
         self.retries = settings.retries if retries is None else retries
@@ -85,6 +133,7 @@ class MailchimpClient:
         self.max_connections = settings.max_connections
         self.stats: Counter = Counter()
         self.pauses: deque[tuple[int, float]] = deque(maxlen=1000)  # (attempt, seconds slept)
+        self.on_retry = on_retry
         self._auth = ("civimc-audit", settings.api_key)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
@@ -124,43 +173,67 @@ class MailchimpClient:
             for k in keys:
                 self.stats[k] += 1
 
-    def _pause(self, attempt: int) -> None:
-        """Exponential backoff with "equal jitter": half fixed, half random."""
-        d = min(self.backoff_cap, self.backoff * (2 ** attempt))
+    def _wait(self, state: RetryCallState) -> float:
+        """Exponential backoff with "equal jitter": half fixed, half random. Attempt i (from
+        0) waits between d/2 and d, d = backoff * 2**i capped at backoff_cap."""
+        d = min(self.backoff_cap, self.backoff * (2 ** (state.attempt_number - 1)))
         with self._lock:
-            j = self._rng.uniform(0, d / 2)
-            self.pauses.append((attempt, d / 2 + j))
-        time.sleep(d / 2 + j)
+            return d / 2 + self._rng.uniform(0, d / 2)
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        failure: _Transient = state.outcome.exception()
+        wait = state.upcoming_sleep
+        if failure.resp is not None:
+            self._count(str(failure.resp.status_code))
+        self._count("retries")
+        with self._lock:
+            self.pauses.append((state.attempt_number - 1, wait))
+        if self.on_retry is not None:
+            self.on_retry(failure.what, state.attempt_number, self.retries, wait)
 
     def send(self, method: str, path: str, *, params=None, json=None) -> requests.Response:
         """One API call with retries; returns the successful response or raises."""
-        url = self.base_url + path
         data = None if json is None else orjson.dumps(json)
+        retrying = Retrying(stop=stop_after_attempt(self.retries + 1), wait=self._wait,
+                            retry=retry_if_exception_type(_Transient),
+                            before_sleep=self._before_sleep, reraise=True)
+        attempts = 0
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    return self._attempt(method, path, params, data, attempts)
+        except _Transient as failure:  # the last attempt failed too
+            if failure.resp is not None:
+                raise self._error(failure.resp, method, path, attempts) from None
+            raise MailchimpError(
+                f"Mailchimp API at {self.base_url} unreachable for {method} {path} "
+                f"after {attempts} attempt(s): {failure.kind}") from None
+        raise AssertionError("unreachable")  # tenacity returns the answer or raises
+
+    def _attempt(self, method: str, path: str, params, data: bytes | None,
+                 attempts: int) -> requests.Response:
+        """One request: the answer, or `_Transient` (try again), or the final MailchimpError."""
+        self._count("requests")
         headers = {"Content-Type": "application/json"} if data is not None else None
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
-            self._count("requests")
-            try:
-                resp = self._session().request(method, url, params=params, data=data,
-                                               headers=headers, stream=True,
-                                               timeout=(CONNECT_TIMEOUT, self.timeout))
-                _read_body(resp)
-            except _TRANSPORT_ERRORS as exc:
-                kind = type(exc).__name__
-                self._count(kind)
-                if last:
-                    raise MailchimpError(
-                        f"Mailchimp API at {self.base_url} unreachable for {method} {path} "
-                        f"after {attempt + 1} attempt(s): {kind}") from None
-            else:
-                if resp.status_code < 400:
-                    return resp
-                if not is_transient(resp) or last:
-                    raise self._error(resp, method, path, attempt + 1)
-                self._count(str(resp.status_code))
-            self._count("retries")
-            self._pause(attempt)
-        raise AssertionError("unreachable")  # the loop always returns or raises
+        try:
+            resp = self._session().request(method, self.base_url + path, params=params,
+                                           data=data, headers=headers, stream=True,
+                                           timeout=(CONNECT_TIMEOUT, self.timeout))
+            _read_body(resp)
+        except _TRANSPORT_ERRORS as exc:
+            kind = type(exc).__name__
+            self._count(kind)
+            raise _Transient(f"Mailchimp unreachable ({describe_transport_error(exc)})",
+                             kind=kind) from None
+        if resp.status_code < 400:
+            return resp
+        if not is_transient(resp):
+            raise self._error(resp, method, path, attempts)
+        what = (f"Mailchimp answered {resp.status_code} without a body"
+                if resp.status_code == 403 else
+                f"Mailchimp answered {resp.status_code} {resp.reason or ''}".rstrip())
+        raise _Transient(what, resp=resp)
 
     def request(self, method: str, path: str, *, params=None, json=None) -> dict | None:
         """One API call; the parsed JSON answer (None for 204)."""

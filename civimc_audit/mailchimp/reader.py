@@ -46,7 +46,7 @@ import orjson
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from civimc_audit.common.times import utcnow
+from civimc_audit.common.times import iso_utc, utcnow
 from civimc_audit.config import MailchimpSettings
 from civimc_audit.errors import MailchimpError
 from civimc_audit.mailchimp.client import MailchimpClient
@@ -146,7 +146,7 @@ _TOTAL_RE = re.compile(rb'"total_items"\s*:\s*(\d+)')
 
 
 def _iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return iso_utc(t, offset=True)
 
 
 @dataclass

@@ -13,10 +13,12 @@ is the member sent again as `pending`, which emails them a confirmation request.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
+from civimc_audit.common.emails import member_hash
+from civimc_audit.common.times import iso_utc, parse_iso_utc
 from civimc_audit.errors import MailchimpError
-from civimc_audit.mailchimp.client import MailchimpClient, member_hash
+from civimc_audit.mailchimp.client import MailchimpClient
 
 BATCH_MAX = 500
 MEMBER_EXISTS = "Member Exists"
@@ -79,9 +81,7 @@ def _raise_if_auth(exc: MailchimpError) -> None:
 
 
 def _as_utc_param(when: datetime) -> str:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return iso_utc(when, offset=True)
 
 
 class MailchimpWriter:
@@ -237,4 +237,4 @@ def _member_body(m: dict) -> dict:
 
 
 def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC).replace(tzinfo=None)
+    return parse_iso_utc(value)

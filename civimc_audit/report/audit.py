@@ -6,7 +6,6 @@ notebook show the same thing. Names and emails are always escaped, never rendere
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from contextlib import contextmanager
@@ -17,7 +16,9 @@ import pandas as pd
 
 from civimc_audit import __version__
 from civimc_audit.common.codes import OUTCOME_ORDER
-from civimc_audit.common.times import run_stamp
+from civimc_audit.common.files import write_atomic
+from civimc_audit.common.summary import RunSummary, write_summary
+from civimc_audit.common.times import iso_utc, run_stamp
 from civimc_audit.config import Config, load_config
 from civimc_audit.errors import StoreError
 from civimc_audit.reconcile import REPORT_COLUMNS, outcome_frame
@@ -172,14 +173,14 @@ class AuditReport:
         return (f"honor_civicrm_consent = {str(p.get('honor_civicrm_consent', False)).lower()}, "
                 f"tie_winner = {p.get('tie_winner', 'civicrm')}")
 
-    def summary(self) -> dict:
+    def summary(self) -> RunSummary:
         """Counts for summary.json and the CLI."""
         reasons = self.outcomes["reason_code"].replace("", pd.NA).dropna().value_counts()
         return {
             "reconciliation_id": self.reconciliation["id"],
             "outcomes": {o: int(n) for o, n in self.counts().set_index("Outcome")["People"].items()},
             "reasons": {k: int(v) for k, v in reasons.items()},
-            "snapshots": {side: {"id": s.id, "taken_at": f"{s.taken_at:%Y-%m-%dT%H:%M:%SZ}"}
+            "snapshots": {side: {"id": s.id, "taken_at": iso_utc(s.taken_at)}
                           for side, s in self.snapshots.items()},
         }
 
@@ -293,12 +294,12 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
     finally:
         if out.exists():
             write_html(out, folder / "audit.html")
-    summary = {"status": status, "message": message, "version": __version__,
+    summary: RunSummary = {"status": status, "message": message, "version": __version__,
                "durations": {"report": round(time.monotonic() - started, 3)}}
     if status == "ok":
         summary.update(AuditReport.load(config=config,
                                         reconciliation_id=reconciliation_id).summary())
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_summary(folder, summary)
     if status != "ok":
         raise StoreError(f"{message} (see {out})")
     return folder
@@ -313,4 +314,4 @@ def write_html(notebook: Path, target: Path) -> None:
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb)
-    target.write_text(body, encoding="utf-8")
+    write_atomic(target, body)

@@ -2,19 +2,22 @@
 
 Rebuilt from the runs' summary.json files at the end of each run, so it always matches what is
 on disk (pruned runs disappear from it). Apply folders (apply-plan<ID>-<stamp>/) are not rows of
-their own: a run that applied links its apply folder's journal. Messages are escaped: they can
-quote people's emails.
+their own: a run that applied links its apply folder's journal. The page is the jinja2 template
+templates/index.html.j2 with autoescape on: messages can quote people's emails, or anything.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
-import json
+from functools import cache
 from pathlib import Path
 
+import jinja2
+
 from civimc_audit.common.codes import OUTCOME_ORDER
+from civimc_audit.common.files import write_atomic
+from civimc_audit.common.summary import SUMMARY_NAME, RunSummary, read_summary
 from civimc_audit.runs.retention import run_folders, run_time
 
 INDEX_NAME = "index.html"
@@ -23,17 +26,7 @@ STATUS_COLOURS = {"ok": "#2e7d32", "threshold": "#b26a00", "needs_person": "#b26
                   "running": "#555555", "interrupted": "#c62828"}
 
 
-def read_summary(folder: Path) -> dict:
-    """A run's summary.json, or a stand-in saying why there is none."""
-    try:
-        return json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {"status": "failed", "message": "no summary.json (the run was interrupted)"}
-    except ValueError:
-        return {"status": "failed", "message": "summary.json is not valid JSON"}
-
-
-def load_runs(runs_path: Path, current: str | None = None) -> list[tuple[Path, dict]]:
+def load_runs(runs_path: Path, current: str | None = None) -> list[tuple[Path, RunSummary]]:
     """(folder, summary) for every run, newest first. While `current` holds the run lock, any
     other run still marked running was killed before it could finish: it is shown as such."""
     runs = []
@@ -46,7 +39,7 @@ def load_runs(runs_path: Path, current: str | None = None) -> list[tuple[Path, d
     return runs
 
 
-def chart_png(runs: list[tuple[Path, dict]]) -> bytes | None:
+def chart_png(runs: list[tuple[Path, RunSummary]]) -> bytes | None:
     """Outcome counts per run over time as a line chart (None until a run has counts)."""
     points = [(run_time(f.name), s["outcomes"]) for f, s in reversed(runs)
               if isinstance(s.get("outcomes"), dict)]
@@ -77,66 +70,44 @@ def chart_png(runs: list[tuple[Path, dict]]) -> bytes | None:
     return buf.getvalue()
 
 
-def _link(folder: Path, name: str, label: str) -> str:
-    if not (folder / name).exists():
-        return ""
-    return f'<a href="{html.escape(folder.name)}/{html.escape(name)}">{label}</a>'
+@cache
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("civimc_audit.runs", "templates"),
+                             autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    return env.get_template("index.html.j2")
 
 
-def _apply_link(folder: Path, summary: dict) -> str:
-    """A `run --apply`'s apply folder (a sibling of the run's: apply-plan<ID>-<stamp>/)."""
+def _links(folder: Path, summary: RunSummary) -> list[tuple[str, str]]:
+    """(href, label) of the run's files that exist, and of a `run --apply`'s apply folder's
+    journal (a sibling of the run's folder: apply-plan<ID>-<stamp>/)."""
+    links = [(f"{folder.name}/{name}", label)
+             for name, label in (("audit.html", "report"), ("audit.ipynb", "notebook"),
+                                 (SUMMARY_NAME, "summary.json"))
+             if (folder / name).exists()]
     name = summary.get("apply_folder")
-    if not isinstance(name, str) or not (folder.parent / name / "journal.csv").exists():
-        return ""
-    return f'<a href="{html.escape(name)}/journal.csv">applied (journal)</a>'
+    if isinstance(name, str) and (folder.parent / name / "journal.csv").exists():
+        links.append((f"{name}/journal.csv", "applied (journal)"))
+    return links
 
 
-def render_index(runs: list[tuple[Path, dict]]) -> str:
-    rows = []
-    for folder, s in runs:
-        status = str(s.get("status", "?"))
-        colour = STATUS_COLOURS.get(status, "#555555")
-        counts = s.get("outcomes") or {}
-        removals = (counts.get("remove_from_civicrm_group", 0)
-                    + counts.get("unsubscribe_in_mailchimp", 0)) if counts else ""
-        links = " ".join(x for x in (_link(folder, "audit.html", "report"),
-                                     _link(folder, "audit.ipynb", "notebook"),
-                                     _link(folder, "summary.json", "summary.json"),
-                                     _apply_link(folder, s)) if x)
-        rows.append(
-            "<tr>"
-            f"<td>{html.escape(folder.name)}</td>"
-            f'<td style="color:{colour};font-weight:bold">{html.escape(status)}</td>'
-            f"<td>{html.escape(str(s.get('message', '')))}</td>"
-            f"<td>{removals}</td>"
-            f"<td>{counts.get('cannot_sync', '') if counts else ''}</td>"
-            f"<td>{sum(counts.values()) if counts else ''}</td>"
-            f"<td>{links}</td>"
-            "</tr>")
+def _row(folder: Path, s: RunSummary) -> dict:
+    status = str(s.get("status", "?"))
+    counts = s.get("outcomes") or {}
+    return {"name": folder.name, "status": status,
+            "colour": STATUS_COLOURS.get(status, "#555555"),
+            "message": str(s.get("message", "")),
+            "removals": (counts.get("remove_from_civicrm_group", 0)
+                         + counts.get("unsubscribe_in_mailchimp", 0)) if counts else "",
+            "cannot_sync": counts.get("cannot_sync", "") if counts else "",
+            "people": sum(counts.values()) if counts else "",
+            "links": _links(folder, s)}
+
+
+def render_index(runs: list[tuple[Path, RunSummary]]) -> str:
     png = chart_png(runs)
-    chart = (f'<img alt="outcome counts per run" src="data:image/png;base64,'
-             f'{base64.b64encode(png).decode()}">' if png else "<p>No run has counts yet.</p>")
-    table = "\n".join(rows) or '<tr><td colspan="7">No runs yet.</td></tr>'
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>civimc-audit runs</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; }}
-th, td {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; }}
-</style></head>
-<body>
-<h1>civimc-audit runs</h1>
-<h2>Outcome counts over time</h2>
-{chart}
-<h2>Runs (newest first)</h2>
-<table>
-<thead><tr><th>Run (UTC)</th><th>Status</th><th>Message</th><th>Removals</th>
-<th>Cannot sync</th><th>People</th><th>Links</th></tr></thead>
-<tbody>
-{table}
-</tbody></table>
-</body></html>
-"""
+    return _template().render(rows=[_row(folder, s) for folder, s in runs],
+                              chart_png=base64.b64encode(png).decode() if png else None)
 
 
 def build_index(runs_path: Path, current: str | None = None) -> Path:
@@ -144,7 +115,4 @@ def build_index(runs_path: Path, current: str | None = None) -> Path:
     the run holding the lock, if any."""
     runs_path.mkdir(parents=True, exist_ok=True)
     target = runs_path / INDEX_NAME
-    tmp = target.with_suffix(".html.tmp")
-    tmp.write_text(render_index(load_runs(runs_path, current)), encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return write_atomic(target, render_index(load_runs(runs_path, current)))

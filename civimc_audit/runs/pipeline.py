@@ -17,8 +17,6 @@ summary.json's `message` and on stderr.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -28,7 +26,16 @@ from pathlib import Path
 
 from civimc_audit import __version__
 from civimc_audit.common.codes import OUTCOME_ORDER
-from civimc_audit.common.times import utcnow
+from civimc_audit.common.summary import (
+    SUMMARY_NAME,
+    ChangesSincePrevious,
+    RunSummary,
+    from_json,
+    new_run_summary,
+    read_summary,
+    write_summary,
+)
+from civimc_audit.common.times import iso_utc, utcnow
 from civimc_audit.config import (
     Config,
     ScheduleSettings,
@@ -43,12 +50,11 @@ from civimc_audit.errors import (
     RunStepFailed,
     exit_code_for,
 )
-from civimc_audit.runs.index import build_index, read_summary
+from civimc_audit.runs.index import build_index
 from civimc_audit.runs.lock import RunLock
 from civimc_audit.runs.retention import prune, run_folders
 from civimc_audit.store import Store
 
-SUMMARY_NAME = "summary.json"
 STEPS = ("snapshot_civicrm", "snapshot_mailchimp", "reconcile", "thresholds", "apply", "report",
          "prune", "index")
 REMOVALS = ("remove_from_civicrm_group", "unsubscribe_in_mailchimp")
@@ -61,7 +67,7 @@ NO_AUTO_APPROVE = ("`run --apply` applies only what [schedule] auto_approve list
 
 
 def iso(when: datetime | None) -> str | None:
-    return None if when is None else f"{when:%Y-%m-%dT%H:%M:%SZ}"
+    return None if when is None else iso_utc(when)
 
 
 def one_line(text: str) -> str:
@@ -104,7 +110,7 @@ def evaluate_thresholds(schedule: ScheduleSettings, counts: dict, group_size: in
 
 
 # changes since the previous run -----------------------------------------------------------------
-def previous_run(runs_path: Path) -> tuple[str, dict] | None:
+def previous_run(runs_path: Path) -> tuple[str, RunSummary] | None:
     """The newest run that got as far as a reconciliation."""
     for folder in reversed(run_folders(runs_path)):
         summary = read_summary(folder)
@@ -116,8 +122,8 @@ def previous_run(runs_path: Path) -> tuple[str, dict] | None:
 PERSON_KEY = ("coalesce(lower(trim(email)), 'contact:' || CAST(contact_id AS VARCHAR))")
 
 
-def changes_since(store: Store, previous: tuple[str, dict] | None, rid: int,
-                  counts: dict) -> dict | None:
+def changes_since(store: Store, previous: tuple[str, RunSummary] | None, rid: int,
+                  counts: dict) -> ChangesSincePrevious | None:
     """Outcome counts against the previous run, and (while its reconciliation is still in the
     store) how many people changed outcome, appeared or disappeared."""
     if previous is None:
@@ -150,7 +156,7 @@ def changes_since(store: Store, previous: tuple[str, dict] | None, rid: int,
 @dataclass
 class RunResult:
     folder: Path
-    summary: dict
+    summary: RunSummary
     error: BaseException | None = None
 
     @property
@@ -185,17 +191,13 @@ class ScheduledRun:
     progress: bool = False
     on_warning: Callable[[str], None] | None = None
     folder: Path | None = None
-    summary: dict = field(default_factory=dict)
+    summary: RunSummary = field(default_factory=dict)
     error: BaseException | None = None
     _started: float = 0.0
 
     # bookkeeping ---------------------------------------------------------------------------
     def write_summary(self) -> None:
-        target = self.folder / SUMMARY_NAME
-        tmp = target.with_name(SUMMARY_NAME + ".tmp")
-        tmp.write_text(redact(json.dumps(self.summary, indent=2, default=str)) + "\n",
-                       encoding="utf-8")
-        os.replace(tmp, target)
+        write_summary(self.folder, self.summary, scrub=redact)
 
     def _step(self, name: str, fn, *, record_failure: bool = True):
         self.summary["steps"][name] = "running"
@@ -406,18 +408,9 @@ class ScheduledRun:
         runs_path = self.config.runs_path
         with RunLock(runs_path):
             self.folder = new_run_folder(runs_path)
-            self.summary = {
-                "run": self.folder.name, "status": "running", "message": "run in progress",
-                "exit_code": None, "failed_step": None, "started_at": iso(utcnow()),
-                "finished_at": None, "version": __version__,
-                "apply": self.apply, "reuse_snapshots": self.reuse_snapshots,
-                "steps": {s: "pending" for s in STEPS}, "durations": {},
-                "reconciliation_id": None, "outcomes": None, "reasons": None,
-                "group_size": None, "removals": None, "thresholds": None,
-                "changes_since_previous": None, "snapshots": {}, "plan": None, "applied": None,
-                "waiting_for_review": None, "verify": None, "apply_folder": None,
-                "pruned": None, "warnings": [],
-            }
+            self.summary = new_run_summary(
+                self.folder.name, started_at=iso(utcnow()), version=__version__, steps=STEPS,
+                apply=self.apply, reuse_snapshots=self.reuse_snapshots, warnings=[])
             if not self.apply:
                 self._skip("apply", "no --apply")
             self.write_summary()
@@ -489,7 +482,7 @@ def raise_for_status(result: RunResult) -> None:
 
 
 def run_in_notebook(config_path: str, *, apply: bool = False,
-                    reuse_snapshots: bool = False) -> dict:
+                    reuse_snapshots: bool = False) -> RunSummary:
     """notebooks/run.ipynb (for Airflow's PapermillOperator and other notebook schedulers):
     exactly `civimc-audit run`. Shows where the record is, then raises — failing the notebook
     and the task — whenever the CLI would exit non-zero; returns summary.json's contents."""
@@ -523,7 +516,7 @@ def show_run(run_dir: str | None) -> None:
 
     from civimc_audit.report.audit import html_table
 
-    summary = json.loads((Path(run_dir) / SUMMARY_NAME).read_text(encoding="utf-8"))
+    summary = from_json((Path(run_dir) / SUMMARY_NAME).read_text(encoding="utf-8"))
     display(Markdown(f"## Scheduled run {summary['run']}\n\n"
                      f"**Status: {summary['status']}** — {summary['message']}"))
     steps = pd.DataFrame([{"Step": s, "State": state,

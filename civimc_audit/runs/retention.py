@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from civimc_audit.common.times import parse_run_stamp
 from civimc_audit.store import SNAPSHOT_TABLES, Store
 
 RUN_NAME_RE = re.compile(r"^(\d{8}T\d{6}Z)(?:-\d+)?$")
@@ -28,7 +29,7 @@ APPLY_NAME_RE = re.compile(r"^apply-plan\d+-(\d{8}T\d{6}Z)$")
 def run_time(name: str) -> datetime | None:
     """The UTC start time encoded in a run folder's name (None if it is not a run folder)."""
     m = RUN_NAME_RE.match(name)
-    return datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ") if m else None
+    return parse_run_stamp(m.group(1)) if m else None
 
 
 def run_folders(runs_path: Path) -> list[Path]:
@@ -47,7 +48,7 @@ def apply_folders(runs_path: Path) -> list[tuple[Path, datetime]]:
     for p in runs_path.iterdir():
         m = APPLY_NAME_RE.match(p.name)
         if m and p.is_dir():
-            found.append((p, datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ")))
+            found.append((p, parse_run_stamp(m.group(1))))
     return sorted(found, key=lambda pair: (pair[1], pair[0].name))
 
 

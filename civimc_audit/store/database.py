@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from civimc_audit.common.times import utcnow
 from civimc_audit.errors import StoreError
@@ -428,18 +428,12 @@ class Store:
 
 @contextmanager
 def open_store(path: Path, wait: float = 60.0):
-    """The store, waiting while another process holds DuckDB's file lock for a moment."""
-    deadline = time.monotonic() + wait
-    delay = 0.02
-    while True:
-        try:
-            store = Store(path)
-            break
-        except StoreError as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+    """The store, waiting while another process holds DuckDB's file lock for a moment (up to
+    `wait` seconds, checking again after 0.02 s, 0.04 s, … at most 0.5 s apart)."""
+    store = Retrying(stop=stop_after_delay(wait), wait=wait_exponential(multiplier=0.02, max=0.5),
+                     retry=retry_if_exception(lambda e: isinstance(e, StoreError)
+                                              and "lock" in str(e).lower()),
+                     reraise=True)(Store, path)
     try:
         yield store
     finally:

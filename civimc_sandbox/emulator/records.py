@@ -8,12 +8,12 @@ demand by :mod:`civimc_sandbox.emulator.render`.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from datetime import UTC, datetime
 
-from civimc_audit.common.emails import normalize_email
+from civimc_audit.common.emails import member_hash  # noqa: F401 - the emulator modules' import
+from civimc_audit.common.times import iso_utc
 
 #: Statuses a member can have (Lists/Members response enum).
 STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional", "archived")
@@ -28,11 +28,6 @@ COMPLIANCE_STATUSES = frozenset(("unsubscribed", "cleaned"))
 # "Please provide a valid email address." and we only need that class of error.
 _EMAIL_RE = re.compile(r"^[^@\s\"(),:;<>\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
-
-
-def member_hash(email: str) -> str:
-    """Return Mailchimp's subscriber hash: md5 of the normalised email (civimc_audit.emails)."""
-    return hashlib.md5(normalize_email(email).encode("utf-8")).hexdigest()
 
 
 def valid_email_syntax(email: str) -> bool:
@@ -52,7 +47,7 @@ def iso(ts: int | None) -> str:
     """Epoch seconds -> ``2026-01-05T09:30:00+00:00``; ``None`` -> ``""`` like the real API."""
     if ts is None:
         return ""
-    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(ts))
+    return iso_utc(datetime.fromtimestamp(ts, UTC), offset=True)
 
 
 def parse_time(value) -> float | None:

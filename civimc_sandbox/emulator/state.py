@@ -349,13 +349,13 @@ class Emulator:
     def _load(self, lst: ListState, members: Iterable[dict], basic: set) -> int:
         n = 0
         index, order, counts = lst.index, lst.order, lst.counts
-        seq, now, md5 = self._seq, self.now(), hashlib.md5
+        seq, now = self._seq, self.now()
         fromisoformat = datetime.fromisoformat
         ts_cache: dict = {}  # imports share timestamps a lot; parsing is the next cost
         try:
             for d in members:
                 email = d["email_address"].strip()
-                h = md5(email.lower().encode()).hexdigest()
+                h = member_hash(email)
                 status = d.get("status") or "subscribed"
                 if status not in _STATUS_SET:
                     raise ValueError(f"bad status {status!r} for {email}")

@@ -43,6 +43,11 @@ def test_every_kind_of_whitespace_is_stripped_at_both_ends(con, pad):
         hashlib.md5(b"ann@example.org").hexdigest()
 
 
+@pytest.mark.parametrize("stored", ["Ann@Example.ORG", "\tAnn@Example.ORG\u00a0\r\n", "  a b@x.org "])
+def test_the_sql_member_hash_is_the_python_one(con, stored):
+    assert sql(con, "member_hash", stored) == client_hash(stored) == emulator_hash(stored)
+
+
 def test_plain_sql_trim_is_not_enough(con):
     # Why the macro exists: DuckDB's trim() keeps tabs and line breaks (MySQL's TRIM too).
     assert con.execute("SELECT trim(?)", ["a@x.org\n"]).fetchone()[0] == "a@x.org\n"

@@ -3,6 +3,9 @@ without the key, and retries on exactly the transient failures."""
 
 from __future__ import annotations
 
+import re
+import socket
+
 import pytest
 from support.mc_env import KEY, LIST, mc_env
 from support.values import TEST_API_KEY, TEST_LIST_ID
@@ -148,3 +151,89 @@ def test_the_traffic_check_catches_requests_and_responses_off_the_spec():
     assert any("sort_dir" in v for v in found)
     assert any("instance" in v for v in found)
     assert any("not an operation" in v for v in found)
+
+
+@pytest.mark.parametrize("kind,what", [
+    ("429", "Mailchimp answered 429 Too Many Requests"),
+    ("503", "Mailchimp answered 503 Service Unavailable"),
+    ("403", "Mailchimp answered 403 without a body"),
+    ("drop", "Mailchimp unreachable (connection dropped)"),
+    ("cut", "Mailchimp unreachable (answer cut off)"),
+])
+def test_each_wait_is_reported_with_its_cause(mc, kind, what):
+    client = mc.client(backoff=0.02)
+    seen = []
+    client.on_retry = lambda *report: seen.append(report)
+    mc.emu.faults.queue(kind, 2)
+    client.get_list(LIST)
+    assert [(w, n, of) for w, n, of, _ in seen] == [(what, 1, 6), (what, 2, 6)]
+    assert [wait for *_, wait in seen] == [slept for _, slept in client.pauses]
+
+
+def test_the_default_report_is_one_line_on_stderr_per_wait_without_the_key(mc, capfd):
+    client = mc.client(backoff=0.02, retries=3)
+    mc.emu.faults.configure(rate_drop=1.0)
+    with pytest.raises(MailchimpError):
+        client.get_list(LIST)
+    lines = capfd.readouterr().err.splitlines()
+    assert len(lines) == 3  # three waits; the fourth failure is the caller's to report
+    for n, line in enumerate(lines, 1):
+        assert re.fullmatch(rf"civimc-audit: Mailchimp unreachable \(connection dropped\), "
+                            rf"retry {n} of 3 in \d+\.\d s", line), line
+        assert KEY.split("-")[0] not in line
+
+
+def test_a_refused_connection_is_named_and_retried(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv(ENV_MAILCHIMP_API_KEY, KEY)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = MailchimpClient(MailchimpSettings(list_id=LIST, retries=2,
+                                               base_url=f"http://127.0.0.1:{port}/3.0"),
+                             backoff=0.01)
+    with pytest.raises(MailchimpError, match="unreachable .* after 3 attempt"):
+        client.ping()
+    err = capfd.readouterr().err
+    assert err.count("Mailchimp unreachable (connection refused), retry") == 2
+    assert client.stats["ConnectionError"] == 3 and client.stats["retries"] == 2
+
+
+def test_no_retry_is_reported_for_a_final_answer(mc):
+    client = mc.client()
+    seen = []
+    client.on_retry = lambda *report: seen.append(report)
+    with pytest.raises(MailchimpError):
+        client.get(f"/lists/{LIST}/members/nobody@example.org")
+    assert seen == [] and not client.pauses
+
+
+def test_waits_double_up_to_the_cap_with_equal_jitter(mc):
+    client = mc.client(backoff=0.01, retries=5)
+    client.backoff_cap = 0.04
+    mc.emu.faults.queue("500", 5)
+    client.get_list(LIST)
+    caps = [min(0.04, 0.01 * 2 ** i) for i in range(5)]
+    assert [a for a, _ in client.pauses] == list(range(5))
+    for d, (_, slept) in zip(caps, client.pauses, strict=True):
+        assert d / 2 <= slept <= d
+
+
+def test_transport_failures_are_named_without_the_url():
+    import http.client
+
+    import requests
+    import urllib3
+
+    from civimc_audit.mailchimp.client import describe_transport_error
+
+    url = "http://127.0.0.1:9/3.0/lists/x?secret=1"
+    dropped = requests.ConnectionError(urllib3.exceptions.ProtocolError(
+        "Connection aborted.", http.client.RemoteDisconnected("closed")))
+    assert describe_transport_error(dropped) == "connection dropped"
+    assert describe_transport_error(requests.ReadTimeout(url)) == "timed out"
+    assert describe_transport_error(urllib3.exceptions.ReadTimeoutError(None, url, "slow")) == \
+        "timed out"
+    assert describe_transport_error(requests.exceptions.ChunkedEncodingError(url)) == \
+        "answer cut off"
+    assert describe_transport_error(requests.ConnectionError(url)) == \
+        "connection failed or dropped"

@@ -242,7 +242,10 @@ def test_mailchimp_failing_during_the_apply_exits_3_and_the_journal_says_how_far
     emulator.faults.queue("drop", 2)  # the batch call and its one retry never arrive
     code, _, err = run_cli("--config", config, "run", "--apply")
     assert code == 3
-    assert err.startswith("civimc-audit: apply failed: apply stopped:")
+    *waits, reason = err.strip().splitlines()  # the client's one retry, then the reason
+    assert len(waits) == 1 and waits[0].startswith("civimc-audit: Mailchimp unreachable "
+                                                   "(connection dropped), retry 1 of 1 in ")
+    assert reason.startswith("civimc-audit: apply failed: apply stopped:")
     s = summary_of(runs_of(config)[0])
     assert s["status"] == "failed" and s["failed_step"] == "apply"
     assert s["steps"]["apply"] == "failed" and s["steps"]["report"] == "ok"

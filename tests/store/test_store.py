@@ -96,3 +96,40 @@ def test_a_new_store_is_made_in_a_format_with_zstd(tmp_path, monkeypatch):
             str(tmp_path / "audit.duckdb")) as plain:
         assert plain.execute("SELECT count(*) FROM mailchimp_member").fetchone()[0] == 200000
         assert zstd_available(store.con)
+
+
+def test_open_store_waits_out_another_process_holding_the_file_lock(tmp_path, monkeypatch):
+    """Only DuckDB's lock conflict is waited for, and only for `wait` seconds."""
+    from civimc_audit.errors import StoreError
+    from civimc_audit.store import open_store
+
+    failures = ["Could not set lock on file", "Could not set lock on file"]
+    real = store_module.Store
+
+    def flaky(path):
+        if failures:
+            raise StoreError(failures.pop())
+        return real(path)
+
+    monkeypatch.setattr(store_module, "Store", flaky)
+    with open_store(tmp_path / "a.duckdb", wait=5) as store:
+        assert store.con.execute("SELECT 1").fetchone() == (1,)
+    assert failures == []
+
+    def locked(path):
+        raise StoreError("Could not set lock on file")
+
+    monkeypatch.setattr(store_module, "Store", locked)
+    with pytest.raises(StoreError, match="lock"), open_store(tmp_path / "a.duckdb", wait=0.1):
+        pass
+
+    calls = []
+
+    def broken(path):
+        calls.append(path)
+        raise StoreError("not a DuckDB file")
+
+    monkeypatch.setattr(store_module, "Store", broken)
+    with pytest.raises(StoreError, match="not a DuckDB"), open_store(tmp_path / "a.duckdb"):
+        pass
+    assert len(calls) == 1
