@@ -40,6 +40,8 @@ _EXPORTS = {
     "Plan": "civimc_audit.changes.plan",
     "build_plan": "civimc_audit.changes.plan",
     "get_plan": "civimc_audit.changes.plan",
+    "plan_for": "civimc_audit.changes.plan",
+    "plan_summary": "civimc_audit.changes.plan",
     "items_frame": "civimc_audit.changes.plan",
     "decide": "civimc_audit.changes.review",
     "decide_matching": "civimc_audit.changes.review",
@@ -94,6 +96,8 @@ __all__ = [
     "Plan",
     "build_plan",
     "get_plan",
+    "plan_for",
+    "plan_summary",
     "items_frame",
     "decide",
     "decide_matching",
@@ -139,7 +143,14 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what a type checker and an IDE see
     from civimc_audit.changes.apply import ApplyResult, apply_plan, journal_frame
-    from civimc_audit.changes.plan import Plan, build_plan, get_plan, items_frame
+    from civimc_audit.changes.plan import (
+        Plan,
+        build_plan,
+        get_plan,
+        items_frame,
+        plan_for,
+        plan_summary,
+    )
     from civimc_audit.changes.review import (
         decide,
         decide_matching,

@@ -14,11 +14,14 @@ from pathlib import Path
 import click
 
 from civimc_audit import __version__
-from civimc_audit.common.codes import OUTCOME_CODES
+from civimc_audit.common.codes import FLAG_CODES, OUTCOME_CODES, RULE_CODES
 from civimc_audit.common.times import iso_utc
 from civimc_audit.config import load_config, redact
 from civimc_audit.errors import CivimcError, MailchimpError, exit_code_for
 from civimc_audit.store import Store
+
+CONFIG_HELP = "Config file (default: $CIVIMC_CONFIG or ./civimc-audit.toml)."
+NO_CONFIG = ("emulator",)  # commands that read no config
 
 
 class Context:
@@ -38,9 +41,33 @@ class Context:
         return Store(self.config.store_file, read_only=read_only)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="Config file (default: $CIVIMC_CONFIG or ./civimc-audit.toml).")
+def _config_after_command(ctx, _param, value):
+    """`civimc-audit COMMAND --config PATH`: the same as before the command (this one wins)."""
+    if value is not None:
+        ctx.find_object(Context).config_path = value
+    return value
+
+
+class CivimcGroup(click.Group):
+    """Gives every command (but those in NO_CONFIG) its own --config, so it may also follow the
+    command name, and shows it in the command's --help."""
+
+    def add_command(self, cmd, name=None):
+        if cmd.name not in NO_CONFIG and not any(p.name == "config" for p in cmd.params):
+            cmd.params.append(click.Option(["--config"], type=click.Path(dir_okay=False),
+                                           expose_value=False, callback=_config_after_command,
+                                           help=CONFIG_HELP))
+        super().add_command(cmd, name)
+
+
+def json_option(what: str):
+    """--json: print one JSON document (README "JSON output") instead of lines."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help=f"Print {what} as one JSON document (keys in the README).")
+
+
+@click.group(cls=CivimcGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
 @click.version_option(__version__, prog_name="civimc-audit")
 @click.pass_context
 def cli(ctx, config_path):
@@ -49,45 +76,24 @@ def cli(ctx, config_path):
 
 
 @cli.command()
+@json_option("every check and its result")
 @click.pass_obj
-def check(obj):
+def check(obj, as_json):
     """Connect to both systems and check access, the group and the audience."""
     from civimc_audit.check import check as run_check
+    from civimc_audit.report.words import check_line
 
     result = run_check(obj.config)
+    if as_json:
+        from civimc_audit.report.documents import check_document, dump
+
+        click.echo(dump(check_document(result, check_line)))
+    else:
+        for entry in result.entries:
+            if entry.status != "error":
+                click.echo(check_line(entry), err=entry.status == "warning")
     if result.error is not None:
         raise result.error
-    for entry in result.entries:
-        click.echo(_check_line(entry), err=entry.status == "warning")
-
-
-def _check_line(entry) -> str:
-    """One check's entry in words."""
-    from civimc_audit.config import ENV_CIVICRM_WRITE_PASSWORD
-    from civimc_audit.report.words import mailing_list_warning
-
-    f = entry.facts
-    if entry.name == "civicrm_tables":
-        return f"CiviCRM: can read {f['tables']} tables as '{f['user']}'"
-    if entry.name == "civicrm_group":
-        return f"CiviCRM: group {f['group_id']} '{f['title']}' is a normal group"
-    if entry.name == "civicrm_mailing_list":
-        return mailing_list_warning(f["group_id"], f["title"])
-    if entry.name == "civicrm_transport":
-        return (f"CiviCRM: snapshots stream through the command-line client {f['client']}"
-                if f["client"] else
-                "CiviCRM: snapshots read in server-packed chunks (install the mariadb or mysql "
-                "command-line client for faster snapshots)")
-    if entry.name == "civicrm_writer":
-        return {"not_configured": "CiviCRM: no write_user configured (needed only to apply a plan)",
-                "not_checked": f"CiviCRM: write account '{f['user']}' not checked "
-                               f"({ENV_CIVICRM_WRITE_PASSWORD} is not set)",
-                "ok": f"CiviCRM: write account '{f['user']}' has the privileges apply needs",
-                }[f["state"]]
-    if entry.name == "mailchimp_api":
-        return f"Mailchimp: API at {f['url']} answers"
-    return (f"Mailchimp: audience {f['list_id']} '{f['name']}' exists; "
-            f"its members can be read ({f['members']} of any status)")
 
 
 @cli.command()
@@ -95,31 +101,41 @@ def _check_line(entry) -> str:
 @click.option("--mailchimp-only", is_flag=True, help="Snapshot only the Mailchimp audience.")
 @click.option("--incremental", is_flag=True,
               help="Mailchimp: read only members changed since the previous complete snapshot.")
+@json_option("the snapshots taken")
 @click.pass_obj
-def snapshot(obj, civicrm_only, mailchimp_only, incremental):
+def snapshot(obj, civicrm_only, mailchimp_only, incremental, as_json):
     """Take a complete snapshot of each side into the store."""
     from civimc_audit.civicrm.reader import snapshot_civicrm
     from civimc_audit.mailchimp.reader import snapshot_mailchimp
+    from civimc_audit.report.words import mailing_list_warning
 
     if civicrm_only and mailchimp_only:
         raise click.UsageError("--civicrm-only and --mailchimp-only exclude each other")
     progress = sys.stderr.isatty()
+    civi = mc = None
+    warnings = []
     with obj.store() as store:
         if not mailchimp_only:
-            snap = snapshot_civicrm(obj.config.civicrm, store, progress=progress)
-            click.echo(_snapshot_line(snap))
-            if snap.meta.get("is_mailing_list") is False:
-                from civimc_audit.report.words import mailing_list_warning
-
-                click.echo(mailing_list_warning(snap.meta.get("group_id"),
-                                                snap.meta.get("group_title")), err=True)
+            civi = snapshot_civicrm(obj.config.civicrm, store, progress=progress)
+            if civi.meta.get("is_mailing_list") is False:
+                warnings.append(mailing_list_warning(civi.meta.get("group_id"),
+                                                     civi.meta.get("group_title")))
+            if not as_json:
+                click.echo(_snapshot_line(civi))
+                for warning in warnings:
+                    click.echo(warning, err=True)
         if not civicrm_only:
-            snap = snapshot_mailchimp(obj.config.mailchimp, store, progress=progress,
-                                      incremental=incremental)
-            click.echo(_snapshot_line(snap))
-            if snap.status != "complete":
-                raise MailchimpError(f"Mailchimp snapshot {snap.id} is incomplete and will not "
-                                     f"be reconciled: {snap.message}")
+            mc = snapshot_mailchimp(obj.config.mailchimp, store, progress=progress,
+                                    incremental=incremental)
+            if not as_json:
+                click.echo(_snapshot_line(mc))
+    if as_json:
+        from civimc_audit.report.documents import dump, snapshot_document
+
+        click.echo(dump(snapshot_document(civi, mc, warnings)))
+    if mc is not None and mc.status != "complete":
+        raise MailchimpError(f"Mailchimp snapshot {mc.id} is incomplete and will not "
+                             f"be reconciled: {mc.message}")
 
 
 def _snapshot_line(snap) -> str:
@@ -151,13 +167,20 @@ def reconcile(obj, civicrm_snapshot, mailchimp_snapshot):
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True)
 @click.option("--outcome", type=click.Choice(OUTCOME_CODES), help="Only this outcome.")
+@json_option("the reconciliation and its rows")
 @click.pass_obj
-def outcomes(obj, run_id, fmt, outcome):
+def outcomes(obj, run_id, fmt, outcome, as_json):
     """Print the per-person outcome rows."""
-    from civimc_audit.reconcile import outcome_frame
+    from civimc_audit.reconcile import OUTCOME_COLUMNS, outcome_frame
 
     with obj.store(read_only=True) as store:
-        frame = outcome_frame(store, run_id, outcome=outcome)
+        rec = store.reconciliation(run_id)
+        frame = outcome_frame(store, rec["id"], outcome=outcome)
+    if as_json:
+        from civimc_audit.report.documents import dump, outcomes_document
+
+        click.echo(dump(outcomes_document(rec, outcome, frame, OUTCOME_COLUMNS)))
+        return
     for col in ("mailchimp_changed", "civicrm_changed"):
         frame[col] = frame[col].map(lambda v: "" if v is None or v != v
                                     else iso_utc(v))
@@ -168,8 +191,9 @@ def outcomes(obj, run_id, fmt, outcome):
         records = json.loads(frame.to_json(orient="records"))
         click.echo(json.dumps(records, indent=2, ensure_ascii=False))
     else:
-        shown = frame.drop(columns=["reason"]).astype(object).fillna("")
-        click.echo(shown.to_string(index=False) if len(shown) else "(no rows)")
+        shown = frame.astype(object).fillna("")
+        shown = shown[[c for c in shown.columns if c != "reason"] + ["reason"]]
+        click.echo(shown.to_string(index=False, justify="left") if len(shown) else "(no rows)")
 
 
 @cli.command()
@@ -218,19 +242,37 @@ def emulator(host, port, list_id, api_key, members, state):
 
 @cli.command()
 @click.option("--run", "run_id", type=int, help="Reconciliation id (default: latest).")
+@click.option("--new", "new", is_flag=True,
+              help="Build a new plan even if the reconciliation has an open one.")
 @click.option("--show", is_flag=True, help="Summarise the latest plan instead of building one.")
 @click.option("--plan", "plan_id", type=int, help="With --show: this plan (default: latest).")
+@json_option("the plan and its counts")
 @click.pass_obj
-def plan(obj, run_id, show, plan_id):
-    """Build a change set from the latest reconciliation (or summarise one with --show)."""
-    from civimc_audit.changes.plan import build_plan, summary_lines
+def plan(obj, run_id, new, show, plan_id, as_json):
+    """Build a change set from the latest reconciliation (or summarise one with --show).
 
+    A reconciliation that already has an open (not frozen) plan gets that plan back, not a
+    second one; --new builds another anyway."""
+    from civimc_audit.changes.plan import plan_for, plan_summary, summary_lines
+
+    if show and (new or run_id is not None):
+        raise click.UsageError("--show summarises a plan (--plan ID); --run and --new build one")
+    built = False
     with obj.store() as store:
         if not show:
-            plan_id = build_plan(store, run_id).id
+            found, built = plan_for(store, run_id, new=new)
+            plan_id = found.id
+        if as_json:
+            from civimc_audit.report.documents import dump, plan_document
+
+            click.echo(dump(plan_document(plan_summary(store, plan_id), built=built)))
+            return
         for line in summary_lines(store, plan_id):
             click.echo(line)
     if not show:
+        if not built:
+            click.echo(f"plan {plan_id} already open for reconciliation "
+                       f"{found.reconciliation_id}; nothing built (use --new to build another)")
         click.echo(f"plan {plan_id}")
 
 
@@ -263,8 +305,9 @@ def review(obj, plan_id, export_path, import_path, reviewer):
 @click.option("--plan", "plan_id", type=int, help="Plan id (default: latest).")
 @click.option("--all", "everything", is_flag=True, help="Every item of the plan.")
 @click.option("--outcome", multiple=True, type=click.Choice(OUTCOME_CODES), help="Items of this outcome.")
-@click.option("--rule", multiple=True, help="Items decided by this rule (R1..R10).")
-@click.option("--flag", multiple=True, help="Items carrying this flag.")
+@click.option("--rule", multiple=True, type=click.Choice(RULE_CODES, case_sensitive=False),
+              help="Items decided by this rule.")
+@click.option("--flag", multiple=True, type=click.Choice(FLAG_CODES), help="Items carrying this flag.")
 @click.option("--target", type=click.Choice(["mailchimp", "civicrm"]), help="Items for this system.")
 @click.option("--item", "items", multiple=True, type=int, help="This item id.")
 @click.option("--undecided", is_flag=True, help="Only items not decided yet.")
@@ -281,6 +324,7 @@ def approve(obj, plan_id, everything, outcome, rule, flag, target, items, undeci
     """Approve (or --reject) items by rule, or --freeze the plan."""
     import getpass
 
+    from civimc_audit.changes.plan import get_plan
     from civimc_audit.changes.review import decide, decide_matching, freeze
 
     with obj.store() as store:
@@ -299,15 +343,32 @@ def approve(obj, plan_id, everything, outcome, rule, flag, target, items, undeci
             n = decide_matching(store, plan_id, decision, reviewer, everything=everything,
                                 note=note, outcome=outcome, rule=rule, flag=flag, target=target,
                                 decided_as=["undecided"] if undecided else None)
+            if not n:
+                click.echo(f"no item of plan {get_plan(store, plan_id).id} matches "
+                           f"{_filter_words(everything, outcome, rule, flag, target, undecided)}"
+                           f"; nothing {decision}")
+                return
         click.echo(f"{n} items {decision}")
+
+
+def _filter_words(everything, outcome, rule, flag, target, undecided) -> str:
+    """The filters given to approve, as they were typed."""
+    if everything:
+        return "--all"
+    words = [f"--{name} {v}" for name, values in (("outcome", outcome), ("rule", rule),
+                                                  ("flag", flag), ("target", [target] if target
+                                                                   else []))
+             for v in values]
+    return " ".join(words + (["--undecided"] if undecided else []))
 
 
 @cli.command("apply")
 @click.argument("plan_id", required=False, type=int)
 @click.option("--execute", is_flag=True, help="Send the changes (default: a dry run).")
 @click.option("--no-verify", is_flag=True, help="Skip the fresh snapshots and check at the end.")
+@json_option("what was (or would be) sent and how it ended")
 @click.pass_obj
-def apply_cmd(obj, plan_id, execute, no_verify):
+def apply_cmd(obj, plan_id, execute, no_verify, as_json):
     """Apply a frozen plan (default: the latest); a dry run unless --execute."""
     from civimc_audit.changes.apply import apply_plan
     from civimc_audit.errors import NeedsPerson
@@ -315,8 +376,13 @@ def apply_cmd(obj, plan_id, execute, no_verify):
 
     result = apply_plan(obj.config, plan_id, execute=execute, progress=sys.stderr.isatty(),
                         verify_after=not no_verify)
-    for line in apply_lines(result):
-        click.echo(line)
+    if as_json:
+        from civimc_audit.report.documents import apply_document, dump
+
+        click.echo(dump(apply_document(result)))
+    else:
+        for line in apply_lines(result):
+            click.echo(line)
     if result.needs_person:
         raise NeedsPerson(f"plan {result.plan.id}: some items were skipped, failed or still "
                           "disagree (listed above)")
@@ -325,16 +391,22 @@ def apply_cmd(obj, plan_id, execute, no_verify):
 @cli.command()
 @click.option("--plan", "plan_id", type=int, help="Plan whose applied items to check "
               "(default: the latest applied).")
+@json_option("the fresh reconciliation and the items still needing a change")
 @click.pass_obj
-def verify(obj, plan_id):
+def verify(obj, plan_id, as_json):
     """Take fresh snapshots, reconcile, and report applied items still needing a change."""
     from civimc_audit.changes.verify import verify as run_verify
     from civimc_audit.errors import NeedsPerson
     from civimc_audit.report.apply_results import verify_lines
 
     result = run_verify(obj.config, plan_id, progress=sys.stderr.isatty())
-    for line in verify_lines(result):
-        click.echo(line)
+    if as_json:
+        from civimc_audit.report.documents import dump, verify_document
+
+        click.echo(dump(verify_document(result)))
+    else:
+        for line in verify_lines(result):
+            click.echo(line)
     if result.needs_person:
         raise NeedsPerson(f"{len(result.remaining)} applied items still need a change")
 
@@ -372,24 +444,45 @@ def run(obj, apply_, reuse_snapshots):
     in progress), 3 a source system failed; the reason is one line here and in summary.json."""
     import signal
 
-    from civimc_audit.runs.pipeline import run_scheduled
+    from civimc_audit.runs.pipeline import SUMMARY_NAME, ScheduledRun, raise_for_status
 
     def stop(signum, _frame):  # systemd/Airflow stop a job with SIGTERM: record it, unlock
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
-    result = run_scheduled(obj.config, apply=apply_, reuse_snapshots=reuse_snapshots,
-                           progress=sys.stderr.isatty(),
-                           on_warning=lambda m: click.echo(f"civimc-audit: warning: {m}",
-                                                           err=True))
+    result = ScheduledRun(obj.config, apply=apply_, reuse_snapshots=reuse_snapshots,
+                          progress=sys.stderr.isatty(),
+                          on_warning=lambda m: click.echo(f"civimc-audit: warning: {m}",
+                                                          err=True)).execute()
+    # Where the record is, whatever the status: a crossed threshold or a failure is exactly
+    # when an operator opens it. The one-line reason and the exit code follow.
     click.echo(f"run {result.folder.name}: {result.status}: {result.message}")
     if apply_:
         from civimc_audit.changes.standing import standing_words
 
         for line in standing_words(result.summary):
             click.echo(f"  {line}")
-    click.echo(f"summary: {result.folder / 'summary.json'}")
-    click.echo(f"report: {result.folder / 'audit.html'}")
+    click.echo(f"summary: {result.folder / SUMMARY_NAME}")
+    html = result.folder / "audit.html"
+    click.echo(f"report: {html}" + ("" if html.exists() else " (not written)"))
+    raise_for_status(result)
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+@click.pass_obj
+def init(obj, path):
+    """Write a commented config template to PATH (default: --config, else ./civimc-audit.toml).
+
+    Every key is there with its default and what it does; fill in the two REQUIRED values.
+    Refuses to overwrite an existing file."""
+    from civimc_audit.config import DEFAULT_CONFIG_NAME
+    from civimc_audit.config_template import write_template
+
+    written = write_template(path or obj.config_path or DEFAULT_CONFIG_NAME)
+    click.echo(f"wrote {written}: fill in [civicrm] group_name (or group_id) and [mailchimp] "
+               "list_id, set the passwords and the API key in the environment, then "
+               "`civimc-audit check`")
 
 
 def main(argv=None) -> int:

@@ -4,7 +4,8 @@ A plan holds one item per change the outcomes call for (target system, action, p
 payload); `no_change` and `cannot_sync` rows need no action and get no item. Items start
 undecided. Decisions live in their own append-only table (see review.py); the current decision of
 an item is its latest decision row. Plans are never edited once built: a new reconciliation
-gets a new plan.
+gets a new plan. `plan_for` (what `civimc-audit plan` calls) hands back a reconciliation's open
+plan instead of building a second one beside it, unless asked for a new one.
 """
 
 from __future__ import annotations
@@ -101,6 +102,25 @@ def latest_frozen_plan(store: Store) -> Plan:
         raise StoreError("no frozen plan in the store: review and approve a plan, then "
                          "`civimc-audit approve --freeze`")
     return get_plan(store, row[0])
+
+
+def open_plan_of(store: Store, reconciliation_id: int) -> Plan | None:
+    """The newest open (not frozen) plan of a reconciliation, or None."""
+    row = store.con.execute("SELECT max(id) FROM plans WHERE reconciliation_id = ? AND"
+                            " status = 'open'", [reconciliation_id]).fetchone()
+    return None if row is None or row[0] is None else get_plan(store, row[0])
+
+
+def plan_for(store: Store, reconciliation_id: int | None = None, *,
+             new: bool = False) -> tuple[Plan, bool]:
+    """(plan, built) for a reconciliation (default: the latest): its open plan when it has one
+    (built False), so running `plan` twice does not leave two open plans to review; a new plan
+    when it has none or `new` is set (the older open plan then stays as it is)."""
+    rec = store.reconciliation(reconciliation_id)
+    existing = None if new else open_plan_of(store, rec["id"])
+    if existing is not None:
+        return existing, False
+    return build_plan(store, rec["id"]), True
 
 
 def _payload(row: dict, group_id: int | None) -> tuple[str, dict]:
@@ -209,10 +229,36 @@ def items_frame(store: Store, plan_id: int) -> pd.DataFrame:
         """, [plan_id]).df()
 
 
-def summary_lines(store: Store, plan_id: int | None = None) -> list[str]:
-    """What `plan --show` prints: the plan, its state, and counts per action and decision."""
+@dataclass(frozen=True)
+class PlanSummary:
+    """A plan and its items counted: per (target, action) how many items and how many of them
+    are approved, rejected and undecided; all items, the removals and the flagged ones."""
+
+    plan: Plan
+    actions: list[dict]
+    items: int
+    removals: int
+    flagged: int
+
+
+def plan_summary(store: Store, plan_id: int | None = None) -> PlanSummary:
+    """The counts `plan --show` prints (and `plan --show --json` gives)."""
     plan = get_plan(store, plan_id)
     items = items_frame(store, plan.id)
+    actions = []
+    if not items.empty:
+        counts = items.groupby(["target", "action", "decision"]).size().unstack(fill_value=0)
+        actions = [{"target": target, "action": action, "items": int(row.sum()),
+                    **{d: int(row.get(d, 0)) for d in ("approved", "rejected", "undecided")}}
+                   for (target, action), row in counts.iterrows()]
+    return PlanSummary(plan, actions, len(items), int(items["outcome"].isin(REMOVALS).sum()),
+                       int((items["flags"] != "").sum()))
+
+
+def summary_lines(store: Store, plan_id: int | None = None) -> list[str]:
+    """What `plan --show` prints: the plan, its state, and counts per action and decision."""
+    summary = plan_summary(store, plan_id)
+    plan = summary.plan
     lines = [f"plan {plan.id}: reconciliation {plan.reconciliation_id} (civicrm snapshot "
              f"{plan.civicrm_snapshot_id}, mailchimp snapshot {plan.mailchimp_snapshot_id}), "
              f"created {plan.created_at:%Y-%m-%d %H:%M:%S}Z, {plan.status}"]
@@ -222,17 +268,13 @@ def summary_lines(store: Store, plan_id: int | None = None) -> list[str]:
                      f"sha256 {plan.frozen_hash}"
                      + ("; refused needs_confirmation resubscribes re-sent as pending"
                         if plan.allow_pending else ""))
-    if items.empty:
+    if not summary.items:
         lines.append("  no changes to make")
         return lines
     lines.append(f"  {'target':<10} {'action':<18} {'items':>6} {'approved':>9} {'rejected':>9}"
                  f" {'undecided':>10}")
-    counts = (items.groupby(["target", "action", "decision"]).size().unstack(fill_value=0))
-    for (target, action), row in counts.iterrows():
-        lines.append(f"  {target:<10} {action:<18} {int(row.sum()):>6} "
-                     f"{int(row.get('approved', 0)):>9} {int(row.get('rejected', 0)):>9} "
-                     f"{int(row.get('undecided', 0)):>10}")
-    removals = int(items["outcome"].isin(REMOVALS).sum())
-    flagged = int((items["flags"] != "").sum())
-    lines.append(f"  {len(items)} items; {removals} removals; {flagged} flagged")
+    for a in summary.actions:
+        lines.append(f"  {a['target']:<10} {a['action']:<18} {a['items']:>6} "
+                     f"{a['approved']:>9} {a['rejected']:>9} {a['undecided']:>10}")
+    lines.append(f"  {summary.items} items; {summary.removals} removals; {summary.flagged} flagged")
     return lines

@@ -155,10 +155,16 @@ def _undefuse(value: str) -> str:
 def export_csv(store: Store, plan_id: int | None, path: str | Path) -> int:
     """Write the plan's items (removals and flagged first) to a CSV a spreadsheet can edit;
     cells that would run as formulas get a leading apostrophe (removed again on import)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
     plan = get_plan(store, plan_id)
     frame = _csv_frame(store, plan)
     frame = frame.apply(lambda col: col.map(_defuse))
-    frame.to_csv(path, index=False, quoting=csv.QUOTE_MINIMAL)
+    try:
+        frame.to_csv(path, index=False, quoting=csv.QUOTE_MINIMAL)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     return len(frame)
 
 

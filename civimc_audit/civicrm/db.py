@@ -11,7 +11,7 @@ import re
 import pymysql
 import pymysql.cursors
 
-from civimc_audit.config import CiviCRMSettings
+from civimc_audit.config import ENV_CIVICRM_PASSWORD, ENV_CIVICRM_WRITE_PASSWORD, CiviCRMSettings
 from civimc_audit.errors import CiviCRMError, ConfigError
 
 # Server-side errors that mean the connection is gone; the work can simply be rerun.
@@ -53,7 +53,11 @@ def connect(settings: CiviCRMSettings, *, write: bool = False, database: str | N
     except pymysql.err.OperationalError as exc:
         code = exc.args[0] if exc.args else None
         msg = exc.args[1] if len(exc.args) > 1 else str(exc)
-        if code == 1045:
+        if code == 1045 and not password:
+            # Tried without a password (it may be meant: the server decides); say what to set.
+            var = ENV_CIVICRM_WRITE_PASSWORD if write else ENV_CIVICRM_PASSWORD
+            hint = f"access denied for user '{user}' without a password: set {var}"
+        elif code == 1045:
             hint = ("access denied for user "
                     f"'{user}' (check the {'write_user' if write else 'user'} and its password "
                     "in the environment)")

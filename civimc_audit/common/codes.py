@@ -16,3 +16,10 @@ OUTCOME_CODES = (
 OUTCOME_ORDER = ["remove_from_civicrm_group", "unsubscribe_in_mailchimp", "cannot_sync",
                  "resubscribe_in_mailchimp", "add_to_mailchimp", "add_to_civicrm_group",
                  "no_change"]
+
+# The rules of docs/rules.md (reconcile/sql/07_rules.sql), R1..R10.
+RULE_CODES = tuple(f"R{n}" for n in range(1, 11))
+
+# The flags an outcome row can carry (reconcile/sql/08_policy_flags.sql); they never change it.
+FLAG_CODES = ("duplicate_contacts", "contact_deleted", "consent_conflict", "civicrm_pending",
+              "no_civicrm_history", "needs_confirmation", "email_differs")

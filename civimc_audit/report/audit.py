@@ -272,6 +272,9 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
         raise StoreError("the report needs a config file on disk (its path is the notebook's "
                          "only parameter)")
     notebook = notebook or NOTEBOOKS / "audit.ipynb"
+    if folder is None:  # a report of its own: refuse an unknown reconciliation before a folder
+        with Store(config.store_file, read_only=True) as store:
+            store.reconciliation(reconciliation_id)
     folder = folder or new_run_folder(runs_dir or config.runs_path)
     out = folder / "audit.ipynb"
     started = time.monotonic()

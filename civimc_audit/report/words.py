@@ -115,3 +115,31 @@ def mailing_list_warning(group_id, title) -> str:
     return (f"warning: CiviCRM group {group_id} '{title}' is not marked as a mailing list; "
             "the sync extension only offers mailing-list groups (set its group type to "
             "Mailing List if this is the right group)")
+
+
+def check_line(entry) -> str:
+    """One `check` entry (check.CheckEntry, not an error) in words."""
+    from civimc_audit.config import ENV_CIVICRM_WRITE_PASSWORD
+
+    f = entry.facts
+    if entry.name == "civicrm_tables":
+        return f"CiviCRM: can read {f['tables']} tables as '{f['user']}'"
+    if entry.name == "civicrm_group":
+        return f"CiviCRM: group {f['group_id']} '{f['title']}' is a normal group"
+    if entry.name == "civicrm_mailing_list":
+        return mailing_list_warning(f["group_id"], f["title"])
+    if entry.name == "civicrm_transport":
+        return (f"CiviCRM: snapshots stream through the command-line client {f['client']}"
+                if f["client"] else
+                "CiviCRM: snapshots read in server-packed chunks (install the mariadb or mysql "
+                "command-line client for faster snapshots)")
+    if entry.name == "civicrm_writer":
+        return {"not_configured": "CiviCRM: no write_user configured (needed only to apply a plan)",
+                "not_checked": f"CiviCRM: write account '{f['user']}' not checked "
+                               f"({ENV_CIVICRM_WRITE_PASSWORD} is not set)",
+                "ok": f"CiviCRM: write account '{f['user']}' has the privileges apply needs",
+                }[f["state"]]
+    if entry.name == "mailchimp_api":
+        return f"Mailchimp: API at {f['url']} answers"
+    return (f"Mailchimp: audience {f['list_id']} '{f['name']}' exists; "
+            f"its members can be read ({f['members']} of any status)")

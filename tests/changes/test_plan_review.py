@@ -146,7 +146,7 @@ def test_csv_from_another_plan_is_refused(planned, run_cli, tmp_path):
     config, _ = planned
     old = tmp_path / "old.csv"
     run_cli("--config", config, "review", "--export", old)
-    assert run_cli("--config", config, "plan")[0] == 0  # plan 2 of the same reconciliation
+    assert run_cli("--config", config, "plan", "--new")[0] == 0  # plan 2 of the same reconciliation
     rows = read_csv(old)
     for r in rows:
         r["decision"] = "approve"
