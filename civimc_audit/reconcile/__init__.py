@@ -7,7 +7,6 @@ records the result; every decision is made in `sql/NN_*.sql`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from importlib import resources
 
 from civimc_audit.common.emails import install_sql_macros
@@ -51,7 +50,7 @@ def reconcile(store: Store, policy: PolicySettings | None = None, *,
         rid = con.execute(
             "INSERT INTO reconciliations (civicrm_snapshot_id, mailchimp_snapshot_id, created_at,"
             " policy) VALUES (?, ?, ?, ?) RETURNING id",
-            [civi.id, mc.id, utcnow(), json.dumps(asdict(policy))]).fetchone()[0]
+            [civi.id, mc.id, utcnow(), json.dumps(policy.model_dump())]).fetchone()[0]
         variables = {
             "civicrm_snapshot": civi.id, "mailchimp_snapshot": mc.id,
             "group_id": civi.meta["group_id"], "reconciliation_id": rid,
