@@ -10,6 +10,7 @@ model (its type, its range, or its description), so a range is written down once
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import re
@@ -26,7 +27,7 @@ from civimc_audit.config.environment import SECRET_KEYS, SECRETISH_KEY_RE, redac
 from civimc_audit.config.settings import ConfigFile, GroupId
 
 BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-NUMBER_TYPES = {"int_type", "int_from_float", "float_type", "int_parsing", "float_parsing"}
+NUMBER_TYPES = {"int_type", "int_from_float", "float_type"}
 # Values are checked against their type or range: each such refusal reads "must be <allowed>".
 VALUE_ERRORS = {"bool_type", "int_type", "int_from_float", "float_type", "string_type",
                 "greater_than", "greater_than_equal", "less_than", "less_than_equal",
@@ -34,6 +35,7 @@ VALUE_ERRORS = {"bool_type", "int_type", "int_from_float", "float_type", "string
                 "string_too_long", "tuple_type", "list_type", "time_zone", "dict_type"}
 
 
+@functools.cache
 def sections() -> dict[str, type[BaseModel] | None]:
     """Section name → its model (None for a table of free keys such as [interests])."""
     out = {}
@@ -64,7 +66,7 @@ def _line(err: dict, data: dict) -> str:
         return f"must be a TOML file of sections ({err['msg']})"
     section = loc[0]
     if section not in sections():
-        return _stray_line(section, data.get(section), kind)
+        return _stray_line(section, data.get(section))
     if len(loc) == 1:
         return f"[{section}] must be a table: a line [{section}] with its keys below it"
     key = loc[1]
@@ -129,7 +131,7 @@ def _suggest(key: str, known: list[str], section: str) -> str:
     return f"; [{section}] has {', '.join(known)}"
 
 
-def _stray_line(name: str, value, kind: str) -> str:
+def _stray_line(name: str, value) -> str:
     """Something at the top of the file that is not a known section."""
     known = list(sections())
     if isinstance(value, dict):
@@ -178,13 +180,16 @@ def _range(metadata: list) -> str:
     high = next((m.le for m in metadata if isinstance(m, at.Le)), None)
     if isinstance(low, at.Ge) and high is not None:
         return f" between {_num(low.ge)} and {_num(high)}"
+    words = []
     if isinstance(low, at.Gt):
-        return f" more than {_num(low.gt)}"
-    if isinstance(low, at.Ge):
-        return f", {_num(low.ge)} or more"
-    if any(isinstance(m, at.MinLen) and m.min_length for m in metadata):
-        return ", not empty"
-    return ""
+        words.append(f" more than {_num(low.gt)}")
+    elif isinstance(low, at.Ge):
+        words.append(f", {_num(low.ge)} or more")
+    if high is not None:
+        words.append(f", at most {_num(high)}")
+    if not words and any(isinstance(m, at.MinLen) and m.min_length for m in metadata):
+        words.append(", not empty")
+    return "".join(words)
 
 
 def _num(x) -> str:
