@@ -7,7 +7,6 @@ records the result; every decision is made in `sql/NN_*.sql`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from importlib import resources
 
 from civimc_audit.common.emails import install_sql_macros
@@ -51,7 +50,7 @@ def reconcile(store: Store, policy: PolicySettings | None = None, *,
         rid = scalar(
             con, "INSERT INTO reconciliations (civicrm_snapshot_id, mailchimp_snapshot_id,"
             " created_at, policy) VALUES (?, ?, ?, ?) RETURNING id",
-            [civi.id, mc.id, utcnow(), json.dumps(asdict(policy))])
+            [civi.id, mc.id, utcnow(), json.dumps(policy.model_dump())])
         variables = {
             "civicrm_snapshot": civi.id, "mailchimp_snapshot": mc.id,
             "group_id": civi.meta["group_id"], "reconciliation_id": rid,

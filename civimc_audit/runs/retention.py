@@ -1,6 +1,12 @@
 """Retention: prune run folders, apply folders and store snapshots older than `[schedule]
 keep_runs_days`.
 
+Guarantees that hold whatever `keep_runs_days` says (even zero, negative or not a number, which
+the config refuses anyway): nothing younger than one day is pruned (`MIN_KEEP`); an apply folder
+(its snapshot backup and journal.csv) is kept while its plan is not finished, i.e. an approved
+item has not reached a final journal state, and when the store does not know its plan; and the
+latest complete snapshot of each source is kept.
+
 Never pruned, however old: the latest complete snapshot of each source (the next run and any
 reconcile need them), whatever the current run uses, and snapshots a plan still in use refers
 to (directly, or through its reconciliation: a change set being reviewed or applied must stay
@@ -19,11 +25,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from civimc_audit.changes.apply import FINAL_STATES
 from civimc_audit.common.times import parse_run_stamp
 from civimc_audit.store import SNAPSHOT_TABLES, Store
 
+MIN_KEEP = timedelta(days=1)
+
 RUN_NAME_RE = re.compile(r"^(\d{8}T\d{6}Z)(?:-\d+)?$")
-APPLY_NAME_RE = re.compile(r"^apply-plan\d+-(\d{8}T\d{6}Z)$")
+APPLY_NAME_RE = re.compile(r"^apply-plan(\d+)-(\d{8}T\d{6}Z)$")
 
 
 def run_time(name: str) -> datetime | None:
@@ -48,8 +57,25 @@ def apply_folders(runs_path: Path) -> list[tuple[Path, datetime]]:
     for p in runs_path.iterdir():
         m = APPLY_NAME_RE.match(p.name)
         if m and p.is_dir():
-            found.append((p, parse_run_stamp(m.group(1))))
+            found.append((p, parse_run_stamp(m.group(2))))
     return sorted(found, key=lambda pair: (pair[1], pair[0].name))
+
+
+def apply_folder_plan(name: str) -> int:
+    """The plan id in an apply folder's name."""
+    return int(APPLY_NAME_RE.match(name).group(1))
+
+
+def cutoff_for(keep_days: float, now: datetime) -> datetime:
+    """Prune what started before this: `keep_days` ago, but never less than `MIN_KEEP` ago
+    (zero, negative and NaN mean `MIN_KEEP`; a span longer than a datetime reaches keeps
+    everything)."""
+    if not keep_days > MIN_KEEP / timedelta(days=1):  # also NaN, which compares false
+        return now - MIN_KEEP
+    try:
+        return now - timedelta(days=keep_days)
+    except OverflowError:
+        return datetime.min
 
 
 @dataclass
@@ -59,12 +85,30 @@ class Pruned:
     snapshots: list[int] = field(default_factory=list)
     reconciliations: list[int] = field(default_factory=list)
     kept_snapshots: dict[int, str] = field(default_factory=dict)  # old but protected: why
+    kept_apply_folders: dict[str, str] = field(default_factory=dict)  # old but protected: why
 
     def as_dict(self) -> dict:
         return {"runs": self.runs, "apply_folders": self.apply_folders,
                 "snapshots": self.snapshots,
                 "reconciliations": self.reconciliations,
-                "kept_old_snapshots": {str(k): v for k, v in self.kept_snapshots.items()}}
+                "kept_old_snapshots": {str(k): v for k, v in self.kept_snapshots.items()},
+                "kept_old_apply_folders": dict(self.kept_apply_folders)}
+
+
+def unfinished_plans(store: Store) -> dict[int, str]:
+    """Plans whose apply folders are evidence still in use, with the reason: an approved item
+    not yet in a final journal state (never sent, or sent without an answer recorded)."""
+    rows = store.con.execute("""
+        WITH d AS (SELECT plan_id, item_id, decision FROM decisions
+                   QUALIFY row_number() OVER (PARTITION BY plan_id, item_id ORDER BY seq DESC) = 1),
+             j AS (SELECT plan_id, item_id, state FROM journal
+                   QUALIFY row_number() OVER (PARTITION BY plan_id, item_id ORDER BY seq DESC) = 1)
+        SELECT d.plan_id, count(*) FROM d LEFT JOIN j USING (plan_id, item_id)
+        WHERE d.decision = 'approved' AND (j.state IS NULL OR NOT list_contains(?, j.state))
+        GROUP BY d.plan_id
+    """, [list(FINAL_STATES)]).fetchall()
+    return {plan: f"plan {plan} is not finished ({n} approved items not done, failed or stale)"
+            for plan, n in rows}
 
 
 def plan_references(store: Store, active_since: datetime | None = None
@@ -137,28 +181,50 @@ def prune_store(store: Store, cutoff: datetime, keep: set[int] = frozenset(),
     return result
 
 
+def protected_apply_folders(store: Store, runs_path: Path) -> dict[str, str]:
+    """Apply folder names that must survive pruning, with the reason."""
+    unfinished = unfinished_plans(store)
+    known = {r[0] for r in store.con.execute("SELECT id FROM plans").fetchall()}
+    why = {}
+    for folder, _ in apply_folders(runs_path):
+        plan = apply_folder_plan(folder.name)
+        if plan in unfinished:
+            why[folder.name] = unfinished[plan]
+        elif plan not in known:
+            why[folder.name] = f"plan {plan} is not in the store"
+    return why
+
+
 def prune_runs(runs_path: Path, cutoff: datetime, keep: set[str] = frozenset(),
-               result: Pruned | None = None) -> Pruned:
+               result: Pruned | None = None, protected: dict[str, str] | None = None) -> Pruned:
     """Remove run folders and apply folders whose start (from the folder name) is before
-    `cutoff`."""
+    `cutoff`, except those in `keep` and the `protected` apply folders (see
+    `protected_apply_folders`)."""
     result = result or Pruned()
+    protected = protected or {}
     for folder in run_folders(runs_path):
         if folder.name in keep or run_time(folder.name) >= cutoff:
             continue
         shutil.rmtree(folder)
         result.runs.append(folder.name)
-    # Apply folders (snapshot backups, journal.csv) age like runs; the journal itself stays
-    # in the store with its plan.
+    # Apply folders (snapshot backups, journal.csv) age like runs once their plan is finished;
+    # the journal itself stays in the store with its plan.
     for folder, started in apply_folders(runs_path):
-        if folder.name not in keep and started < cutoff:
-            shutil.rmtree(folder)
-            result.apply_folders.append(folder.name)
+        if folder.name in keep or started >= cutoff:
+            continue
+        if folder.name in protected:
+            result.kept_apply_folders[folder.name] = protected[folder.name]
+            continue
+        shutil.rmtree(folder)
+        result.apply_folders.append(folder.name)
     return result
 
 
 def prune(store: Store, runs_path: Path, keep_days: float, *, now: datetime,
           keep_runs: set[str] = frozenset(), keep_snapshots: set[int] = frozenset()) -> Pruned:
-    """Apply the retention to both the runs folder and the store."""
-    cutoff = now - timedelta(days=keep_days)
-    result = prune_runs(runs_path, cutoff, set(keep_runs))
+    """Apply the retention to both the runs folder and the store (see the module's
+    guarantees)."""
+    cutoff = cutoff_for(keep_days, now)
+    result = prune_runs(runs_path, cutoff, set(keep_runs),
+                        protected=protected_apply_folders(store, runs_path))
     return prune_store(store, cutoff, set(keep_snapshots), result)

@@ -185,9 +185,8 @@ def test_put_on_hold_only_when_configured(civi_db, monkeypatch):
 
 def test_writer_needs_its_own_account(civi_db, monkeypatch):
     settings = settings_for(civi_db, monkeypatch)
-    from dataclasses import replace
     with pytest.raises(ConfigError, match="write_user"):
-        CiviCRMWriter(replace(settings, write_user=None))
+        CiviCRMWriter(settings.model_copy(update={"write_user": None}))
 
 
 def test_missing_privilege_names_it_and_the_user_never_the_password(civi_db, monkeypatch):
@@ -206,10 +205,8 @@ def test_missing_privilege_names_it_and_the_user_never_the_password(civi_db, mon
 
 def test_wrong_write_password_is_one_line_without_it(civi_db, monkeypatch):
     settings = settings_for(civi_db, monkeypatch, write_password="not-the-password-xyz")
-    with db_user(civi_db, "SELECT") as (user, _pw):
-        from dataclasses import replace
-        with pytest.raises(CiviCRMError) as err:
-            CiviCRMWriter(replace(settings, write_user=user))
+    with db_user(civi_db, "SELECT") as (user, _pw), pytest.raises(CiviCRMError) as err:
+        CiviCRMWriter(settings.model_copy(update={"write_user": user}))
     assert "access denied" in str(err.value) and "not-the-password-xyz" not in str(err.value)
 
 
