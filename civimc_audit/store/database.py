@@ -20,6 +20,13 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from civimc_audit.common.times import utcnow
 from civimc_audit.errors import StoreError
 
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None):
+    """The first column of the first row `sql` returns (None when it returns no row)."""
+    row = con.execute(sql, params or []).fetchone()
+    return None if row is None else row[0]
+
+
 # Each entry is one schema version (SQL, or a function of the connection); append, never edit a
 # released one.
 MIGRATIONS: list = [
@@ -434,9 +441,3 @@ def open_store(path: Path, wait: float = 60.0):
         yield store
     finally:
         store.close()
-
-
-def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None):
-    """The first column of the first row `sql` returns (None when it returns no row)."""
-    row = con.execute(sql, params or []).fetchone()
-    return None if row is None else row[0]
