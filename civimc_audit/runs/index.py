@@ -55,7 +55,8 @@ def chart_png(runs: list[tuple[Path, RunSummary]]) -> bytes | None:
     for outcome in OUTCOME_ORDER:
         values = [counts.get(outcome, 0) for _, counts in points]
         if any(values):
-            ax.plot(times, values, marker="o", label=outcome)  # type: ignore[arg-type]  # stubs omit dates (matplotlib.dates converts them)
+            # matplotlib's stubs leave out datetimes, which its date converter takes
+            ax.plot(times, values, marker="o", label=outcome)  # type: ignore[arg-type]
     ax.set_ylabel("people")
     ax.set_ylim(bottom=0)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
