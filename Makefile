@@ -43,6 +43,7 @@ test: services
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 bench: services
 	$(PY) -m bench

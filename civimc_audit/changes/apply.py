@@ -527,7 +527,7 @@ def _execute(session: ApplySession, lock: ApplyLock, result: ApplyResult, snapsh
 
 
 def _write_run_files(result: ApplyResult) -> None:
-    if result.folder is None or result.items is None:
+    if result.folder is None or result.items is None or result.run_id is None:
         return
     cols = ["item_id", "target", "action", "email", "contact_id", "decision", "reviewer",
             "journal_state", "journal_title", "journal_detail", "payload"]

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from civimc_audit.changes.verify import VerifyResult
 from civimc_audit.changes.plan import ACTIONS, Plan, build_plan, get_plan, items_frame
 from civimc_audit.changes.review import decide, freeze
-from civimc_audit.common.summary import RunSummary, StandingParts
+from civimc_audit.common.summary import RunSummary, StandingParts, VerifyPart
 from civimc_audit.config import Config
 from civimc_audit.store import Store
 
@@ -65,7 +65,7 @@ class StandingResult:
                                              and self.verify.needs_person))
 
     def as_summary(self) -> StandingParts:
-        verify = None
+        verify: VerifyPart | None = None
         if self.verify is not None:
             verify = {"reconciliation_id": self.verify.reconciliation["id"],
                       "outcomes": {k: int(v) for k, v in self.verify.counts.items()},

@@ -19,24 +19,25 @@ backslash are unescaped in SQL. The password reaches the client through its envi
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 
 import duckdb
 import pymysql
 
-try:
+if sys.platform != "win32":  # not on Windows; only used to widen the pipe
     import fcntl
-except ImportError:  # not on Windows; only used to widen the pipe
-    fcntl = None
 
 from civimc_audit.civicrm.stream import Field, TableRead
 from civimc_audit.config import CiviCRMSettings
 from civimc_audit.errors import ClientUnavailable
+from civimc_audit.store import scalar
 from civimc_audit.store.loading import ChunkLoader, remove_files
 
 PIECE_BYTES = 32 << 20  # a section's output is loaded in files of about this size
@@ -160,13 +161,15 @@ def _start_client(client: str, settings: CiviCRMSettings, errors) -> subprocess.
            "MYSQL_PWD": settings.password}
     proc = subprocess.Popen(_client_command(client, settings), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=errors, env=env)
-    if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux: fewer, larger pipe reads
+    assert proc.stdout is not None, "started with stdout=PIPE"
+    if sys.platform != "win32" and hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux: fewer, larger reads
         with contextlib.suppress(OSError):
             fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
     return proc
 
 
 def _send(proc: subprocess.Popen, script: str) -> None:
+    assert proc.stdin is not None, "started with stdin=PIPE"
     try:
         proc.stdin.write(script.encode())
         proc.stdin.close()
@@ -185,7 +188,7 @@ class _Output:
         self.progress_bar, self.on_chunk = progress_bar, on_chunk
         self.lines = {r.name: 0 for r in reads}  # data lines sent, per table
         self.k = -1  # the read whose result is being output
-        self.out = None  # the piece being written
+        self.out: io.BufferedWriter | None = None  # the piece being written
         self.pieces = 0
 
     def feed(self, part: bytes) -> None:
@@ -238,9 +241,11 @@ class _Output:
 
 def _pump(proc: subprocess.Popen, output: _Output) -> None:
     """Feed the client's output to `output` in whole lines until it ends."""
+    stdout = proc.stdout
+    assert isinstance(stdout, io.BufferedReader), "started with stdout=PIPE, buffered"
     carry = b""
     while True:
-        chunk = proc.stdout.read1(READ_BYTES)
+        chunk = stdout.read1(READ_BYTES)
         buf = carry + chunk
         cut = buf.rfind(b"\n") + 1 if chunk else len(buf)
         part, carry = buf[:cut], buf[cut:]
@@ -267,7 +272,7 @@ def dump_tables(client: str, settings: CiviCRMSettings, duck: duckdb.DuckDBPyCon
     def load(con: duckdb.DuckDBPyConnection, pieces: list) -> int:
         n = 0
         for k, path in pieces:  # one worker: counts has no other writer
-            loaded = con.execute(inserts[k], {"path": path}).fetchone()[0]
+            loaded = scalar(con, inserts[k], {"path": path})
             counts[reads[k].name] += loaded
             n += loaded
         return n

@@ -26,7 +26,7 @@ from civimc_audit.civicrm.dump import dump_tables, find_client, select_sql
 from civimc_audit.civicrm.stream import Field, TableRead, stream_table
 from civimc_audit.config import CiviCRMSettings
 from civimc_audit.errors import CiviCRMError, ClientUnavailable, ConfigError
-from civimc_audit.store import Snapshot, Store
+from civimc_audit.store import Snapshot, Store, scalar
 
 MAILING_TYPE = "2"
 # Materialising the contact filter's EXISTS subqueries builds temporary tables of ~a million ids
@@ -156,7 +156,7 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
     if transport == "client" and client is None:
         raise ConfigError("no mariadb or mysql command-line client on PATH")
     own = conn is None
-    if own:
+    if conn is None:
         conn = connect(settings, read_timeout=SNAPSHOT_READ_TIMEOUT)
     snap_id = threads = None
     try:
@@ -185,7 +185,7 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
                 "history_time_zone": next(r.time_zone for r in reads
                                           if r.name == "civicrm_subscription_history") or "UTC",
             })
-            threads = store.con.execute("SELECT current_setting('threads')").fetchone()[0]
+            threads = scalar(store.con, "SELECT current_setting('threads')")
             # Packed chunks are inserted with one DuckDB thread: the server and the parser need
             # the other cores, and small inserts gain nothing from more. The client's files
             # are large and parsed by DuckDB itself, which uses every core.

@@ -124,7 +124,7 @@ def stream_table(cur, duck: duckdb.DuckDBPyConnection, read: TableRead, target: 
     low, high = _key_range(cur, read, params)
     if create:
         _create_target(duck, read, target)
-    if low is None:
+    if low is None or high is None:  # MIN and MAX are NULL together: no rows
         return 0
     consts = constants or {}
     total = 0

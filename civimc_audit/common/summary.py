@@ -126,7 +126,7 @@ class ApplySummary(TypedDict):
     """An apply folder's summary.json (apply-plan<ID>-<stamp>/, changes/apply.py)."""
 
     plan: int
-    run: str
+    run: int  # the apply run's id (journal.run_id)
     sha256: str | None
     counts: dict[str, int]
     finished_at: str

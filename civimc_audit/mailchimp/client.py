@@ -181,7 +181,10 @@ class MailchimpClient:
             return d / 2 + self._rng.uniform(0, d / 2)
 
     def _before_sleep(self, state: RetryCallState) -> None:
-        failure: _Transient = state.outcome.exception()
+        outcome = state.outcome
+        assert outcome is not None, "tenacity sleeps only after an attempt has failed"
+        failure = outcome.exception()
+        assert isinstance(failure, _Transient), "only _Transient is retried"
         wait = state.upcoming_sleep
         if failure.resp is not None:
             self._count(str(failure.resp.status_code))
@@ -245,7 +248,7 @@ class MailchimpClient:
     def _error(self, resp: requests.Response, method: str, path: str,
                attempts: int) -> MailchimpError:
         title = detail = None
-        body = {}
+        body: dict = {}
         try:
             body = orjson.loads(resp.content) if resp.content else {}
             title, detail = body.get("title"), body.get("detail")
@@ -267,7 +270,9 @@ class MailchimpClient:
                                                                      "API Key Invalid"))
 
     def _auth_problem(self, code: int, title: str) -> str:
-        dc = API_KEY_RE.match(self._auth[1]).group(1)
+        key = API_KEY_RE.match(self._auth[1])
+        assert key is not None, "settings.api_key checked the key's form"
+        dc = key.group(1)
         where = (f"the key is for data centre {dc} but [mailchimp] base_url is {self.base_url}"
                  if self.settings.base_url else f"data centre {dc}, {self.base_url}")
         if code == 403:
@@ -279,7 +284,10 @@ class MailchimpClient:
 
     # --- calls -------------------------------------------------------------------------------
     def get(self, path: str, **params) -> dict:
-        return self.request("GET", path, params=params or None)
+        body = self.request("GET", path, params=params or None)
+        if body is None:
+            raise MailchimpError(f"Mailchimp GET {path}: an empty answer")
+        return body
 
     def ping(self) -> dict:
         return self.get("/ping")

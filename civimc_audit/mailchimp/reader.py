@@ -31,12 +31,13 @@ members they found changed then replace their earlier copies in place.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import defaultdict
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ from civimc_audit.common.times import iso_utc, utcnow
 from civimc_audit.config import MailchimpSettings
 from civimc_audit.errors import MailchimpError
 from civimc_audit.mailchimp.client import MailchimpClient
-from civimc_audit.store import Snapshot, Store
+from civimc_audit.store import Snapshot, Store, scalar
 from civimc_audit.store.frames import insert_frame
 from civimc_audit.store.loading import ChunkLoader, file_load, remove_files
 
@@ -286,7 +287,7 @@ class Spool:
         self.file_bytes = file_bytes
         self._lock = threading.Lock()
         self._files = 0
-        self._file = None
+        self._file: io.BufferedWriter | None = None
         self._in_file = 0
         self.loader = ChunkLoader(cons, file_load(sql, params), max_waiting=max_waiting,
                                   batch=True, discard=remove_files, name="mailchimp-load")
@@ -315,6 +316,7 @@ class Spool:
 
     def _finish_file(self) -> str:
         f, self._file, self._in_file = self._file, None, 0
+        assert f is not None, "called only with a file open"
         f.write(b"]")
         f.close()
         return f.name
@@ -472,7 +474,8 @@ class _Snapshotter:
         self.queries = 0  # spooled queries so far (numbers the spool files)
         self.rows_read = 0
         self.trusted_total: int | None = None  # the full pass's total, while nothing changed
-        self.seconds: Counter = Counter()  # time per phase, kept in the snapshot's meta
+        # time per phase, kept in the snapshot's meta
+        self.seconds: defaultdict[str, float] = defaultdict(float)
         for sql in _TABLES:
             self.con.execute(sql)
 
@@ -489,8 +492,8 @@ class _Snapshotter:
         return Spool(self.tmp.name, self.queries, cons, sql, params)
 
     def _count(self, where: str) -> int:
-        return self.con.execute(f"SELECT count(*) FROM mailchimp_member WHERE snapshot_id = $snap"
-                                f" AND {where}", {"snap": self.snap_id}).fetchone()[0]
+        return scalar(self.con, f"SELECT count(*) FROM mailchimp_member WHERE snapshot_id = $snap"
+                      f" AND {where}", {"snap": self.snap_id})
 
     # --- reading ---------------------------------------------------------------------------
     def _full_read(self, params: dict) -> Read:
@@ -545,9 +548,9 @@ class _Snapshotter:
             self.shifted |= not a.consistent
         # A member served twice (unstable paging, or a long page making up for a short one in
         # the row count) means another may be missing: checked member by member, as a shift.
-        if not self.shifted and self.con.execute(
-                "SELECT count(*) <> count(DISTINCT id) FROM mailchimp_member"
-                " WHERE snapshot_id = $snap", {"snap": self.snap_id}).fetchone()[0]:
+        if not self.shifted and scalar(
+                self.con, "SELECT count(*) <> count(DISTINCT id) FROM mailchimp_member"
+                " WHERE snapshot_id = $snap", {"snap": self.snap_id}):
             self.shifted, consistent = True, False
         return total if consistent else None
 

@@ -41,8 +41,8 @@ def load_runs(runs_path: Path, current: str | None = None) -> list[tuple[Path, R
 
 def chart_png(runs: list[tuple[Path, RunSummary]]) -> bytes | None:
     """Outcome counts per run over time as a line chart (None until a run has counts)."""
-    points = [(run_time(f.name), s["outcomes"]) for f, s in reversed(runs)
-              if isinstance(s.get("outcomes"), dict)]
+    points = [(when, s["outcomes"]) for f, s in reversed(runs)
+              if isinstance(s.get("outcomes"), dict) and (when := run_time(f.name)) is not None]
     if not points:
         return None
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
@@ -55,7 +55,8 @@ def chart_png(runs: list[tuple[Path, RunSummary]]) -> bytes | None:
     for outcome in OUTCOME_ORDER:
         values = [counts.get(outcome, 0) for _, counts in points]
         if any(values):
-            ax.plot(times, values, marker="o", label=outcome)
+            # matplotlib's stubs leave out datetimes, which its date converter takes
+            ax.plot(times, values, marker="o", label=outcome)  # type: ignore[arg-type]
     ax.set_ylabel("people")
     ax.set_ylim(bottom=0)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))

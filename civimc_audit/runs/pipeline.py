@@ -29,6 +29,7 @@ from civimc_audit.common.codes import OUTCOME_ORDER
 from civimc_audit.common.summary import (
     SUMMARY_NAME,
     ChangesSincePrevious,
+    OutcomeChange,
     RunSummary,
     from_json,
     new_run_summary,
@@ -53,7 +54,7 @@ from civimc_audit.errors import (
 from civimc_audit.runs.index import build_index
 from civimc_audit.runs.lock import RunLock
 from civimc_audit.runs.retention import prune, run_folders
-from civimc_audit.store import Store
+from civimc_audit.store import Store, scalar
 
 STEPS = ("snapshot_civicrm", "snapshot_mailchimp", "reconcile", "thresholds", "apply", "report",
          "prune", "index")
@@ -82,7 +83,7 @@ def evaluate_thresholds(schedule: ScheduleSettings, counts: dict, group_size: in
     # Removals out of an empty group (e.g. all Mailchimp-side) count as 100%.
     percent = round(100.0 * removals / group_size, 2) if group_size else float(bool(removals)) * 100
     cannot = counts.get("cannot_sync", 0)
-    oldest_side = max(snapshot_ages, key=snapshot_ages.get) if snapshot_ages else None
+    oldest_side = max(snapshot_ages, key=lambda side: snapshot_ages[side]) if snapshot_ages else None
     oldest = snapshot_ages.get(oldest_side, 0.0) if oldest_side else 0.0
     checks = {
         "max_removals": (schedule.max_removals, removals,
@@ -130,15 +131,15 @@ def changes_since(store: Store, previous: tuple[str, RunSummary] | None, rid: in
         return None
     name, prev = previous
     before = prev.get("outcomes") or {}
-    outcomes = {o: {"previous": before.get(o, 0), "now": counts.get(o, 0),
-                    "change": counts.get(o, 0) - before.get(o, 0)}
-                for o in sorted(set(before) | set(counts))}
-    result = {"previous_run": name, "previous_reconciliation_id": prev["reconciliation_id"],
-              "outcomes": outcomes, "people": None}
+    outcomes: dict[str, OutcomeChange] = {
+        o: {"previous": before.get(o, 0), "now": counts.get(o, 0),
+            "change": counts.get(o, 0) - before.get(o, 0)}
+        for o in sorted(set(before) | set(counts))}
     prev_rid = prev["reconciliation_id"]
-    exists = store.con.execute("SELECT count(*) FROM reconciliations WHERE id = ?",
-                               [prev_rid]).fetchone()[0]
-    if exists:
+    assert prev_rid is not None, "previous_run returns only runs with a reconciliation"
+    result: ChangesSincePrevious = {"previous_run": name, "previous_reconciliation_id": prev_rid,
+                                    "outcomes": outcomes, "people": None}
+    if scalar(store.con, "SELECT count(*) FROM reconciliations WHERE id = ?", [prev_rid]):
         row = store.con.execute(f"""
             WITH a AS (SELECT {PERSON_KEY} AS k, string_agg(outcome, ' ' ORDER BY outcome) AS o
                        FROM outcomes WHERE reconciliation_id = ? GROUP BY 1),
@@ -148,6 +149,7 @@ def changes_since(store: Store, previous: tuple[str, RunSummary] | None, rid: in
                    count(*) FILTER (WHERE a.k IS NULL),
                    count(*) FILTER (WHERE b.k IS NULL)
             FROM a FULL OUTER JOIN b ON a.k = b.k""", [prev_rid, rid]).fetchone()
+        assert row is not None, "an aggregate without GROUP BY returns one row"
         result["people"] = {"changed_outcome": row[0], "new": row[1], "gone": row[2]}
     return result
 
@@ -169,7 +171,8 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return self.summary.get("exit_code", EXIT_OK)
+        code = self.summary.get("exit_code")
+        return EXIT_OK if code is None else code
 
 
 def _snapshot_mailchimp(config: Config, store: Store, progress: bool):
@@ -191,13 +194,20 @@ class ScheduledRun:
     progress: bool = False
     on_warning: Callable[[str], None] | None = None
     folder: Path | None = None
-    summary: RunSummary = field(default_factory=dict)
+    summary: RunSummary = field(default_factory=RunSummary)
     error: BaseException | None = None
     _started: float = 0.0
 
     # bookkeeping ---------------------------------------------------------------------------
+    @property
+    def run_folder(self) -> Path:
+        """The run's folder (made by `execute` before any step)."""
+        if self.folder is None:
+            raise RuntimeError("the run has no folder yet: execute() makes it")
+        return self.folder
+
     def write_summary(self) -> None:
-        write_summary(self.folder, self.summary, scrub=redact)
+        write_summary(self.run_folder, self.summary, scrub=redact)
 
     def _step(self, name: str, fn, *, record_failure: bool = True):
         self.summary["steps"][name] = "running"
@@ -224,8 +234,8 @@ class ScheduledRun:
         self.error = exc
         code = exc.exit_code if isinstance(exc, CivimcError) else exit_code_for(exc)
         detail = str(exc) if isinstance(exc, CivimcError) else f"{type(exc).__name__}: {exc}"
-        self.summary.update(status="failed", failed_step=name, exit_code=code,
-                            message=one_line(f"{name} failed: {detail}"))
+        self.summary.update({"status": "failed", "failed_step": name, "exit_code": code,
+                             "message": one_line(f"{name} failed: {detail}")})
 
     def _skip(self, name: str, why: str) -> None:
         self.summary["steps"][name] = f"skipped ({why})"
@@ -267,9 +277,9 @@ class ScheduledRun:
                 reasons = dict(store.con.execute(
                     "SELECT reason_code, count(*) FROM outcomes WHERE reconciliation_id = ?"
                     " AND reason_code <> '' GROUP BY 1 ORDER BY 1", [rec["id"]]).fetchall())
-                group_size = store.con.execute(
-                    "SELECT count(*) FROM outcomes WHERE reconciliation_id = ?"
-                    " AND civicrm_status = 'Added'", [rec["id"]]).fetchone()[0]
+                group_size = scalar(
+                    store.con, "SELECT count(*) FROM outcomes WHERE reconciliation_id = ?"
+                    " AND civicrm_status = 'Added'", [rec["id"]])
                 snaps = {}
                 for side in ("civicrm", "mailchimp"):
                     snap = store.snapshot(rec[f"{side}_snapshot_id"])
@@ -281,9 +291,9 @@ class ScheduledRun:
 
         rec, counts, reasons, group_size, snaps, changes = self._step("reconcile", go)
         self._taken = {side: s.pop("_taken_at") for side, s in snaps.items()}
-        self.summary.update(reconciliation_id=rec["id"], outcomes=counts, reasons=reasons,
-                            group_size=group_size, snapshots=snaps,
-                            changes_since_previous=changes)
+        self.summary.update({"reconciliation_id": rec["id"], "outcomes": counts,
+                             "reasons": reasons, "group_size": group_size, "snapshots": snaps,
+                             "changes_since_previous": changes})
 
     def _thresholds(self) -> None:
         def go():
@@ -292,21 +302,22 @@ class ScheduledRun:
                     for side, taken in self._taken.items()}
             for side, age in ages.items():
                 self.summary["snapshots"][side]["age_hours"] = round(age, 3)
-            counts = self.summary["outcomes"]
+            counts, group_size = self.summary["outcomes"], self.summary["group_size"]
+            assert counts is not None and group_size is not None, "set by the reconcile step"
             removals = sum(counts.get(o, 0) for o in REMOVALS)
-            table, crossed = evaluate_thresholds(self.config.schedule, counts,
-                                                 self.summary["group_size"], ages)
+            table, crossed = evaluate_thresholds(self.config.schedule, counts, group_size, ages)
             self.summary["thresholds"] = table
             self.summary["removals"] = removals
             if crossed:
-                self.summary.update(status="threshold", exit_code=NeedsPerson.exit_code,
-                                    message=one_line("threshold crossed: " + "; ".join(crossed)))
+                self.summary.update({
+                    "status": "threshold", "exit_code": NeedsPerson.exit_code,
+                    "message": one_line("threshold crossed: " + "; ".join(crossed))})
             else:
                 total = sum(counts.values())
-                self.summary.update(
-                    status="ok", exit_code=EXIT_OK,
-                    message=f"{total} people, {removals} removals, "
-                            f"{counts.get('cannot_sync', 0)} cannot sync; no threshold crossed")
+                self.summary.update({
+                    "status": "ok", "exit_code": EXIT_OK,
+                    "message": f"{total} people, {removals} removals, "
+                               f"{counts.get('cannot_sync', 0)} cannot sync; no threshold crossed"})
 
         self._step("thresholds", go)
 
@@ -325,7 +336,9 @@ class ScheduledRun:
             self.write_summary()
 
         def go():
-            return apply_standing(self.config, self.summary["reconciliation_id"],
+            rid = self.summary["reconciliation_id"]
+            assert rid is not None, "set by the reconcile step"
+            return apply_standing(self.config, rid,
                                   progress=self.progress, on_plan=record)
 
         try:
@@ -345,7 +358,7 @@ class ScheduledRun:
 
         with contextlib.suppress(Exception), open_store(self.config.store_file) as store:
             applied, waiting = counts_of(store, plan["id"])
-            self.summary.update(applied=applied, waiting_for_review=waiting)
+            self.summary.update({"applied": applied, "waiting_for_review": waiting})
             self.write_summary()
 
     def _after_apply(self, result) -> None:
@@ -359,11 +372,11 @@ class ScheduledRun:
                                         f"items; {waiting} wait for review")
         if result.needs_person:
             left = len(result.verify.remaining) if result.verify is not None else 0
-            self.summary.update(
-                status="needs_person", exit_code=NeedsPerson.exit_code,
-                message=self.summary["message"]
+            self.summary.update({
+                "status": "needs_person", "exit_code": NeedsPerson.exit_code,
+                "message": self.summary["message"]
                 + f"; {result.failed_or_stale} applied items failed or went stale, "
-                  f"{left} still disagree after verify")
+                  f"{left} still disagree after verify"})
         self.write_summary()
 
     def _report(self) -> None:
@@ -385,18 +398,18 @@ class ScheduledRun:
 
     def _housekeeping(self) -> None:
         keep_days = self.config.schedule.keep_runs_days
+        if keep_days is None:
+            self._skip("prune", "no keep_runs_days")
+            return
 
         def go():
             with Store(self.config.store_file) as store:
                 keep = {s["id"] for s in self.summary["snapshots"].values() if s.get("id")}
                 pruned = prune(store, self.config.runs_path, keep_days, now=utcnow(),
-                               keep_runs={self.folder.name}, keep_snapshots=keep)
+                               keep_runs={self.run_folder.name}, keep_snapshots=keep)
             self.summary["pruned"] = pruned.as_dict()
 
-        if keep_days is None:
-            self._skip("prune", "no keep_runs_days")
-        else:
-            self._step("prune", go)
+        self._step("prune", go)
 
     # the whole run -------------------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -409,7 +422,7 @@ class ScheduledRun:
         with RunLock(runs_path):
             self.folder = new_run_folder(runs_path)
             self.summary = new_run_summary(
-                self.folder.name, started_at=iso(utcnow()), version=__version__, steps=STEPS,
+                self.folder.name, started_at=iso_utc(utcnow()), version=__version__, steps=STEPS,
                 apply=self.apply, reuse_snapshots=self.reuse_snapshots, warnings=[])
             if not self.apply:
                 self._skip("apply", "no --apply")
@@ -427,8 +440,8 @@ class ScheduledRun:
             with contextlib.suppress(ValueError):
                 why, code = signal.Signals(exc.code - 128).name, exc.code
         self.error = exc
-        self.summary.update(status="failed", failed_step="interrupted", exit_code=code,
-                            message=f"run interrupted by {why}", finished_at=iso(utcnow()))
+        self.summary.update({"status": "failed", "failed_step": "interrupted", "exit_code": code,
+                             "message": f"run interrupted by {why}", "finished_at": iso(utcnow())})
         for name, state in self.summary["steps"].items():
             if state in ("pending", "running"):
                 self.summary["steps"][name] = "interrupted" if state == "running" else "skipped"
@@ -455,7 +468,7 @@ class ScheduledRun:
         self.summary["durations"]["total"] = round(time.monotonic() - self._started, 3)
         self.write_summary()
         try:
-            self._step("index", lambda: build_index(runs_path, current=self.folder.name))
+            self._step("index", lambda: build_index(runs_path, current=self.run_folder.name))
         except Exception as exc:
             self._fail("index", exc)
             self.write_summary()
@@ -523,11 +536,12 @@ def show_run(run_dir: str | None) -> None:
                            "Seconds": summary["durations"].get(s, "")}
                           for s, state in summary["steps"].items()])
     display(HTML(html_table(steps)))
-    if summary.get("thresholds"):
+    thresholds = summary.get("thresholds")
+    if thresholds:
         display(HTML(html_table(pd.DataFrame([
             {"Threshold": k, "Limit": "" if v["limit"] is None else v["limit"],
              "This run": v["value"], "Crossed": "yes" if v["crossed"] else ""}
-            for k, v in summary["thresholds"].items()]))))
+            for k, v in thresholds.items()]))))
     changes = summary.get("changes_since_previous")
     if changes:
         people = changes.get("people")

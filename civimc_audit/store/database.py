@@ -20,6 +20,13 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from civimc_audit.common.times import utcnow
 from civimc_audit.errors import StoreError
 
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None):
+    """The first column of the first row `sql` returns (None when it returns no row)."""
+    row = con.execute(sql, params or []).fetchone()
+    return None if row is None else row[0]
+
+
 # Each entry is one schema version (SQL, or a function of the connection); append, never edit a
 # released one.
 MIGRATIONS: list = [
@@ -199,7 +206,7 @@ MIGRATIONS: list = [
 ]
 
 # The snapshot tables as of migration 3; `{z}` marks the columns stored with zstd.
-_SNAPSHOT_TABLES_V3 = {
+_SNAPSHOT_TABLES_V3: dict[str, tuple[str, str]] = {
     "civicrm_contact": (
         "snapshot_id INTEGER NOT NULL, id BIGINT NOT NULL, contact_type VARCHAR,"
         " first_name VARCHAR{z}, last_name VARCHAR{z}, display_name VARCHAR{z},"
@@ -228,7 +235,7 @@ _SNAPSHOT_TABLES_V3 = {
 
 
 # The outcomes table as of migration 5.
-_OUTCOMES_V5 = {
+_OUTCOMES_V5: dict[str, tuple[str, str]] = {
     "outcomes": (
         "reconciliation_id INTEGER NOT NULL, person_id INTEGER NOT NULL, email VARCHAR{z},"
         " contact_id BIGINT, member_id VARCHAR{z}, display_name VARCHAR{z},"
@@ -277,8 +284,7 @@ def _new_file_config() -> dict:
     """New stores are made in a storage format that has zstd (DuckDB 1.2's or later); DuckDB
     1.x would otherwise make them readable by 0.10, without it."""
     with duckdb.connect() as con:
-        default = con.execute("SELECT current_setting('storage_compatibility_version')"
-                              ).fetchone()[0]
+        default = scalar(con, "SELECT current_setting('storage_compatibility_version')")
     return {} if _has_zstd(default) else {"storage_compatibility_version": "v1.2.0"}
 
 
@@ -332,8 +338,7 @@ class Store:
     def migrate(self) -> None:
         """Bring the schema to the newest version, one transaction per step."""
         self.con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = self.con.execute("SELECT max(version) FROM schema_version").fetchone()
-        current = row[0] or 0
+        current = scalar(self.con, "SELECT max(version) FROM schema_version") or 0
         for version, sql in enumerate(MIGRATIONS, start=1):
             if version <= current:
                 continue
@@ -356,19 +361,18 @@ class Store:
 
     # snapshot registry ----------------------------------------------------------------------
     def begin_snapshot(self, source: str, meta: dict | None = None) -> int:
-        row = self.con.execute(
+        return scalar(
+            self.con,
             "INSERT INTO snapshots (source, started_at, status, meta) VALUES (?, ?, 'running', ?)"
             " RETURNING id",
             [source, utcnow(), json.dumps(meta or {})],
-        ).fetchone()
-        return row[0]
+        )
 
     def finish_snapshot(self, snapshot_id: int, *, complete: bool = True,
                         meta: dict | None = None, message: str | None = None) -> Snapshot:
         """Count the snapshot's rows and mark it complete (or incomplete, with why)."""
         snap = self.snapshot(snapshot_id)
-        counts = {t: self.con.execute(f"SELECT count(*) FROM {t} WHERE snapshot_id = ?",
-                                      [snapshot_id]).fetchone()[0]
+        counts = {t: scalar(self.con, f"SELECT count(*) FROM {t} WHERE snapshot_id = ?", [snapshot_id])
                   for t in SNAPSHOT_TABLES[snap.source]}
         merged = {**snap.meta, **(meta or {})}
         self.con.execute(
@@ -409,8 +413,7 @@ class Store:
 
     # reconciliations ------------------------------------------------------------------------
     def latest_reconciliation(self) -> int | None:
-        row = self.con.execute("SELECT max(id) FROM reconciliations").fetchone()
-        return row[0]
+        return scalar(self.con, "SELECT max(id) FROM reconciliations")
 
     def reconciliation(self, reconciliation_id: int | None = None) -> dict:
         rid = reconciliation_id or self.latest_reconciliation()
@@ -438,9 +441,3 @@ def open_store(path: Path, wait: float = 60.0):
         yield store
     finally:
         store.close()
-
-
-def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
-    """The first column of the first row `sql` returns (None when it returns no row)."""
-    row = con.execute(sql, params or []).fetchone()
-    return None if row is None else row[0]

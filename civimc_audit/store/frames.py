@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import duckdb
 
+from civimc_audit.store.database import scalar
+
 #: The name a frame is registered under while it is inserted (a view of that connection only).
 FRAME = "_frame"
 
@@ -21,6 +23,6 @@ def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame, columns: Seq
     into = f"{table} ({', '.join(columns)})" if columns else table
     con.register(FRAME, frame)
     try:
-        return con.execute(f"INSERT INTO {into} SELECT {select} FROM {FRAME}", params).fetchone()[0]
+        return scalar(con, f"INSERT INTO {into} SELECT {select} FROM {FRAME}", params)
     finally:
         con.unregister(FRAME)

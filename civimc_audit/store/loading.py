@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import duckdb
 
+from civimc_audit.store.database import scalar
 from civimc_audit.store.frames import insert_frame
 
 #: Loads a list of chunks (one, or with `batch` every chunk queued at that moment) on a
@@ -47,7 +48,7 @@ def file_load(sql: str, params: dict | None = None) -> Load:
     params = params or {}
 
     def load(con: duckdb.DuckDBPyConnection, paths: list) -> int:
-        return con.execute(sql, {**params, "path": list(paths)}).fetchone()[0]
+        return scalar(con, sql, {**params, "path": list(paths)})
 
     return load
 
