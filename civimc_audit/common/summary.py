@@ -86,6 +86,7 @@ class PrunedPart(TypedDict):
     snapshots: list[int]
     reconciliations: list[int]
     kept_old_snapshots: dict[str, str]  # snapshot id -> why it was kept
+    kept_old_apply_folders: dict[str, str]  # folder name -> why it was kept
 
 
 class RunSummary(TypedDict, total=False):

@@ -38,19 +38,26 @@ VALUE_ERRORS = {"bool_type", "int_type", "int_from_float", "float_type", "string
 @functools.cache
 def sections() -> dict[str, type[BaseModel] | None]:
     """Section name → its model (None for a table of free keys such as [interests])."""
-    out = {}
+    out: dict[str, type[BaseModel] | None] = {}
     for name, info in ConfigFile.model_fields.items():
         model = info.annotation
         is_model = get_origin(model) is None and isinstance(model, type) and issubclass(model, BaseModel)
-        out[name] = model if is_model else None
+        out[name] = model if is_model and isinstance(model, type) else None
     return out
+
+
+def section_model(section: str) -> type[BaseModel]:
+    """The model of a section that has one (every section but the free-key tables)."""
+    model = sections()[section]
+    assert model is not None, f"[{section}] is a table of free keys"
+    return model
 
 
 def describe(exc: ValidationError, data: dict, source: Path | None) -> str:
     """The one line for the first problem, and how many more there are."""
     errors = exc.errors(include_url=False)
     first = errors[0]
-    line = _line(first, data)
+    line = _line(dict(first), data)
     places = {tuple(e["loc"][:2]) for e in errors} - {tuple(first["loc"][:2])}
     if places:
         line += f" (and {len(places)} more problem{'s' if len(places) > 1 else ''})"
@@ -86,7 +93,7 @@ def _words(err: dict, section: str, key: str, rest: tuple) -> str:
             return ("the key must be a Mailchimp interest id: 10 hex digits in lower case, "
                     'such as "9f8e7d6c5b"')
         return "must be a CiviCRM group id: " + allowed(_field_of(GroupId)) + _hint(kind, err["input"])
-    info = sections()[section].model_fields[key]
+    info = section_model(section).model_fields[key]
     if rest:  # an item of a list
         return f"{render(err['input'])} is not allowed: must be {allowed(info)}"
     return f"must be {allowed(info)}{_hint(kind, err['input'])}"
@@ -117,7 +124,7 @@ def _unknown_key_line(section: str, key: str, value) -> str:
         return (f"[{section}] {_key(key)}: secrets are never read from the config file; "
                 f"set {SECRET_KEYS[key]} in the environment")
     shown = "***" if SECRETISH_KEY_RE.search(key) else render(value)
-    known = list(sections()[section].model_fields)
+    known = list(section_model(section).model_fields)
     return f"[{section}] {_key(key)} = {shown}: unknown key{_suggest(key, known, section)}"
 
 

@@ -44,7 +44,7 @@ def _list_as_tuple(value):
     return tuple(value) if isinstance(value, list) else value
 
 
-Outcome = Literal[OUTCOME_CODES]
+Outcome = Literal[OUTCOME_CODES]  # type: ignore[valid-type]  # the codes' tuple, unpacked at run time
 InterestId = Annotated[str, Field(pattern=r"^[0-9a-f]{10}$")]
 GroupId = Annotated[int, Field(ge=1)]
 
@@ -105,7 +105,9 @@ class MailchimpSettings(BaseModel):
         """The API root: the configured override, else the key's data centre."""
         if self.base_url:
             return self.base_url.rstrip("/")
-        dc = API_KEY_RE.match(self.api_key).group(1)
+        key = API_KEY_RE.match(self.api_key)
+        assert key is not None, "the key's format is checked by api_key"
+        dc = key.group(1)
         return f"https://{dc}.api.mailchimp.com/3.0"
 
 

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Set
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from civimc_audit.changes.apply import FINAL_STATES
+from civimc_audit.common.summary import PrunedPart
 from civimc_audit.common.times import parse_run_stamp
 from civimc_audit.store import SNAPSHOT_TABLES, Store
 
@@ -63,7 +65,10 @@ def apply_folders(runs_path: Path) -> list[tuple[Path, datetime]]:
 
 def apply_folder_plan(name: str) -> int:
     """The plan id in an apply folder's name."""
-    return int(APPLY_NAME_RE.match(name).group(1))
+    m = APPLY_NAME_RE.match(name)
+    if m is None:
+        raise ValueError(f"not an apply folder's name: {name}")
+    return int(m.group(1))
 
 
 def cutoff_for(keep_days: float, now: datetime) -> datetime:
@@ -87,7 +92,7 @@ class Pruned:
     kept_snapshots: dict[int, str] = field(default_factory=dict)  # old but protected: why
     kept_apply_folders: dict[str, str] = field(default_factory=dict)  # old but protected: why
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> PrunedPart:
         return {"runs": self.runs, "apply_folders": self.apply_folders,
                 "snapshots": self.snapshots,
                 "reconciliations": self.reconciliations,
@@ -133,7 +138,7 @@ def plan_references(store: Store, active_since: datetime | None = None
     return snaps, recs
 
 
-def protected_snapshots(store: Store, keep: set[int] = frozenset(),
+def protected_snapshots(store: Store, keep: Set[int] = frozenset(),
                         plans_active_since: datetime | None = None) -> dict[int, str]:
     """Snapshot ids that must survive pruning, with the reason."""
     why: dict[int, str] = {i: "used by the current run" for i in keep}
@@ -147,7 +152,7 @@ def protected_snapshots(store: Store, keep: set[int] = frozenset(),
     return why
 
 
-def prune_store(store: Store, cutoff: datetime, keep: set[int] = frozenset(),
+def prune_store(store: Store, cutoff: datetime, keep: Set[int] = frozenset(),
                 result: Pruned | None = None) -> Pruned:
     """Delete snapshots that started before `cutoff` (except protected ones) and what hangs on
     them, in one transaction."""
@@ -195,7 +200,7 @@ def protected_apply_folders(store: Store, runs_path: Path) -> dict[str, str]:
     return why
 
 
-def prune_runs(runs_path: Path, cutoff: datetime, keep: set[str] = frozenset(),
+def prune_runs(runs_path: Path, cutoff: datetime, keep: Set[str] = frozenset(),
                result: Pruned | None = None, protected: dict[str, str] | None = None) -> Pruned:
     """Remove run folders and apply folders whose start (from the folder name) is before
     `cutoff`, except those in `keep` and the `protected` apply folders (see
@@ -203,7 +208,8 @@ def prune_runs(runs_path: Path, cutoff: datetime, keep: set[str] = frozenset(),
     result = result or Pruned()
     protected = protected or {}
     for folder in run_folders(runs_path):
-        if folder.name in keep or run_time(folder.name) >= cutoff:
+        started = run_time(folder.name)
+        if folder.name in keep or started is None or started >= cutoff:
             continue
         shutil.rmtree(folder)
         result.runs.append(folder.name)
@@ -221,7 +227,7 @@ def prune_runs(runs_path: Path, cutoff: datetime, keep: set[str] = frozenset(),
 
 
 def prune(store: Store, runs_path: Path, keep_days: float, *, now: datetime,
-          keep_runs: set[str] = frozenset(), keep_snapshots: set[int] = frozenset()) -> Pruned:
+          keep_runs: Set[str] = frozenset(), keep_snapshots: Set[int] = frozenset()) -> Pruned:
     """Apply the retention to both the runs folder and the store (see the module's
     guarantees)."""
     cutoff = cutoff_for(keep_days, now)
