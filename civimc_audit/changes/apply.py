@@ -47,6 +47,7 @@ from civimc_audit.config import Config
 from civimc_audit.errors import CiviCRMError, MailchimpError, StoreError, UsageError
 from civimc_audit.store import Store
 from civimc_audit.store.export import backup_snapshots
+from civimc_audit.store.frames import insert_frame
 
 MAILCHIMP_CHUNK = 500      # one batch call per journal chunk
 CIVICRM_CHUNK = 1000       # journaled together; the writer still commits every CIVICRM_BATCH
@@ -129,11 +130,10 @@ class _Run:
         for col in ("sent", "title", "detail"):
             frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
         with self.session.store.transaction() as con:
-            con.register("_j", frame)
-            con.execute("INSERT INTO journal (plan_id, item_id, run_id, state, journaled_at, sent,"
-                        " title, detail) SELECT ?, item_id, ?, state, ?, sent, title, detail"
-                        " FROM _j", [self.plan.id, self.run_id, utcnow()])
-            con.unregister("_j")
+            insert_frame(con, "journal", frame, ["plan_id", "item_id", "run_id", "state",
+                                                 "journaled_at", "sent", "title", "detail"],
+                         select="?, item_id, ?, state, ?, sent, title, detail",
+                         params=[self.plan.id, self.run_id, utcnow()])
 
     def sending(self, items: pd.DataFrame, payloads: list[dict] | None = None,
                 title: str | None = None, detail: str | None = None) -> None:

@@ -21,6 +21,7 @@ from civimc_audit.common.emails import member_hash
 from civimc_audit.common.times import utcnow
 from civimc_audit.errors import StoreError
 from civimc_audit.store import Store
+from civimc_audit.store.frames import insert_frame
 
 # outcome -> (target system, action); the civicrm add becomes create_contact without a contact.
 ACTIONS = {
@@ -191,10 +192,7 @@ def build_plan(store: Store, reconciliation_id: int | None = None) -> Plan:
             " VALUES (?, ?, ?, ?, ?, ?, ?, 'open') RETURNING id",
             [uuid.uuid4().hex, rec["id"], civi.id, mc.id, group_id, mc.meta.get("list_id"),
              utcnow()]).fetchone()[0]
-        con.register("_items", items)
-        con.execute(f"INSERT INTO plan_items SELECT {plan_id}, {', '.join(ITEM_COLUMNS)}"
-                    " FROM _items")
-        con.unregister("_items")
+        insert_frame(con, "plan_items", items, select=f"{plan_id}, {', '.join(ITEM_COLUMNS)}")
     return get_plan(store, plan_id)
 
 

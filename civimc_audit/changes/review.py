@@ -20,6 +20,7 @@ from civimc_audit.changes.plan import Plan, get_plan, items_frame
 from civimc_audit.common.times import iso_utc, utcnow
 from civimc_audit.errors import UsageError
 from civimc_audit.store import Store
+from civimc_audit.store.frames import insert_frame
 
 DECISIONS = ("approved", "rejected")
 _DECISION_WORDS = {"approve": "approved", "approved": "approved", "yes": "approved",
@@ -33,6 +34,9 @@ CSV_COLUMNS = ["plan_id", "plan_token", "item_id", "decision", "note", "target",
                "mailchimp_status", "mailchimp_changed", "civicrm_status", "civicrm_changed",
                "reason", "payload", "reviewer", "decided_at"]
 CHECKED_COLUMNS = ["target", "action", "email", "contact_id", "payload"]
+
+
+DECISION_COLUMNS = ["plan_id", "item_id", "decision", "reviewer", "decided_at", "note", "via"]
 
 
 def _open_plan(store: Store, plan_id: int | None) -> Plan:
@@ -68,11 +72,8 @@ def decide(store: Store, plan_id: int | None, item_ids: Iterable[int], decision:
     now = utcnow()
     frame = pd.DataFrame({"item_id": ids})
     with store.transaction() as con:
-        con.register("_ids", frame)
-        con.execute("INSERT INTO decisions (plan_id, item_id, decision, reviewer, decided_at, note,"
-                    " via) SELECT ?, item_id, ?, ?, ?, ?, ? FROM _ids",
-                    [plan.id, decision, reviewer, now, note or None, via])
-        con.unregister("_ids")
+        insert_frame(con, "decisions", frame, DECISION_COLUMNS, select="?, item_id, ?, ?, ?, ?, ?",
+                     params=[plan.id, decision, reviewer, now, note or None, via])
     return len(ids)
 
 
@@ -266,11 +267,9 @@ def _record_decisions(store: Store, plan: Plan, reviewer: str, chosen: dict) -> 
         return
     frame = pd.DataFrame(records, columns=["item_id", "decision", "note"])
     with store.transaction() as con:
-        con.register("_d", frame)
-        con.execute("INSERT INTO decisions (plan_id, item_id, decision, reviewer, decided_at,"
-                    " note, via) SELECT ?, item_id, decision, ?, ?, note, 'csv' FROM _d",
-                    [plan.id, reviewer, utcnow()])
-        con.unregister("_d")
+        insert_frame(con, "decisions", frame, DECISION_COLUMNS,
+                     select="?, item_id, decision, ?, ?, note, 'csv'",
+                     params=[plan.id, reviewer, utcnow()])
 
 
 # freezing ---------------------------------------------------------------------------------------
