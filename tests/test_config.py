@@ -22,7 +22,7 @@ from civimc_audit.config import (
     load_config,
 )
 from civimc_audit.errors import ConfigError
-from civimc_sandbox.demo import write_config
+from civimc_sandbox.demo import Demo
 from civimc_sandbox.localdb import Server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,9 +269,10 @@ def test_what_the_tests_write_is_accepted(extra):
 
 
 def test_the_demo_and_the_smallest_configs_are_accepted(tmp_path):
-    demo = write_config(tmp_path / "demo" / "civimc-audit.toml", Server(), 7,
-                        "http://127.0.0.1:8765/3.0")
-    assert load_config(demo).civicrm.group_id == 7
+    demo = Demo(tmp_path / "demo")
+    demo.folder.mkdir(parents=True)
+    demo.write_config(Server(), 7, "http://127.0.0.1:8765/3.0")
+    assert load_config(demo.config_path).civicrm.group_id == 7
     tiny = tmp_path / "c.toml"
     tiny.write_text('[civicrm]\ngroup_id = 1\n[mailchimp]\nlist_id = "x"\n')
     assert load_config(tiny).mailchimp.list_id == "x"
