@@ -40,6 +40,7 @@ from civimc_sandbox.background import BackgroundEmulator, free_port
 from civimc_sandbox.civicrm.fixture import CiviFixture, create_database
 from civimc_sandbox.emulator import Emulator
 from civimc_sandbox.emulator.persist import save_state
+from civimc_sandbox.emulator.state import DEFAULT_API_KEY
 from civimc_sandbox.localdb import Server, ensure_server, running_server
 from civimc_sandbox.population import generate, load_people
 from civimc_sandbox.seed import SEED, SeedPerson, jan, load_seed, seed_email
@@ -48,7 +49,7 @@ __all__ = ["DEMO_API_KEY", "DEMO_LIST_ID", "SEED", "Demo", "DemoNames", "SeedPer
            "load_seed", "main", "seed_email"]
 
 # A made-up key in Mailchimp's format; the demo's emulator accepts only it.
-DEMO_API_KEY = "0123456789abcdef0123456789abcdef-us1"
+DEMO_API_KEY = DEFAULT_API_KEY
 DEMO_LIST_ID = "a1b2c3d4e5"
 GENERATED_PEOPLE = 300
 DEFAULT_FOLDER = Path("data/demo")
