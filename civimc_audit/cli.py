@@ -16,7 +16,7 @@ import click
 from civimc_audit import __version__
 from civimc_audit.common.codes import FLAG_CODES, OUTCOME_CODES, RULE_CODES
 from civimc_audit.common.times import iso_utc
-from civimc_audit.config import load_config, redact
+from civimc_audit.config import load_config, one_line, redact
 from civimc_audit.errors import CivimcError, MailchimpError, exit_code_for
 from civimc_audit.store import Store
 
@@ -503,16 +503,10 @@ def main(argv=None) -> int:
     except Exception as exc:  # a bug: keep the traceback, say where, exit 4 (never 1)
         code = exit_code_for(exc)
         where = write_traceback(exc)
-        click.echo(f"civimc-audit: unexpected {type(exc).__name__}: {redact(one_line(str(exc)))}"
+        click.echo(f"civimc-audit: unexpected {type(exc).__name__}: {one_line(exc)}"
                    f" (traceback in {where})", err=True)
         return code
     return 0
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    """The first line of `text`, cut to `limit` characters."""
-    first = (text.strip().splitlines() or [""])[0]
-    return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 def write_traceback(exc: BaseException) -> Path:

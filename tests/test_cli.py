@@ -282,3 +282,23 @@ def test_completion_completes_commands_and_choices():
     words = complete({"_CIVIMC_AUDIT_COMPLETE": "bash_complete",
                       "COMP_WORDS": "civimc-audit approve --outcome add_to_m", "COMP_CWORD": "3"})
     assert words.split() == ["plain,add_to_mailchimp"]
+
+
+def test_an_unexpected_failure_is_one_line_naming_its_traceback_file_and_exits_4(
+        run_cli, monkeypatch):
+    secret = "fedcba9876543210fedcba9876543210-us9"
+    monkeypatch.setenv("CIVIMC_MAILCHIMP_API_KEY", secret)
+
+    def broken(_path=None):
+        raise RuntimeError(f"bug while holding {secret}\nsecond line")
+
+    monkeypatch.setattr("civimc_audit.cli.load_config", broken)
+    code, out, err = run_cli("check")
+    assert code == 4, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("civimc-audit: unexpected RuntimeError: bug while holding ***")
+    where = Path(line.rsplit("(traceback in ", 1)[1].rstrip(")"))
+    text = where.read_text()
+    assert "Traceback" in text and "broken" in text and secret not in text
+    assert where.stat().st_mode & 0o777 == 0o600
+    where.unlink()

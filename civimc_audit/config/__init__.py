@@ -22,6 +22,7 @@ from civimc_audit.config.environment import (
     ENV_CIVICRM_PASSWORD,
     ENV_CIVICRM_WRITE_PASSWORD,
     ENV_MAILCHIMP_API_KEY,
+    one_line,
     redact,
 )
 from civimc_audit.config.messages import describe
@@ -40,7 +41,7 @@ __all__ = [
     "API_KEY_RE", "CONFIG_ENV", "DEFAULT_CONFIG_NAME", "ENV_CIVICRM_PASSWORD",
     "ENV_CIVICRM_WRITE_PASSWORD", "ENV_MAILCHIMP_API_KEY", "CiviCRMSettings", "Config",
     "MailchimpSettings", "PolicySettings", "ScheduleSettings", "StoreSettings", "config_from_dict",
-    "find_config_path", "load_config", "redact",
+    "find_config_path", "load_config", "one_line", "redact",
 ]
 
 

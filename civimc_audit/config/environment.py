@@ -33,3 +33,8 @@ def redact(text: str) -> str:
             if var == ENV_MAILCHIMP_API_KEY:
                 text = text.replace(secret.split("-")[0], "***")
     return text
+
+
+def one_line(text: object) -> str:
+    """`text` as one line fit to show or record: whitespace runs collapsed, secrets redacted."""
+    return " ".join(redact(str(text)).split())

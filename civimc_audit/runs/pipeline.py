@@ -40,6 +40,7 @@ from civimc_audit.common.times import iso_utc, utcnow
 from civimc_audit.config import (
     Config,
     ScheduleSettings,
+    one_line,
     redact,
 )
 from civimc_audit.errors import (
@@ -69,10 +70,6 @@ NO_AUTO_APPROVE = ("`run --apply` applies only what [schedule] auto_approve list
 
 def iso(when: datetime | None) -> str | None:
     return None if when is None else iso_utc(when)
-
-
-def one_line(text: str) -> str:
-    return " ".join(redact(str(text)).split())
 
 
 # thresholds -----------------------------------------------------------------------------------
