@@ -186,7 +186,9 @@ def outcomes(obj, run_id, fmt, outcome, as_json):
                                     else iso_utc(v))
     frame["contact_id"] = frame["contact_id"].astype("Int64")
     if fmt == "csv":
-        click.echo(frame.to_csv(index=False), nl=False)
+        from civimc_audit.store.export import csv_text
+
+        click.echo(csv_text(frame), nl=False)
     elif fmt == "json":
         records = json.loads(frame.to_json(orient="records"))
         click.echo(json.dumps(records, indent=2, ensure_ascii=False))
@@ -487,6 +489,7 @@ def init(obj, path):
 
 def main(argv=None) -> int:
     """Console entry point: run the CLI, mapping our errors to one line and an exit code."""
+    private_umask()
     try:
         cli.main(args=argv, prog_name="civimc-audit", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -498,7 +501,7 @@ def main(argv=None) -> int:
         exc.show()
         return 2
     except CivimcError as exc:
-        click.echo(f"civimc-audit: {exc}", err=True)
+        click.echo(f"civimc-audit: {redact(str(exc))}", err=True)
         return exit_code_for(exc)
     except Exception as exc:  # a bug: keep the traceback, say where, exit 4 (never 1)
         code = exit_code_for(exc)
@@ -507,6 +510,12 @@ def main(argv=None) -> int:
                    f" (traceback in {where})", err=True)
         return code
     return 0
+
+
+def private_umask() -> None:
+    """Make what this process (and the report's kernel, which inherits it) creates owner-only:
+    every file the toolkit writes holds supporters' personal data."""
+    os.umask(os.umask(0o077) | 0o077)
 
 
 def write_traceback(exc: BaseException) -> Path:

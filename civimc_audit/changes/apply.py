@@ -40,13 +40,13 @@ from civimc_audit.changes.plan import Plan, get_plan, latest_frozen_plan
 from civimc_audit.changes.review import approved_items, check_frozen
 from civimc_audit.changes.session import ApplyLock, ApplySession
 from civimc_audit.common.emails import normalize_email
-from civimc_audit.common.files import write_atomic
+from civimc_audit.common.files import private_dir
 from civimc_audit.common.summary import ApplySummary, write_summary
 from civimc_audit.common.times import iso_utc, run_stamp, utcnow
 from civimc_audit.config import Config
 from civimc_audit.errors import CiviCRMError, MailchimpError, StoreError, UsageError
 from civimc_audit.store import Store
-from civimc_audit.store.export import backup_snapshots
+from civimc_audit.store.export import backup_snapshots, write_csv
 from civimc_audit.store.frames import insert_frame
 
 MAILCHIMP_CHUNK = 500      # one batch call per journal chunk
@@ -503,7 +503,7 @@ def _execute(session: ApplySession, lock: ApplyLock, result: ApplyResult, snapsh
     store, plan, open_items = session.store, result.plan, result.to_send
     sent = _latest_sent(store, plan.id)
     folder = session.config.runs_path / f"apply-plan{plan.id}-{run_stamp()}"
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     run_id = _start_run(store, plan, folder)
     lock.record(plan.id, run_id)
     result.run_id, result.folder = run_id, folder
@@ -531,7 +531,7 @@ def _write_run_files(result: ApplyResult) -> None:
         return
     cols = ["item_id", "target", "action", "email", "contact_id", "decision", "reviewer",
             "journal_state", "journal_title", "journal_detail", "payload"]
-    write_atomic(result.folder / "journal.csv", result.items[cols].to_csv(index=False))
+    write_csv(result.items[cols], result.folder / "journal.csv")
     summary: ApplySummary = {"plan": result.plan.id, "run": result.run_id,
                              "sha256": result.plan.frozen_hash, "counts": result.counts(),
                              "finished_at": iso_utc(utcnow())}

@@ -8,7 +8,6 @@ sends is exactly what was approved.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from collections.abc import Iterable
@@ -17,9 +16,11 @@ from pathlib import Path
 import pandas as pd
 
 from civimc_audit.changes.plan import Plan, get_plan, items_frame
+from civimc_audit.common.csvcells import restore_frame
 from civimc_audit.common.times import iso_utc, utcnow
 from civimc_audit.errors import UsageError
 from civimc_audit.store import Store
+from civimc_audit.store.export import write_csv
 from civimc_audit.store.frames import insert_frame
 
 DECISIONS = ("approved", "rejected")
@@ -135,24 +136,6 @@ def _csv_frame(store: Store, plan: Plan) -> pd.DataFrame:
     return out[CSV_COLUMNS].fillna("")
 
 
-# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection");
-# such cells are written with a leading apostrophe, which spreadsheets show as text.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _defuse(value):
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-def _undefuse(value: str) -> str:
-    """A cell as export_csv wrote it back to its value (the apostrophe it added removed)."""
-    if value.startswith("'") and value[1:].startswith(_FORMULA_STARTS):
-        return value[1:]
-    return value
-
-
 def export_csv(store: Store, plan_id: int | None, path: str | Path) -> int:
     """Write the plan's items (removals and flagged first) to a CSV a spreadsheet can edit;
     cells that would run as formulas get a leading apostrophe (removed again on import)."""
@@ -161,9 +144,8 @@ def export_csv(store: Store, plan_id: int | None, path: str | Path) -> int:
         raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
     plan = get_plan(store, plan_id)
     frame = _csv_frame(store, plan)
-    frame = frame.apply(lambda col: col.map(_defuse))
     try:
-        frame.to_csv(path, index=False, quoting=csv.QUOTE_MINIMAL)
+        write_csv(frame, path)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     return len(frame)
@@ -199,7 +181,7 @@ def _read_decisions_csv(path: Path) -> pd.DataFrame:
         rows = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read decisions CSV {path}: {exc}") from None
-    rows = rows.apply(lambda col: col.map(_undefuse))
+    rows = restore_frame(rows)
     missing = [c for c in ("plan_id", "plan_token", "item_id", "decision", *CHECKED_COLUMNS)
                if c not in rows.columns]
     if missing:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from civimc_audit.common.files import private_dir
 from civimc_audit.common.times import utcnow
 from civimc_audit.errors import LockHeld
 
@@ -78,9 +79,9 @@ class OSLock:
     def acquire(self) -> Owner:
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this OSLock")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -7,6 +7,7 @@ notebook show the same thing. Names and emails are always escaped, never rendere
 from __future__ import annotations
 
 import logging
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import pandas as pd
 
 from civimc_audit import __version__
 from civimc_audit.common.codes import OUTCOME_ORDER
-from civimc_audit.common.files import write_atomic
+from civimc_audit.common.files import DIR_MODE, make_private, private_dir, write_atomic
 from civimc_audit.common.summary import RunSummary, write_summary
 from civimc_audit.common.times import iso_utc, run_stamp
 from civimc_audit.config import Config, load_config
@@ -235,9 +236,11 @@ def new_run_folder(base: Path) -> Path:
     stamp = run_stamp()
     folder = base / stamp
     n = 1
+    private_dir(base)
     while True:
         try:
-            folder.mkdir(parents=True)
+            folder.mkdir(mode=DIR_MODE)
+            os.chmod(folder, DIR_MODE)  # mkdir's mode is masked by the umask
             return folder
         except FileExistsError:
             n += 1
@@ -296,6 +299,7 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
         status, message = "failed", f"report notebook failed: {exc.ename}: {exc.evalue}"
     finally:
         if out.exists():
+            make_private(out)  # papermill writes it with the umask's mode
             write_html(out, folder / "audit.html")
     summary: RunSummary = {"status": status, "message": message, "version": __version__,
                "durations": {"report": round(time.monotonic() - started, 3)}}

@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 
 from civimc_audit.common.codes import OUTCOME_ORDER
-from civimc_audit.common.files import write_atomic
+from civimc_audit.common.files import private_dir, write_atomic
 from civimc_audit.common.summary import SUMMARY_NAME, RunSummary, read_summary
 from civimc_audit.runs.retention import run_folders, run_time
 
@@ -114,6 +114,6 @@ def render_index(runs: list[tuple[Path, RunSummary]]) -> str:
 def build_index(runs_path: Path, current: str | None = None) -> Path:
     """Write runs_path/index.html from the run folders on disk; returns its path. `current` is
     the run holding the lock, if any."""
-    runs_path.mkdir(parents=True, exist_ok=True)
+    private_dir(runs_path)
     target = runs_path / INDEX_NAME
     return write_atomic(target, render_index(load_runs(runs_path, current)))

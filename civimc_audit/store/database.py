@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from civimc_audit.common.files import make_private, private_dir
 from civimc_audit.common.times import utcnow
 from civimc_audit.errors import StoreError
 
@@ -313,7 +314,7 @@ class Store:
         if read_only and not self.path.exists():
             raise StoreError(f"audit store {self.path} does not exist yet: run `civimc-audit "
                              "snapshot` first")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         try:
             # The storage format is the file's own once made; asking for it again would stop
             # other connections in this process from opening the file with no settings.
@@ -321,6 +322,8 @@ class Store:
             self.con = duckdb.connect(str(self.path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
             raise StoreError(f"cannot open audit store {self.path}: {exc}") from None
+        if not read_only:
+            make_private(self.path)  # DuckDB creates it with the umask's mode
         self.con.execute("SET TimeZone = 'UTC'")
         if not read_only:
             self.migrate()

@@ -1,8 +1,11 @@
-"""Snapshots written out as files: Parquet per table, CSV per table, and for a Mailchimp
-audience a CSV in Mailchimp's import format, so a person can restore the audience by hand.
+"""Store data written out as files: snapshots as Parquet or CSV per table, a Mailchimp audience
+as a CSV in Mailchimp's import format (so a person can restore it by hand), and any frame as
+CSV (`csv_text`, `write_csv`: `outcomes --format csv`, the report's people CSV, the journal).
 
 Apply writes both snapshots of its plan this way before its first change (the backup); the
-`export` command does the same for any snapshot.
+`export` command does the same for any snapshot. Every CSV goes through `csv_text`, which
+defuses cells a spreadsheet would run as formulas (common/csvcells.py), and every file is
+owner-only (common/files.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from civimc_audit.common.csvcells import defuse_sql, frame_csv
+from civimc_audit.common.files import make_private, private_dir, write_atomic
 from civimc_audit.errors import UsageError
 from civimc_audit.store import SNAPSHOT_TABLES, Store
 
@@ -19,6 +24,16 @@ FORMATS = ("parquet", "csv")
 # Mailchimp's default merge fields under the column names its import screen maps them from.
 IMPORT_NAMES = {"FNAME": "First Name", "LNAME": "Last Name", "ADDRESS": "Address",
                 "PHONE": "Phone Number", "BIRTHDAY": "Birthday"}
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """`frame` as CSV text (no index), its cells defused against spreadsheet formulas."""
+    return frame_csv(frame)
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write `frame` as a defused CSV to `path`, owner-only and in one step."""
+    return write_atomic(path, csv_text(frame))
 
 
 def mailchimp_import_frame(store: Store, snapshot_id: int) -> pd.DataFrame:
@@ -54,22 +69,32 @@ def export_snapshot(store: Store, snapshot_id: int, folder: str | Path, fmt: str
     if snap.status != "complete":
         raise UsageError(f"{snap.source} snapshot {snap.id} is {snap.status}; only complete "
                          "snapshots can be exported")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(folder)
     written = []
     for table in SNAPSHOT_TABLES[snap.source]:
         target = folder / f"{table}.{fmt}"
+        # COPY takes no prepared parameters; the id is an int from the registry.
+        columns = "*" if fmt == "parquet" else _defused_columns(store, table)
         options = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
         path = str(target).replace("'", "''")
-        # COPY takes no prepared parameters; the id is an int from the registry.
-        store.con.execute(f"COPY (SELECT * EXCLUDE (snapshot_id) FROM {table}"
-                          f" WHERE snapshot_id = {int(snap.id)}) TO '{path}' ({options})")
+        store.con.execute(f"COPY (SELECT {columns} FROM (SELECT * EXCLUDE (snapshot_id) FROM"
+                          f" {table} WHERE snapshot_id = {int(snap.id)})) TO '{path}' ({options})")
+        make_private(target)
         written.append(target)
     if snap.source == "mailchimp":
         target = folder / "mailchimp-import.csv"
-        mailchimp_import_frame(store, snap.id).to_csv(target, index=False)
+        write_csv(mailchimp_import_frame(store, snap.id), target)
         written.append(target)
     return written
+
+
+def _defused_columns(store: Store, table: str) -> str:
+    """The select list of `table` (but snapshot_id) with its text columns defused."""
+    cols = store.con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?"
+        " AND column_name <> 'snapshot_id' ORDER BY ordinal_position", [table]).fetchall()
+    return ", ".join(f'{defuse_sql(name)} AS "{name}"' if kind in ("VARCHAR", "JSON")
+                     else f'"{name}"' for name, kind in cols)
 
 
 def backup_snapshots(store: Store, snapshot_ids: list[int], folder: Path) -> list[Path]:

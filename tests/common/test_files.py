@@ -23,15 +23,23 @@ def test_text_and_bytes_replace_the_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
 
 
-def test_new_files_get_the_umask_mode(tmp_path):
-    old = os.umask(0o022)
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_new_files_are_owner_only_whatever_the_umask(tmp_path, umask):
+    old = os.umask(umask)
     try:
         write_atomic(tmp_path / "a.txt", "x")
-        (tmp_path / "b.txt").write_text("x")
+        made = files.private_dir(tmp_path / "new" / "deeper")
     finally:
         os.umask(old)
-    mode = stat.S_IMODE((tmp_path / "a.txt").stat().st_mode)
-    assert mode == stat.S_IMODE((tmp_path / "b.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o600
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
+
+
+def test_private_dir_leaves_an_existing_folder_as_it_was(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    files.private_dir(tmp_path)
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
