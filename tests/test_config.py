@@ -67,7 +67,8 @@ BAD = [
     ("mailchimp", "list_id", '""', "the audience id"),
     ("mailchimp", "list_id", '"a1b2 c3d4"', "letters and digits"),
     ("mailchimp", "list_id", "42", "the audience id in quotes"),
-    ("mailchimp", "base_url", '"127.0.0.1:8765/3.0"', "starting with http:// or https://"),
+    ("mailchimp", "base_url", '"127.0.0.1:8765/3.0"', "starting with http:// or https://, either "
+     "https://<dc>.api.mailchimp.com/3.0 or an address on this machine"),
     ("civicrm", "port", '"abc"', "a whole number between 1 and 65535"),
     ("civicrm", "port", '"3306"', "between 1 and 65535 (unquoted)"),
     ("civicrm", "port", "0", "between 1 and 65535"),
@@ -300,8 +301,13 @@ civicrm = st.tuples(where, group, st.fixed_dictionaries({}, optional={
 })).map(lambda parts: {k: v for part in parts for k, v in part.items()})
 mailchimp = st.fixed_dictionaries(
     {"list_id": st.from_regex(r"[0-9A-Za-z]{1,64}", fullmatch=True)},
-    optional={"base_url": st.from_regex(r"https?://[a-z0-9.]{1,20}(:[0-9]{1,5})?(/[a-z0-9.]*)?",
-                                        fullmatch=True),
+    optional={"base_url": st.one_of(  # the key goes only to Mailchimp's host or this machine
+        st.from_regex(r"https://[a-z]{1,3}[0-9]{1,3}\.api\.mailchimp\.com(/[a-z0-9.]*)?",
+                      fullmatch=True),
+        st.tuples(st.sampled_from(["http", "https"]),
+                  st.sampled_from(["127.0.0.1", "127.9.8.7", "localhost", "[::1]"]),
+                  st.integers(1, 65535), st.from_regex(r"(/[a-z0-9.]*)?", fullmatch=True))
+        .map(lambda p: f"{p[0]}://{p[1]}:{p[2]}{p[3]}")),
               "max_connections": st.integers(1, 10), "timeout": positive(),
               "retries": st.integers(0, 1000)})
 policy = st.fixed_dictionaries({}, optional={

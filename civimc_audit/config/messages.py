@@ -32,7 +32,8 @@ NUMBER_TYPES = {"int_type", "int_from_float", "float_type"}
 VALUE_ERRORS = {"bool_type", "int_type", "int_from_float", "float_type", "string_type",
                 "greater_than", "greater_than_equal", "less_than", "less_than_equal",
                 "finite_number", "literal_error", "string_pattern_mismatch", "string_too_short",
-                "string_too_long", "tuple_type", "list_type", "time_zone", "dict_type"}
+                "string_too_long", "tuple_type", "list_type", "time_zone", "dict_type",
+                "api_root"}
 
 
 @functools.cache

@@ -10,10 +10,13 @@ How a refusal is worded for people is in `messages`, not here.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -37,6 +40,35 @@ def _known_zone(name: str) -> str:
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise PydanticCustomError("time_zone", "unknown time zone") from None
     return name
+
+
+MAILCHIMP_HOST_RE = re.compile(r"^([a-z]+[0-9]+)\.api\.mailchimp\.com$")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine (localhost, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _api_root(url: str) -> str:
+    """The API key is sent to `base_url`: only Mailchimp's own host over https, or this machine
+    (the emulator), may have it."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 - a malformed port raises here
+    except ValueError:
+        raise PydanticCustomError("api_root", "not a URL") from None
+    if parts.username or parts.password:
+        raise PydanticCustomError("api_root", "credentials in the URL")
+    if is_loopback(host) or (parts.scheme == "https" and MAILCHIMP_HOST_RE.match(host)):
+        return url
+    raise PydanticCustomError("api_root", "not Mailchimp's host or this machine")
 
 
 def _list_as_tuple(value):
@@ -82,8 +114,12 @@ class MailchimpSettings(BaseModel):
 
     list_id: str = Field("", pattern=r"^[0-9A-Za-z]{1,64}$", description=(
         'the audience id in quotes, letters and digits as Mailchimp shows it, such as "a1b2c3d4e5"'))
-    base_url: str | None = Field(None, pattern=r"^https?://[^\s/]+\S*$", description=(
-        'a URL in quotes starting with http:// or https://, such as "http://127.0.0.1:8765/3.0"'))
+    base_url: Annotated[str, AfterValidator(_api_root)] | None = Field(
+        None, pattern=r"^https?://[^\s/]+\S*$", description=(
+            "a URL in quotes starting with http:// or https://, either "
+            "https://<dc>.api.mailchimp.com/3.0 or an address on this machine (127.0.0.1, ::1 "
+            'or localhost) such as "http://127.0.0.1:8765/3.0": the API key is sent there, so '
+            "no other host is accepted"))
     max_connections: int = Field(5, ge=1, le=10)  # Mailchimp allows 10 simultaneous connections
     timeout: float = Field(120.0, gt=0, allow_inf_nan=False)
     retries: int = Field(6, ge=0)
@@ -102,12 +138,18 @@ class MailchimpSettings(BaseModel):
 
     @property
     def url(self) -> str:
-        """The API root: the configured override, else the key's data centre."""
-        if self.base_url:
-            return self.base_url.rstrip("/")
+        """The API root: the configured override, else the key's data centre. A Mailchimp
+        host in the override must be the key's data centre's (the key goes only there)."""
         key = API_KEY_RE.match(self.api_key)
         assert key is not None, "the key's format is checked by api_key"
         dc = key.group(1)
+        if self.base_url:
+            named = MAILCHIMP_HOST_RE.match((urlsplit(self.base_url).hostname or "").lower())
+            if named and named.group(1) != dc:
+                raise ConfigError(f"[mailchimp] base_url {self.base_url} is data centre "
+                                  f"{named.group(1)}, but the API key in {ENV_MAILCHIMP_API_KEY} "
+                                  f"is for {dc}; the key is sent only to its own data centre")
+            return self.base_url.rstrip("/")
         return f"https://{dc}.api.mailchimp.com/3.0"
 
 

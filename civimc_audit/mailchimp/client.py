@@ -31,10 +31,11 @@ from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from civimc_audit.common.emails import member_hash  # noqa: F401 - Mailchimp's id, importable here too
-from civimc_audit.config import API_KEY_RE, ENV_MAILCHIMP_API_KEY, MailchimpSettings
+from civimc_audit.config import API_KEY_RE, ENV_MAILCHIMP_API_KEY, MailchimpSettings, redact
 from civimc_audit.errors import MailchimpError
 
 USER_AGENT = "civimc-audit"
+MALFORMED = "malformed body"  # the stats key (and failure kind) of a 2xx answer not JSON
 CONNECT_TIMEOUT = 10.0
 # Failures worth another attempt; anything else the server said is its final answer.
 _TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout,
@@ -194,8 +195,13 @@ class MailchimpClient:
         if self.on_retry is not None:
             self.on_retry(failure.what, state.attempt_number, self.retries, wait)
 
-    def send(self, method: str, path: str, *, params=None, json=None) -> requests.Response:
-        """One API call with retries; returns the successful response or raises."""
+    def send(self, method: str, path: str, *, params=None, json=None,
+             check: Callable[[bytes], object] | None = None) -> requests.Response:
+        """One API call with retries; returns the successful response or raises.
+
+        `check(body)` raising ValueError says a successful answer's body is not what it must
+        be (JSON cut short or garbled behind a 200): that attempt counts as a transient
+        failure, retried like a dropped connection, then a MailchimpError saying so."""
         data = None if json is None else orjson.dumps(json)
         retrying = Retrying(stop=stop_after_attempt(self.retries + 1), wait=self._wait,
                             retry=retry_if_exception_type(_Transient),
@@ -205,31 +211,50 @@ class MailchimpClient:
             for attempt in retrying:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    return self._attempt(method, path, params, data, attempts)
+                    return self._attempt(method, path, params, data, attempts, check)
         except _Transient as failure:  # the last attempt failed too
             if failure.resp is not None:
                 raise self._error(failure.resp, method, path, attempts) from None
+            if failure.kind == MALFORMED:
+                raise MailchimpError(
+                    f"Mailchimp API at {self.base_url} answered {method} {path} with a body that "
+                    f"is not whole JSON (cut short or garbled) {attempts} time(s); nothing was "
+                    "stored from it, try again later") from None
             raise MailchimpError(
                 f"Mailchimp API at {self.base_url} unreachable for {method} {path} "
                 f"after {attempts} attempt(s): {failure.kind}") from None
         raise AssertionError("unreachable")  # tenacity returns the answer or raises
 
-    def _attempt(self, method: str, path: str, params, data: bytes | None,
-                 attempts: int) -> requests.Response:
-        """One request: the answer, or `_Transient` (try again), or the final MailchimpError."""
+    def _attempt(self, method: str, path: str, params, data: bytes | None, attempts: int,
+                 check: Callable[[bytes], object] | None = None) -> requests.Response:
+        """One request: the answer, or `_Transient` (try again), or the final MailchimpError.
+
+        Redirects are never followed: the API key goes only to the configured API root."""
         self._count("requests")
         headers = {"Content-Type": "application/json"} if data is not None else None
         try:
             resp = self._session().request(method, self.base_url + path, params=params,
                                            data=data, headers=headers, stream=True,
-                                           timeout=(CONNECT_TIMEOUT, self.timeout))
+                                           timeout=(CONNECT_TIMEOUT, self.timeout),
+                                           allow_redirects=False, verify=True)
             _read_body(resp)
         except _TRANSPORT_ERRORS as exc:
             kind = type(exc).__name__
             self._count(kind)
             raise _Transient(f"Mailchimp unreachable ({describe_transport_error(exc)})",
                              kind=kind) from None
+        if 300 <= resp.status_code < 400:
+            raise MailchimpError(f"Mailchimp {method} {path}: {resp.status_code} redirect to "
+                                 "another address, not followed (the API key goes only to "
+                                 f"{self.base_url})", status=resp.status_code)
         if resp.status_code < 400:
+            if check is not None and resp.content:
+                try:
+                    check(resp.content)
+                except ValueError:
+                    self._count(MALFORMED)
+                    raise _Transient(f"Mailchimp answered {resp.status_code} with a body that "
+                                     "is not whole JSON", kind=MALFORMED) from None
             return resp
         if not is_transient(resp):
             raise self._error(resp, method, path, attempts)
@@ -240,7 +265,7 @@ class MailchimpClient:
 
     def request(self, method: str, path: str, *, params=None, json=None) -> dict | None:
         """One API call; the parsed JSON answer (None for 204)."""
-        resp = self.send(method, path, params=params, json=json)
+        resp = self.send(method, path, params=params, json=json, check=orjson.loads)
         if resp.status_code == 204 or not resp.content:
             return None
         return orjson.loads(resp.content)
@@ -249,8 +274,8 @@ class MailchimpClient:
                attempts: int) -> MailchimpError:
         title = detail = None
         body: dict = {}
-        try:
-            body = orjson.loads(resp.content) if resp.content else {}
+        try:  # redacted first: an answer may echo what the request carried (its key, say)
+            body = orjson.loads(redact(resp.content.decode("utf-8", "replace"))) if resp.content else {}
             title, detail = body.get("title"), body.get("detail")
         except (orjson.JSONDecodeError, AttributeError):
             body = {}

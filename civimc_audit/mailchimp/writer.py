@@ -17,6 +17,7 @@ from datetime import datetime
 
 from civimc_audit.common.emails import member_hash
 from civimc_audit.common.times import iso_utc, parse_iso_utc
+from civimc_audit.config import redact
 from civimc_audit.errors import MailchimpError
 from civimc_audit.mailchimp.client import MailchimpClient
 
@@ -127,7 +128,8 @@ class MailchimpWriter:
             if h in errors:
                 item = errors[h]
                 title = title_for_batch_error(item)
-                out.append(MemberResult(email, False, None, title, item.get("error"),
+                out.append(MemberResult(email, False, None, title,
+                                        redact(str(item.get("error") or "")) or None,
                                         final=True, member_id=h,
                                         errors=[{"field": item.get("field", ""),
                                                  "message": item.get("field_message", "")}]

@@ -14,7 +14,8 @@ import threading
 from collections import Counter, deque
 
 #: Kinds accepted by :meth:`Faults.queue`.
-KINDS = ("429", "429-bare", "500", "503", "403", "drop", "drop-after", "cut", "slow")
+KINDS = ("429", "429-bare", "500", "503", "403", "drop", "drop-after", "cut", "slow", "garbled",
+         "echo-key")
 
 
 class Faults:
@@ -33,7 +34,12 @@ class Faults:
 
     ``include_ping``   also fault ``GET /ping`` (off so auth checks stay reliable)
     ``match``          optional ``callable(method, path) -> bool`` limiting eligible requests
-    ``queue(kind, n)`` forces the next ``n`` eligible requests to get ``kind``
+    ``queue(kind, n)`` forces the next ``n`` eligible requests to get ``kind``; two kinds
+                       exist only as queued faults: ``garbled`` (the request is handled and
+                       answered 200 with half its JSON body, the Content-Length saying that
+                       half: a well-framed answer that is not JSON) and ``echo-key`` (a 400
+                       problem whose detail repeats the API key the request carried, as a
+                       careless proxy or error page might)
     ``injected``       Counter of the faults produced so far
     """
 

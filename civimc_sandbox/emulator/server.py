@@ -156,6 +156,8 @@ class _Handler(BaseHTTPRequestHandler):
             if fault in ("drop", "drop-after"):
                 self._drop()
             else:
+                if fault == "garbled":
+                    payload = payload[:len(payload) // 2]
                 if (emu.gzip and payload and ctype and "gzip" in
                         (self.headers.get("Accept-Encoding") or "")):
                     payload = gzip.compress(payload, 1)
@@ -195,6 +197,10 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "drop":
             return 0, b"", None, {}, None, None, "drop"
         # "drop-after" falls through: the call is handled, then the answer is dropped below.
+        if kind == "echo-key":
+            return self._problem(P.ApiError(400, "Invalid Resource",
+                                            f"The request made with API key {key} did not "
+                                            "validate."), kind)
         if kind in ("403", "429-bare"):
             return int(kind[:3]), b"", None, {}, None, None, kind
         if kind in ("429", "500", "503"):
