@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -18,7 +19,6 @@ from civimc_audit.common.codes import FLAG_CODES, OUTCOME_CODES, RULE_CODES
 from civimc_audit.common.times import iso_utc
 from civimc_audit.config import load_config, one_line, redact
 from civimc_audit.errors import CivimcError, MailchimpError, exit_code_for
-from civimc_audit.store import Store
 
 CONFIG_HELP = "Config file (default: $CIVIMC_CONFIG or ./civimc-audit.toml)."
 NO_CONFIG = ("emulator",)  # commands that read no config
@@ -37,8 +37,25 @@ class Context:
             self._config = load_config(self.config_path)
         return self._config
 
-    def store(self, read_only=False):
-        return Store(self.config.store_file, read_only=read_only)
+    @contextmanager
+    def writing(self, command: str):
+        """The store, under its writer lock for the whole block (store/lock.py)."""
+        from civimc_audit.store import open_store
+        from civimc_audit.store.lock import writer_lock
+
+        with writer_lock(self.config, command), open_store(self.config.store_file) as store:
+            yield store
+
+    @contextmanager
+    def reading(self):
+        """The store read-only; while a writer holds it, its read copy, said on stderr."""
+        from civimc_audit.store.lock import open_for_reading
+
+        store, note = open_for_reading(self.config.store_file)
+        if note is not None:
+            click.echo(f"civimc-audit: note: {note.words()}", err=True)
+        with store:
+            yield store
 
 
 def _config_after_command(ctx, _param, value):
@@ -114,7 +131,7 @@ def snapshot(obj, civicrm_only, mailchimp_only, incremental, as_json):
     progress = sys.stderr.isatty()
     civi = mc = None
     warnings = []
-    with obj.store() as store:
+    with obj.writing("snapshot") as store:
         if not mailchimp_only:
             civi = snapshot_civicrm(obj.config.civicrm, store, progress=progress)
             if civi.meta.get("is_mailing_list") is False:
@@ -153,7 +170,7 @@ def reconcile(obj, civicrm_snapshot, mailchimp_snapshot):
     from civimc_audit.common.codes import OUTCOME_ORDER
     from civimc_audit.reconcile import reconcile as run_reconcile
 
-    with obj.store() as store:
+    with obj.writing("reconcile") as store:
         rec = run_reconcile(store, obj.config.policy, civicrm_snapshot_id=civicrm_snapshot,
                             mailchimp_snapshot_id=mailchimp_snapshot)
     click.echo(f"reconciliation {rec['id']} (civicrm snapshot {rec['civicrm_snapshot_id']}, "
@@ -173,7 +190,7 @@ def outcomes(obj, run_id, fmt, outcome, as_json):
     """Print the per-person outcome rows."""
     from civimc_audit.reconcile import OUTCOME_COLUMNS, outcome_frame
 
-    with obj.store(read_only=True) as store:
+    with obj.reading() as store:
         rec = store.reconciliation(run_id)
         frame = outcome_frame(store, rec["id"], outcome=outcome)
     if as_json:
@@ -260,7 +277,7 @@ def plan(obj, run_id, new, show, plan_id, as_json):
     if show and (new or run_id is not None):
         raise click.UsageError("--show summarises a plan (--plan ID); --run and --new build one")
     built = False
-    with obj.store() as store:
+    with (obj.reading() if show else obj.writing("plan")) as store:
         if not show:
             found, built = plan_for(store, run_id, new=new)
             plan_id = found.id
@@ -292,7 +309,7 @@ def review(obj, plan_id, export_path, import_path, reviewer):
 
     if bool(export_path) == bool(import_path):
         raise click.UsageError("give exactly one of --export F or --import F")
-    with obj.store() as store:
+    with (obj.reading() if export_path else obj.writing("review --import")) as store:
         if export_path:
             n = export_csv(store, plan_id, export_path)
             click.echo(f"{n} items written to {export_path}; fill in decision (approve/reject)"
@@ -329,7 +346,7 @@ def approve(obj, plan_id, everything, outcome, rule, flag, target, items, undeci
     from civimc_audit.changes.plan import get_plan
     from civimc_audit.changes.review import decide, decide_matching, freeze
 
-    with obj.store() as store:
+    with obj.writing("approve") as store:
         if do_freeze:
             frozen = freeze(store, plan_id, reviewer or getpass.getuser(),
                             allow_pending=allow_pending)
@@ -425,7 +442,7 @@ def export(obj, snapshot_id, fmt, out_dir):
 
     from civimc_audit.store.export import export_snapshot
 
-    with obj.store(read_only=True) as store:
+    with obj.reading() as store:
         snap = store.snapshot(snapshot_id)
         folder = Path(out_dir) if out_dir else (obj.config.runs_path / "exports"
                                                 / f"{snap.source}-snapshot-{snap.id}")

@@ -41,6 +41,8 @@ list_id = ""                    # REQUIRED: the audience id, e.g. "a1b2c3d4e5"
 [store]
 # path = "data/audit.duckdb"    # the audit store (one DuckDB file)
 # runs_dir = "data/runs"        # run folders: reports, summary.json, apply backups
+# lock_wait_seconds = 30        # a command that writes to the store waits this long for another
+#                               # to finish, then exits 2 naming it (one writer at a time)
 
 [policy]                        # both off by default, so the default predicts the sync extension
 # honor_civicrm_consent = false # do-not-email / opted-out / deceased => unsubscribe or do not add

@@ -9,7 +9,7 @@ the traceback is written to a file and its path printed).
     │   ├── ConfigError             the config file or environment is missing or malformed
     │   ├── UsageError              a command that cannot work as called (unknown id, …)
     │   │   ├── StoreError          the audit store lacks what the command needs
-    │   │   └── RunLocked           another run or apply holds the lock
+    │   │   └── StoreBusy           another command holds the store's writer lock
     │   ├── SourceError             a source system failed (exit 3) or refused the config (exit 2)
     │   │   ├── CiviCRMError        the CiviCRM database could not be read or written
     │   │   └── MailchimpError      the Mailchimp API answered with an error or was unreachable
@@ -47,9 +47,9 @@ class StoreError(UsageError):
     """The audit store does not hold what the command needs."""
 
 
-class RunLocked(UsageError):
-    """Another run or apply holds the lock (exit 2: this invocation was refused, nothing was
-    done)."""
+class StoreBusy(UsageError):
+    """Another command holds the store's writer lock (exit 2: this one was refused after its
+    wait and changed nothing; store/lock.py)."""
 
 
 class SourceError(CivimcError):
@@ -103,7 +103,7 @@ class ClientUnavailable(Exception):
 
 class LockHeld(Exception):
     """Another process holds an OS lock; `owner` is its record (None when it has none yet).
-    Callers turn it into `RunLocked` with their own words."""
+    Callers turn it into `StoreBusy` with their own words."""
 
     def __init__(self, path, owner):
         super().__init__(f"{path} is held" + (f" by pid {owner.pid} on {owner.host}"

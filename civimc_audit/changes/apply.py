@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 from civimc_audit.changes.plan import Plan, get_plan, latest_frozen_plan
 from civimc_audit.changes.review import approved_items, check_frozen
-from civimc_audit.changes.session import ApplyLock, ApplySession
+from civimc_audit.changes.session import ApplySession
 from civimc_audit.common.emails import normalize_email
 from civimc_audit.common.files import private_dir
 from civimc_audit.common.summary import ApplySummary, write_summary
@@ -48,6 +48,7 @@ from civimc_audit.errors import CiviCRMError, MailchimpError, StoreError, UsageE
 from civimc_audit.store import Store
 from civimc_audit.store.export import backup_snapshots, write_csv
 from civimc_audit.store.frames import insert_frame
+from civimc_audit.store.lock import StoreLock, writer_lock
 
 MAILCHIMP_CHUNK = 500      # one batch call per journal chunk
 CIVICRM_CHUNK = 1000       # journaled together; the writer still commits every CIVICRM_BATCH
@@ -477,12 +478,12 @@ def apply_plan(config: Config, plan_id: int | None = None, *, execute: bool = Fa
                progress: bool = False, verify_after: bool = True) -> ApplyResult:
     """Dry-run (default) or execute a frozen plan; see the module docstring for the guarantees.
 
-    The apply lock is held throughout, dry runs included (a dry run reads the store, which an
-    apply keeps open)."""
-    with ApplyLock(config, plan_id) as lock, ApplySession.open(config) as session:
+    The store's writer lock is held throughout, dry runs included (store/lock.py)."""
+    with writer_lock(config, "apply", plan=plan_id) as lock, \
+            ApplySession.open(config) as session:
         store = session.store
         plan = load_frozen(store, plan_id)
-        lock.record(plan.id)
+        lock.update(plan=plan.id)
         items = approved_items(store, plan.id)
         snapshots = _snapshots_of(store, plan)
         open_items = items[~items["journal_state"].isin(FINAL_STATES)]
@@ -497,7 +498,7 @@ def apply_plan(config: Config, plan_id: int | None = None, *, execute: bool = Fa
         return result
 
 
-def _execute(session: ApplySession, lock: ApplyLock, result: ApplyResult, snapshots: dict,
+def _execute(session: ApplySession, lock: StoreLock, result: ApplyResult, snapshots: dict,
              progress: bool) -> None:
     """Send the open items of `result` in a new run, recorded in its folder and apply_runs."""
     store, plan, open_items = session.store, result.plan, result.to_send
@@ -505,7 +506,7 @@ def _execute(session: ApplySession, lock: ApplyLock, result: ApplyResult, snapsh
     folder = session.config.runs_path / f"apply-plan{plan.id}-{run_stamp()}"
     private_dir(folder)
     run_id = _start_run(store, plan, folder)
-    lock.record(plan.id, run_id)
+    lock.update(plan=plan.id, run=run_id)
     result.run_id, result.folder = run_id, folder
     run = _Run(session, plan, run_id, progress)
     status = "failed"

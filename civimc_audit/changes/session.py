@@ -6,20 +6,16 @@ settling and drift reads, and verify's snapshot), the CiviCRM writer and the Mai
 first used, so a dry run never connects to CiviCRM — and closes them all when it ends. The
 phases take the session, never the config.
 
-One apply per store at a time: `ApplyLock` is an OS lock (common/oslock.py) on a file beside
-the store, held for the whole apply and taken before the store is opened, so a second apply is
-refused at once, naming the plan and process holding it, instead of waiting for the store.
+The session is opened under the store's writer lock (store/lock.py), taken by the caller.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from civimc_audit.civicrm.live import LiveCiviCRM
 from civimc_audit.config import Config
-from civimc_audit.errors import LockHeld, RunLocked
 from civimc_audit.store import Store, open_store
 
 if TYPE_CHECKING:
@@ -27,7 +23,6 @@ if TYPE_CHECKING:
     from civimc_audit.mailchimp.client import MailchimpClient
 
 CIVICRM_BATCH = 200  # contacts per CiviCRM write transaction
-LOCK_SUFFIX = ".apply.lock"
 
 
 class ApplySession:
@@ -98,47 +93,3 @@ class ApplySession:
         if self._civicrm is not None:
             self._civicrm.close()
             self._civicrm = None
-
-
-def lock_path(config: Config) -> Path:
-    """The apply lock of a store: a file beside it."""
-    return config.store_file.with_name(config.store_file.name + LOCK_SUFFIX)
-
-
-class ApplyLock:
-    """`with ApplyLock(config, plan_id):` holds the store's apply lock for the block, or
-    refuses with `RunLocked`; `record(plan, run)` adds the ids to the owner record."""
-
-    def __init__(self, config: Config, plan_id: int | None):
-        from civimc_audit.common.oslock import OSLock
-
-        self.plan_id = plan_id
-        self._lock = OSLock(lock_path(config), "apply")
-
-    def record(self, plan_id: int, run_id: int | None = None) -> None:
-        self._lock.update(plan=plan_id, run=run_id)
-
-    def __enter__(self) -> ApplyLock:
-        try:
-            self._lock.acquire()
-        except LockHeld as held:
-            raise RunLocked(refusal(held.owner, self.plan_id)) from None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._lock.release()
-
-
-def refusal(owner, plan_id: int | None) -> str:
-    """Why an apply is refused while `owner` (an oslock Owner, or None) holds the lock."""
-    me = f"plan {plan_id}" if plan_id is not None else "this apply"
-    if owner is None:
-        return (f"another apply is in progress (owner not recorded yet); one apply at a time is "
-                f"allowed, so {me} is refused for now")
-    plan, run = owner.details.get("plan"), owner.details.get("run")
-    what = f"plan {plan}" if plan is not None else "a plan"
-    where = ", ".join(([f"run {run}"] if run is not None else [])
-                      + [f"pid {owner.pid} on {owner.host} since "
-                         f"{owner.since:%Y-%m-%d %H:%M:%S}Z"])
-    return (f"{what} is already being applied ({where}); one apply at a time is allowed, "
-            f"so {me} is refused for now")

@@ -13,6 +13,7 @@ from civimc_audit.changes.plan import get_plan
 from civimc_audit.changes.session import ApplySession
 from civimc_audit.config import Config
 from civimc_audit.store import Store, scalar
+from civimc_audit.store.lock import writer_lock
 
 REMAINING_COLUMNS = ["item_id", "target", "action", "email", "outcome", "reason"]
 
@@ -43,7 +44,7 @@ class VerifyResult:
 def verify(config: Config, plan_id: int | None = None, *, progress: bool = False) -> VerifyResult:
     """Snapshot both sides, reconcile, and check the applied items of a plan (default: the
     newest plan that has been applied)."""
-    with ApplySession.open(config) as session:
+    with writer_lock(config, "verify", plan=plan_id), ApplySession.open(config) as session:
         return verify_in(session, plan_id, progress=progress)
 
 

@@ -186,6 +186,8 @@ class StoreSettings(BaseModel):
 
     path: str = Field("data/audit.duckdb", min_length=1)
     runs_dir: str = Field("data/runs", min_length=1)
+    # How long a command that writes to the store waits for another one to finish (store/lock.py).
+    lock_wait_seconds: float = Field(30.0, ge=0, le=86400, allow_inf_nan=False)
 
 
 def _rule(section: str, keys: tuple[str, ...], text: str) -> PydanticCustomError:
@@ -245,6 +247,7 @@ class Config:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     store_path: str = "data/audit.duckdb"
     runs_dir: str = "data/runs"
+    lock_wait_seconds: float = 30.0
     base_dir: Path = field(default_factory=Path.cwd)
     source: Path | None = None
     # Mailchimp interest id → CiviCRM group id ([interests]); not used by the audit yet.
@@ -262,7 +265,9 @@ class Config:
     def from_file(cls, checked: ConfigFile, base_dir: Path, source: Path | None) -> Config:
         return cls(civicrm=checked.civicrm, mailchimp=checked.mailchimp, policy=checked.policy,
                    schedule=checked.schedule, store_path=checked.store.path,
-                   runs_dir=checked.store.runs_dir, base_dir=base_dir, source=source,
+                   runs_dir=checked.store.runs_dir,
+                   lock_wait_seconds=checked.store.lock_wait_seconds, base_dir=base_dir,
+                   source=source,
                    interests=dict(checked.interests))
 
 

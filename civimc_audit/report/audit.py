@@ -24,7 +24,7 @@ from civimc_audit.config import Config, load_config
 from civimc_audit.errors import StoreError
 from civimc_audit.reconcile import REPORT_COLUMNS, outcome_frame
 from civimc_audit.report.words import OUTCOME_HEADLINES, REASON_WORDS, people_table
-from civimc_audit.store import Store
+from civimc_audit.store.lock import open_for_reading
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"  # shipped in the package
 
@@ -86,7 +86,8 @@ class AuditReport:
     def load(cls, config_path: str | None = None, reconciliation_id: int | None = None,
              config: Config | None = None) -> AuditReport:
         config = config or load_config(config_path)
-        with Store(config.store_file, read_only=True) as store:
+        store, _note = open_for_reading(config.store_file)
+        with store:
             rec = store.reconciliation(reconciliation_id)
             snaps = {"civicrm": store.snapshot(rec["civicrm_snapshot_id"]),
                      "mailchimp": store.snapshot(rec["mailchimp_snapshot_id"])}
@@ -276,7 +277,8 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
                          "only parameter)")
     notebook = notebook or NOTEBOOKS / "audit.ipynb"
     if folder is None:  # a report of its own: refuse an unknown reconciliation before a folder
-        with Store(config.store_file, read_only=True) as store:
+        store, _note = open_for_reading(config.store_file)
+        with store:
             store.reconciliation(reconciliation_id)
     folder = folder or new_run_folder(runs_dir or config.runs_path)
     out = folder / "audit.ipynb"

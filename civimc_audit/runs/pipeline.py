@@ -53,9 +53,9 @@ from civimc_audit.errors import (
     exit_code_for,
 )
 from civimc_audit.runs.index import build_index
-from civimc_audit.runs.lock import RunLock
 from civimc_audit.runs.retention import prune, run_folders
-from civimc_audit.store import Store, scalar
+from civimc_audit.store import Store, open_store, scalar
+from civimc_audit.store.lock import writer_lock
 
 STEPS = ("snapshot_civicrm", "snapshot_mailchimp", "reconcile", "thresholds", "apply", "report",
          "prune", "index")
@@ -247,11 +247,11 @@ class ScheduledRun:
             return
 
         def civicrm():
-            with Store(self.config.store_file) as store:
+            with open_store(self.config.store_file) as store:
                 return snapshot_civicrm(self.config.civicrm, store, progress=self.progress)
 
         def mailchimp():
-            with Store(self.config.store_file) as store:
+            with open_store(self.config.store_file) as store:
                 return _snapshot_mailchimp(self.config, store, self.progress)
 
         civi = self._step("snapshot_civicrm", civicrm)
@@ -265,7 +265,7 @@ class ScheduledRun:
         previous = previous_run(self.config.runs_path)
 
         def go():
-            with Store(self.config.store_file) as store:
+            with open_store(self.config.store_file) as store:
                 ids = {side: (self.summary["snapshots"].get(side) or {}).get("id")
                        for side in ("civicrm", "mailchimp")}
                 rec = reconcile(store, self.config.policy, civicrm_snapshot_id=ids["civicrm"],
@@ -351,7 +351,7 @@ class ScheduledRun:
         if plan is None or self.summary["steps"]["apply"] != "failed":
             return
         from civimc_audit.changes.standing import counts_of
-        from civimc_audit.store import open_store
+
 
         with contextlib.suppress(Exception), open_store(self.config.store_file) as store:
             applied, waiting = counts_of(store, plan["id"])
@@ -400,7 +400,7 @@ class ScheduledRun:
             return
 
         def go():
-            with Store(self.config.store_file) as store:
+            with open_store(self.config.store_file) as store:
                 keep = {s["id"] for s in self.summary["snapshots"].values() if s.get("id")}
                 pruned = prune(store, self.config.runs_path, keep_days, now=utcnow(),
                                keep_runs={self.run_folder.name}, keep_snapshots=keep)
@@ -416,7 +416,7 @@ class ScheduledRun:
             raise ConfigError(NO_AUTO_APPROVE)
         self._started = time.monotonic()
         runs_path = self.config.runs_path
-        with RunLock(runs_path):
+        with writer_lock(self.config, "run"):
             self.folder = new_run_folder(runs_path)
             self.summary = new_run_summary(
                 self.folder.name, started_at=iso_utc(utcnow()), version=__version__, steps=STEPS,

@@ -24,9 +24,9 @@ from support.apply import (
 from support.apply_population import add_fake_address, load_every_rule
 from support.values import TEST_LIST_ID
 
-from civimc_audit.changes.session import lock_path
 from civimc_audit.config import load_config
 from civimc_audit.store import Store
+from civimc_audit.store.lock import lock_path
 from civimc_sandbox.demo import load_seed, seed_email
 from civimc_sandbox.emulator import member_hash
 
@@ -42,7 +42,7 @@ def history(civi_db, contact_id):
 @pytest.fixture
 def seeded(civi_db, emulator, make_config):
     ids = load_seed(civi_db.fixture, civi_db.group_id, emulator, TEST_LIST_ID, YEAR)
-    return make_config(), ids
+    return make_config("lock_wait_seconds = 0"), ids
 
 
 def test_dry_run_lists_what_would_be_sent_and_sends_nothing(seeded, run_cli, emulator, civi_db):
@@ -232,8 +232,8 @@ def test_a_held_lock_refuses_a_second_apply_and_a_killed_holder_frees_it(seeded,
     plan_and_freeze(run_cli, config)
     with hold_apply_lock(config, 1, 99):
         code, _, err = run_cli("--config", config, "apply", "--execute")
-    assert code == 2 and "already being applied" in err and str(os.getpid()) in err
-    assert "run 99" in err
+    assert code == 2 and "`apply` (plan 1, run 99)" in err and str(os.getpid()) in err
+    assert "did not start and changed nothing" in err
     holder = hold_apply_lock_in_child(config, 1)
     code, _, err = run_cli("--config", config, "apply", "--execute")
     assert code == 2 and f"pid {holder.pid}" in err
@@ -241,7 +241,7 @@ def test_a_held_lock_refuses_a_second_apply_and_a_killed_holder_frees_it(seeded,
     holder.wait(30)
     out = cli_ok(run_cli, config, "apply", "--execute")  # at once: the kernel dropped the lock
     assert "done 4" in out
-    assert not lock_path(load_config(config)).exists()
+    assert not lock_path(load_config(config).store_file).exists()
 
 
 def test_export_writes_parquet_and_mailchimp_import_csv(seeded, run_cli, tmp_path):

@@ -166,7 +166,7 @@ def test_an_apply_of_another_plan_meanwhile_is_refused(seeded, run_cli):
     plan_and_freeze(run_cli, config)
     with hold_apply_lock(config, 7, 99):
         code, _, err = run_cli("--config", config, "apply", "--execute")
-    assert code == 2 and "plan 7 is already being applied" in err, err
+    assert code == 2 and "`apply` (plan 7, run 99)" in err, err
     assert set(journal_states(config).values()) == {""}
 
 
@@ -225,7 +225,7 @@ def seeded(civi_db, emulator, make_config):
     from civimc_sandbox.demo import load_seed
 
     ids = load_seed(civi_db.fixture, civi_db.group_id, emulator, TEST_LIST_ID, YEAR)
-    return make_config(), ids
+    return make_config("lock_wait_seconds = 0"), ids
 
 
 def test_a_member_whose_email_changed_at_mailchimp_is_stale(seeded, run_cli, emulator):

@@ -18,8 +18,8 @@ from support.values import TEST_API_KEY, TEST_LIST_ID
 
 from civimc_audit import __version__
 from civimc_audit.common.codes import OUTCOME_ORDER
-from civimc_audit.common.oslock import Owner
-from civimc_audit.runs.lock import LOCK_NAME, RunLock
+from civimc_audit.common.oslock import OSLock, Owner, read_owner
+from civimc_audit.store.lock import lock_path
 from civimc_sandbox.demo import load_seed, seed_email
 
 YEAR = datetime.now(UTC).year - 1  # seed dates in the past: changes made "now" are later
@@ -33,7 +33,7 @@ def seeded(civi_db, emulator, make_config):
     ids = load_seed(civi_db.fixture, civi_db.group_id, emulator, TEST_LIST_ID, YEAR)
 
     def config(schedule: str = "", mailchimp: str = ""):
-        path = make_config(f"\n[schedule]\n{schedule}\n")
+        path = make_config(f"lock_wait_seconds = 0\n[schedule]\n{schedule}\n")
         if mailchimp:
             path.write_text(path.read_text().replace("[mailchimp]", f"[mailchimp]\n{mailchimp}"))
         return path
@@ -112,7 +112,7 @@ def test_two_runs_leave_two_records_and_the_change_between(seeded, civi_db, emul
         for name in STEP_FILES:
             assert f'href="{folder.name}/{name}"' in index
     assert "data:image/png;base64," in index
-    assert not (config.parent / "runs" / LOCK_NAME).exists()
+    assert not lock_path(config.parent / "audit.duckdb").exists()
     for text in (out, err, index, html, (second / "audit.ipynb").read_text(),
                  (second / "summary.json").read_text()):
         assert SECRET not in text
@@ -215,7 +215,7 @@ def test_a_failed_source_leaves_a_record_and_exits_3(seeded, emulator, run_cli):
     assert ">failed<" in index and "snapshot_mailchimp failed" in index
     for text in (err, html, index, json.dumps(summary)):
         assert SECRET not in text
-    assert not (config.parent / "runs" / LOCK_NAME).exists()
+    assert not lock_path(config.parent / "audit.duckdb").exists()
 
 
 def test_a_configuration_problem_met_during_the_run_exits_2(seeded, civi_db, run_cli):
@@ -231,18 +231,18 @@ def test_a_configuration_problem_met_during_the_run_exits_2(seeded, civi_db, run
 
 def test_a_live_lock_refuses_the_run(seeded, run_cli):
     config = seeded()
-    runs = config.parent / "runs"
-    with RunLock(runs) as held:
+    store_file = config.parent / "audit.duckdb"
+    # Held as another process holds it (an OSLock of its own is not this process's StoreLock).
+    with OSLock(lock_path(store_file), "apply", {"plan": 3}) as held:
         code, out, err = run_cli("--config", config, "run")
-        info = held.info
-        assert held.holder() == info  # untouched
+        info = held.owner
     assert code == 2
     assert err.strip() == (
-        f"civimc-audit: another run is in progress (pid {os.getpid()} on {info.host}, "
-        f"started {info.since:%Y-%m-%d %H:%M:%S}Z; lock {runs / LOCK_NAME}); "
-        "this run was not started")
-    assert runs_of(config) == []
-    assert not (runs / LOCK_NAME).exists()  # released by its owner
+        f"civimc-audit: `apply` (plan 3), pid {os.getpid()} on {info.host} since "
+        f"{info.since:%Y-%m-%d %H:%M:%S}Z, holds the audit store {store_file} (one command "
+        "writes to it at a time); waited 0 s, so this `run` did not start and changed nothing")
+    assert not (config.parent / "runs").exists()  # not even a run folder
+    assert not lock_path(store_file).exists()  # released by its owner
 
 
 def start_held_run(config, emulator):
@@ -267,12 +267,12 @@ def test_overlapping_runs_are_refused(seeded, emulator, run_cli):
     try:
         assert in_page.wait(60), "the first run never reached Mailchimp"
         code, _, err = run_cli("--config", config, "run")
-        holder = RunLock(config.parent / "runs").holder()
+        holder = read_owner(lock_path(config.parent / "audit.duckdb"))
     finally:
         release.set()
         emulator.on_members_page = None
         out1, err1 = first.communicate(timeout=120)
-    assert code == 2 and "another run is in progress" in err
+    assert code == 2 and "`run`" in err and "did not start" in err
     assert holder.pid == first.pid
     assert first.returncode == 0, err1
     assert len(runs_of(config)) == 1
@@ -286,13 +286,13 @@ def test_a_record_left_by_a_dead_run_never_blocks_the_next(seeded, run_cli):
     runs.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (runs / LOCK_NAME).write_text(Owner("run", dead.pid, os.uname().nodename,
+    lock_path(config.parent / "audit.duckdb").write_text(Owner("run", dead.pid, os.uname().nodename,
                                         datetime(2000, 1, 1)).to_json())
     code, _, err = run_cli("--config", config, "run")
     assert code == 0, err
     assert "warning" not in err
     assert summary_of(runs_of(config)[0])["warnings"] == []
-    assert not (runs / LOCK_NAME).exists()
+    assert not lock_path(config.parent / "audit.duckdb").exists()
 
 
 def age_run(config, folder, stamp):
@@ -412,18 +412,19 @@ def test_a_killed_run_does_not_block_the_next(seeded, emulator, run_cli):
         release.set()
         emulator.on_members_page = None
     runs = config.parent / "runs"
-    assert RunLock(runs).holder().pid == victim.pid  # its record is left behind, not its lock
+    # Its record is left behind, not its lock.
+    assert read_owner(lock_path(config.parent / "audit.duckdb")).pid == victim.pid
     (killed,) = runs_of(config)
     assert summary_of(killed)["status"] == "running"
     assert summary_of(killed)["steps"]["snapshot_mailchimp"] == "running"
 
     code, _, err = run_cli("--config", config, "run")
     assert code == 0, err
-    assert "another run is in progress" not in err
+    assert "holds the audit store" not in err
     index = (runs / "index.html").read_text()
     row = index[index.index(f"<td>{killed.name}</td>"):]
     assert row[:row.index("</tr>")].count(">interrupted<") == 1
-    assert not (runs / LOCK_NAME).exists()
+    assert not lock_path(config.parent / "audit.duckdb").exists()
 
 
 def test_sigterm_records_the_interruption_and_releases_the_lock(seeded, emulator):
@@ -443,4 +444,4 @@ def test_sigterm_records_the_interruption_and_releases_the_lock(seeded, emulator
     assert summary["status"] == "failed" and summary["message"] == "run interrupted by SIGTERM"
     assert summary["steps"]["snapshot_mailchimp"] == "interrupted"
     assert summary["steps"]["report"] == "skipped"
-    assert not (config.parent / "runs" / LOCK_NAME).exists()
+    assert not lock_path(config.parent / "audit.duckdb").exists()

@@ -9,10 +9,10 @@ import sys
 from collections import Counter
 
 from civimc_audit.changes.apply import DIE_ENV
-from civimc_audit.changes.session import lock_path
 from civimc_audit.common.oslock import OSLock
 from civimc_audit.config import load_config
 from civimc_audit.store import Store
+from civimc_audit.store.lock import lock_path
 from support.values import TEST_LIST_ID
 
 YEAR = 2026
@@ -69,9 +69,10 @@ def start_apply(config, die_at: str | None) -> subprocess.Popen:
 
 
 def hold_apply_lock(config, plan_id: int, run_id: int) -> OSLock:
-    """The store's apply lock, held by this process as an apply of `plan_id` would hold it
+    """The store's writer lock, held by this process as an apply of `plan_id` would hold it
     (use as a context manager)."""
-    return OSLock(lock_path(load_config(config)), "apply", {"plan": plan_id, "run": run_id})
+    return OSLock(lock_path(load_config(config).store_file), "apply",
+                  {"plan": plan_id, "run": run_id})
 
 
 _HOLD = """
@@ -84,8 +85,9 @@ time.sleep(120)
 
 
 def hold_apply_lock_in_child(config, plan_id: int) -> subprocess.Popen:
-    """Another process holding the store's apply lock (until it is killed)."""
-    child = subprocess.Popen([sys.executable, "-c", _HOLD, str(lock_path(load_config(config))),
+    """Another process holding the store's writer lock as an apply would (until it is killed)."""
+    child = subprocess.Popen([sys.executable, "-c", _HOLD,
+                              str(lock_path(load_config(config).store_file)),
                               str(plan_id)], stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "held"
     return child
