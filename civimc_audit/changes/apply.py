@@ -24,7 +24,7 @@ import json
 import os
 import signal
 import socket
-import time
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +66,9 @@ def tracking_note(plan_id: int) -> str:
 
 
 def checkpoint(name: str) -> None:
-    """Let tests kill this process (SIGKILL, no clean-up at all) at a named point."""
+    """A test hook, inert unless CIVIMC_TEST_DIE_AT is set: `point[:nth[:how]]` kills this
+    process (SIGKILL, no clean-up at all) at the nth pass of a named point, or with how =
+    `pause` prints "paused at <point>" and waits there until SIGUSR1 (or a kill)."""
     spec = os.environ.get(DIE_ENV)
     if not spec:
         return
@@ -74,10 +76,13 @@ def checkpoint(name: str) -> None:
     if point == name:
         _passes[name] += 1
         if _passes[name] == int(nth or 1):
-            if how == "pause":
+            if how == "pause":  # until SIGUSR1 (go on) or a kill
+                resumed = threading.Event()
+                signal.signal(signal.SIGUSR1, lambda *_: resumed.set())
                 print(f"paused at {name}", flush=True)
-                while True:
-                    time.sleep(1)
+                while not resumed.wait(0.05):
+                    pass
+                return
             os.kill(os.getpid(), signal.SIGKILL)
 
 

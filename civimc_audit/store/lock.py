@@ -3,8 +3,9 @@
 Every command that changes the store (`snapshot`, `reconcile`, `plan`, `review --import`,
 `approve`, `apply`, `verify`, `run`) holds `StoreLock` — an OS lock (common/oslock.py) on a
 file beside the store, `<store>.lock` — for its whole life, taken before the store is opened. A
-second writer waits up to `[store] lock_wait_seconds` for it, then is refused (`StoreBusy`,
-exit 2) with one line naming the holder's command, pid and start, having changed nothing. The
+second writer says on stderr whom it waits for, waits up to `[store] lock_wait_seconds`, then
+is refused (`StoreBusy`, exit 2) with one line naming the holder's command, pid and start,
+having changed nothing. The
 kernel drops the lock when its holder dies, however it dies, so there is no stale lock. Within
 one process the lock is re-entrant: `run --apply` holds it and the apply inside it shares it.
 
@@ -21,9 +22,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +40,16 @@ LOCK_SUFFIX = ".lock"
 COPY_SUFFIX = ".read"
 POLL = 0.2  # seconds between two tries while waiting for the lock
 
+#: on_wait(line): told once when a writer starts waiting for the lock.
+OnWait = Callable[[str], None]
 _held: dict[Path, StoreLock] = {}  # the locks this process holds, by lock file
 _held_guard = threading.Lock()
+
+
+def report_wait(line: str) -> None:
+    """The default `on_wait`: one line on stderr."""
+    sys.stderr.write(f"civimc-audit: {line}\n")
+    sys.stderr.flush()
 
 
 def lock_path(store_file: Path) -> Path:
@@ -69,10 +80,11 @@ class StoreLock:
     """
 
     def __init__(self, store_file: Path, command: str, *, wait: float = 0.0,
-                 details: dict | None = None):
+                 details: dict | None = None, on_wait: OnWait | None = report_wait):
         self.store_file = Path(store_file)
         self.command = command
         self.wait = wait
+        self.on_wait = on_wait
         self.path = lock_path(self.store_file)
         self._details = dict(details or {})
         self._lock: OSLock | None = None
@@ -90,11 +102,16 @@ class StoreLock:
                 return self
         lock = OSLock(self.path, self.command, self._details)
         deadline = time.monotonic() + self.wait
+        first = True
         while True:
             try:
                 lock.acquire()
                 break
             except LockHeld as held:
+                if self.on_wait is not None and self.wait > 0 and first:
+                    self.on_wait(f"{holder_words(held.owner)} holds the audit store; waiting up "
+                                 f"to {self.wait:g} s for it to finish")
+                first = False
                 if time.monotonic() >= deadline:
                     raise StoreBusy(
                         f"{holder_words(held.owner)} holds the audit store {self.store_file} "
