@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import threading
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +36,7 @@ if TYPE_CHECKING:
 from civimc_audit.changes.plan import Plan, get_plan, latest_frozen_plan
 from civimc_audit.changes.review import approved_items, check_frozen
 from civimc_audit.changes.session import ApplySession
+from civimc_audit.common.crashpoints import checkpoint
 from civimc_audit.common.emails import normalize_email
 from civimc_audit.common.files import private_dir
 from civimc_audit.common.summary import ApplySummary, write_summary
@@ -56,34 +54,9 @@ COMPLIANCE = "Member In Compliance State"
 FINAL_STATES = ("done", "failed", "stale")
 # Tests only: "<checkpoint>:<n>" SIGKILLs this process at the nth pass of a checkpoint;
 # "<checkpoint>:<n>:pause" instead waits there (for a test to SIGKILL it from outside).
-DIE_ENV = "CIVIMC_TEST_DIE_AT"
-_passes: Counter = Counter()
-
-
 def tracking_note(plan_id: int) -> str:
     """The tracking text of CiviCRM history rows written for a plan."""
     return f"civimc-audit plan {plan_id}"
-
-
-def checkpoint(name: str) -> None:
-    """A test hook, inert unless CIVIMC_TEST_DIE_AT is set: `point[:nth[:how]]` kills this
-    process (SIGKILL, no clean-up at all) at the nth pass of a named point, or with how =
-    `pause` prints "paused at <point>" and waits there until SIGUSR1 (or a kill)."""
-    spec = os.environ.get(DIE_ENV)
-    if not spec:
-        return
-    point, nth, how = (spec.split(":") + ["1", "die"])[:3]
-    if point == name:
-        _passes[name] += 1
-        if _passes[name] == int(nth or 1):
-            if how == "pause":  # until SIGUSR1 (go on) or a kill
-                resumed = threading.Event()
-                signal.signal(signal.SIGUSR1, lambda *_: resumed.set())
-                print(f"paused at {name}", flush=True)
-                while not resumed.wait(0.05):
-                    pass
-                return
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass

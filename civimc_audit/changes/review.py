@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from civimc_audit.changes.plan import Plan, get_plan, items_frame
+from civimc_audit.common.crashpoints import checkpoint
 from civimc_audit.common.csvcells import restore_frame
 from civimc_audit.common.times import iso_utc, utcnow
 from civimc_audit.errors import UsageError
@@ -290,10 +291,13 @@ def freeze(store: Store, plan_id: int | None, by: str, *, allow_pending: bool = 
         raise UsageError(f"plan {plan.id} has no approved items; approve some before freezing")
     digest = plan_hash(store, plan, allow_pending)
     reviewers = sorted(set(items["reviewer"].dropna()))
-    store.con.execute(
-        "UPDATE plans SET status = 'frozen', frozen_at = ?, frozen_hash = ?,"
-        " frozen_reviewers = ?, frozen_by = ?, allow_pending = ? WHERE id = ? AND status = 'open'",
-        [utcnow(), digest, json.dumps(reviewers), by, allow_pending, plan.id])
+    with store.transaction() as con:
+        con.execute(
+            "UPDATE plans SET status = 'frozen', frozen_at = ?, frozen_hash = ?,"
+            " frozen_reviewers = ?, frozen_by = ?, allow_pending = ? WHERE id = ?"
+            " AND status = 'open'",
+            [utcnow(), digest, json.dumps(reviewers), by, allow_pending, plan.id])
+        checkpoint("freeze")
     return get_plan(store, plan.id)
 
 

@@ -24,9 +24,11 @@ from civimc_audit.civicrm.columns import Schema, site_zone
 from civimc_audit.civicrm.db import connect, describe_error
 from civimc_audit.civicrm.dump import dump_tables, find_client, select_sql
 from civimc_audit.civicrm.stream import Field, TableRead, stream_table
+from civimc_audit.common.crashpoints import checkpoint
 from civimc_audit.config import CiviCRMSettings
 from civimc_audit.errors import CiviCRMError, ClientUnavailable, ConfigError
 from civimc_audit.store import Snapshot, Store, scalar
+from civimc_audit.store.lock import holds_lock
 
 MAILING_TYPE = "2"
 # Materialising the contact filter's EXISTS subqueries builds temporary tables of ~a million ids
@@ -175,7 +177,8 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
             reads = table_reads(schema, settings)
             cur.execute("SELECT UTC_TIMESTAMP(), VERSION()")
             server_time, version = cur.fetchone()
-            snap_id = store.begin_snapshot("civicrm", {
+            snap_id = store.begin_snapshot("civicrm", abandon_running=holds_lock(store.path),
+                                           meta={
                 "group_id": group.id, "group_name": group.name, "group_title": group.title,
                 "database": settings.database, "server_version": version,
                 "server_time_utc": server_time.isoformat(),
@@ -199,6 +202,7 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
                                   session=_client_session(lock_wait_timeout, version),
                                   max_bytes=max_bytes, progress=progress, on_chunk=on_chunk)
                 _settle_group_row(con, snap_id, group)
+                checkpoint("civicrm_loading")
                 cur.execute("COMMIT")
                 return store.finish_snapshot(snap_id, meta={"transport": used})
     except (pymysql.err.MySQLError, duckdb.Error, ValueError, OSError, ClientUnavailable,

@@ -23,6 +23,7 @@ import pymysql
 
 from civimc_audit.civicrm.columns import Schema, history_sql_time, local_now, site_zone
 from civimc_audit.civicrm.db import connect, describe_error
+from civimc_audit.common.crashpoints import checkpoint
 from civimc_audit.common.emails import normalize_email, strip_email
 from civimc_audit.config import CiviCRMSettings
 from civimc_audit.errors import CiviCRMError, ConfigError
@@ -210,6 +211,7 @@ class CiviCRMWriter:
             cur.execute(
                 "INSERT INTO civicrm_email (contact_id, location_type_id, email, is_primary)"
                 " VALUES (%s, %s, %s, 1)", (contact_id, self._default_location_type(cur), email))
+            checkpoint("civicrm_creating")
             return contact_id
 
         return self._in_transaction("creating a contact", create)

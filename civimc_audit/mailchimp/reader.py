@@ -47,6 +47,7 @@ import orjson
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from civimc_audit.common.crashpoints import checkpoint
 from civimc_audit.common.times import iso_utc, utcnow
 from civimc_audit.config import MailchimpSettings
 from civimc_audit.errors import MailchimpError
@@ -54,6 +55,7 @@ from civimc_audit.mailchimp.client import MailchimpClient
 from civimc_audit.store import Snapshot, Store, scalar
 from civimc_audit.store.frames import insert_frame
 from civimc_audit.store.loading import ChunkLoader, file_load, remove_files
+from civimc_audit.store.lock import holds_lock
 
 PAGE_SIZE = 1000
 STRIDE = PAGE_SIZE - 1  # pages overlap by one member, see MemberPager.read
@@ -534,6 +536,7 @@ class _Snapshotter:
         total, or None if the audience changed size or shifted while it was read."""
         self.bar.reset(total=None)
         r = self._full_read({})
+        checkpoint("mailchimp_loading")  # the pass's rows are committed, the snapshot running
         total, consistent = r.total, r.consistent and len(r.totals) == 1
         self.shifted = not r.consistent
         has_archived = self._count("status = 'archived'") > 0
@@ -724,7 +727,7 @@ def snapshot_mailchimp(settings: MailchimpSettings, store: Store, progress: bool
                 "server_started_at": started.isoformat(),
                 "mode": "incremental" if base else "full",
                 "base_snapshot_id": base.id if base else None}
-        snap_id = store.begin_snapshot("mailchimp", meta)
+        snap_id = store.begin_snapshot("mailchimp", meta, abandon_running=holds_lock(store.path))
         run = _Snapshotter(client, store, settings.list_id, snap_id, progress)
         try:
             return _run(run, store, snap_id, info, started, base, settings, client,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+from civimc_audit.common.crashpoints import checkpoint
 from civimc_audit.common.emails import install_sql_macros
 from civimc_audit.common.times import utcnow
 from civimc_audit.config import PolicySettings
@@ -68,6 +69,7 @@ def reconcile(store: Store, policy: PolicySettings | None = None, *,
         counts = dict(con.execute(
             "SELECT outcome, count(*) FROM outcomes WHERE reconciliation_id = ? GROUP BY 1",
             [rid]).fetchall())
+        checkpoint("reconcile_outcomes")
         con.execute("UPDATE reconciliations SET counts = ? WHERE id = ?",
                     [json.dumps(counts), rid])
     return store.reconciliation(rid)

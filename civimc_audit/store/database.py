@@ -319,7 +319,7 @@ class Store:
             # The storage format is the file's own once made; asking for it again would stop
             # other connections in this process from opening the file with no settings.
             config = {} if self.path.exists() else _NEW_FILE_CONFIG
-            self.con = duckdb.connect(str(self.path), read_only=read_only, config=config)
+            self.con = _connect(self.path, read_only, config)
         except duckdb.IOException as exc:
             raise StoreError(f"cannot open audit store {self.path}: {exc}") from None
         if not read_only:
@@ -363,7 +363,19 @@ class Store:
         self.con.execute("COMMIT")
 
     # snapshot registry ----------------------------------------------------------------------
-    def begin_snapshot(self, source: str, meta: dict | None = None) -> int:
+    def begin_snapshot(self, source: str, meta: dict | None = None, *,
+                       abandon_running: bool = False) -> int:
+        """Register a new running snapshot; returns its id.
+
+        With `abandon_running` (the caller holds the store's writer lock, so no other process
+        is taking a snapshot), a snapshot of the same source still marked running was left by
+        a process that died mid-way: it is marked failed and its rows dropped first."""
+        if abandon_running:
+            for (sid,) in self.con.execute(
+                    "SELECT id FROM snapshots WHERE source = ? AND status = 'running'",
+                    [source]).fetchall():
+                self.fail_snapshot(sid, f"{source} snapshot {sid} was interrupted: the process "
+                                   "taking it ended before it finished; nothing of it is used")
         return scalar(
             self.con,
             "INSERT INTO snapshots (source, started_at, status, meta) VALUES (?, ?, 'running', ?)"
@@ -375,6 +387,9 @@ class Store:
                         meta: dict | None = None, message: str | None = None) -> Snapshot:
         """Count the snapshot's rows and mark it complete (or incomplete, with why)."""
         snap = self.snapshot(snapshot_id)
+        if snap.status != "running":
+            raise StoreError(f"{snap.source} snapshot {snapshot_id} is {snap.status}, not "
+                             "running; it cannot be finished")
         counts = {t: scalar(self.con, f"SELECT count(*) FROM {t} WHERE snapshot_id = ?", [snapshot_id])
                   for t in SNAPSHOT_TABLES[snap.source]}
         merged = {**snap.meta, **(meta or {})}
@@ -430,6 +445,33 @@ class Store:
         return {"id": row[0], "civicrm_snapshot_id": row[1], "mailchimp_snapshot_id": row[2],
                 "created_at": row[3], "policy": json.loads(row[4] or "{}"),
                 "counts": json.loads(row[5] or "{}")}
+
+
+def _connect(path: Path, read_only: bool, config: dict) -> duckdb.DuckDBPyConnection:
+    """A connection to the store file, replaying a write-ahead log a killed writer left.
+
+    DuckDB 2.0 replays the log while it opens the file, before it has loaded its built-in json
+    extension, and then tries to download that extension to read the log's JSON columns: with
+    no network, a store whose writer was killed would not open at all. Attached from a
+    connection that has loaded json, the log replays; the checkpoint writes it into the file.
+    """
+    try:
+        return duckdb.connect(str(path), read_only=read_only, config=config)
+    except duckdb.IOException:
+        raise
+    except duckdb.Error as exc:
+        if "replaying wal" not in str(exc).lower():
+            raise
+    if read_only:
+        raise StoreError(f"audit store {path} was left mid-write by a command that was killed; "
+                         "the next command that writes to it recovers it (e.g. `civimc-audit "
+                         "reconcile`)")
+    with duckdb.connect() as con:
+        con.execute("LOAD json")
+        con.execute("ATTACH ? AS recovering", [str(path)])
+        con.execute("CHECKPOINT recovering")
+        con.execute("DETACH recovering")
+    return duckdb.connect(str(path), read_only=read_only, config=config)
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from civimc_audit.common.crashpoints import checkpoint
 from civimc_audit.common.csvcells import defuse_sql, frame_csv
 from civimc_audit.common.files import make_private, private_dir, write_atomic
 from civimc_audit.errors import UsageError
@@ -104,4 +105,5 @@ def backup_snapshots(store: Store, snapshot_ids: list[int], folder: Path) -> lis
         snap = store.snapshot(sid)
         written += export_snapshot(store, sid, folder / f"{snap.source}-snapshot-{sid}",
                                    "parquet")
+        checkpoint("apply_backup")
     return written

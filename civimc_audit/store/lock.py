@@ -46,6 +46,12 @@ _held: dict[Path, StoreLock] = {}  # the locks this process holds, by lock file
 _held_guard = threading.Lock()
 
 
+def holds_lock(store_file: Path) -> bool:
+    """Whether this process holds the writer lock of `store_file`."""
+    with _held_guard:
+        return lock_path(Path(store_file)) in _held
+
+
 def report_wait(line: str) -> None:
     """The default `on_wait`: one line on stderr."""
     sys.stderr.write(f"civimc-audit: {line}\n")

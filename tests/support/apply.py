@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections import Counter
 
-from civimc_audit.changes.apply import DIE_ENV
+from civimc_audit.common.crashpoints import DIE_ENV
 from civimc_audit.common.oslock import OSLock
 from civimc_audit.config import load_config
 from civimc_audit.store import Store
