@@ -196,12 +196,13 @@ class MailchimpClient:
             self.on_retry(failure.what, state.attempt_number, self.retries, wait)
 
     def send(self, method: str, path: str, *, params=None, json=None,
-             check: Callable[[bytes], object] | None = None) -> requests.Response:
+             check: Callable[[bytes], object] | None = orjson.loads) -> requests.Response:
         """One API call with retries; returns the successful response or raises.
 
-        `check(body)` raising ValueError says a successful answer's body is not what it must
-        be (JSON cut short or garbled behind a 200): that attempt counts as a transient
-        failure, retried like a dropped connection, then a MailchimpError saying so."""
+        `check(body)` (default: that it is JSON) raising ValueError says a successful answer's
+        body is not what it must be (cut short or garbled behind a 200): that attempt counts
+        as a transient failure, retried like a dropped connection, then a MailchimpError
+        saying so."""
         data = None if json is None else orjson.dumps(json)
         retrying = Retrying(stop=stop_after_attempt(self.retries + 1), wait=self._wait,
                             retry=retry_if_exception_type(_Transient),
@@ -265,7 +266,7 @@ class MailchimpClient:
 
     def request(self, method: str, path: str, *, params=None, json=None) -> dict | None:
         """One API call; the parsed JSON answer (None for 204)."""
-        resp = self.send(method, path, params=params, json=json, check=orjson.loads)
+        resp = self.send(method, path, params=params, json=json)
         if resp.status_code == 204 or not resp.content:
             return None
         return orjson.loads(resp.content)

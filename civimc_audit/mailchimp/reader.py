@@ -84,11 +84,13 @@ _STORE_COLUMNS = "id, email_address, status, last_changed, merge_fields, contact
 
 
 def _utc(column: str) -> str:
-    """SQL turning one of Mailchimp's ISO 8601 times into a naive UTC TIMESTAMP ('' -> NULL).
+    """SQL turning one of Mailchimp's ISO 8601 times into a naive UTC TIMESTAMP.
     Mailchimp writes them in UTC as '2025-06-01T12:00:00+00:00'; those are cut and cast
-    directly, any other offset goes through TIMESTAMPTZ."""
-    return (f"CASE WHEN suffix({column}, '+00:00') THEN CAST(left({column}, -6) AS TIMESTAMP)"
-            f" ELSE CAST(CAST(NULLIF({column}, '') AS TIMESTAMPTZ) AS TIMESTAMP) END")
+    directly, any other offset goes through TIMESTAMPTZ. A time that is empty, missing or not
+    a time at all becomes NULL: the member is still stored (the rules say it cannot be synced),
+    where a failed cast would lose the whole snapshot."""
+    return (f"CASE WHEN suffix({column}, '+00:00') THEN TRY_CAST(left({column}, -6) AS TIMESTAMP)"
+            f" ELSE TRY_CAST(TRY_CAST(NULLIF({column}, '') AS TIMESTAMPTZ) AS TIMESTAMP) END")
 
 
 _FROM_SPOOL = f"""
@@ -186,7 +188,7 @@ class MemberPager:
         self._lock = threading.Lock()
 
     def get(self, params: dict):
-        resp = self.client.send("GET", self.path, params=params)
+        resp = self.client.send("GET", self.path, params=params, check=whole_page)
         with self._lock:
             self.pages += 1
         return resp
@@ -364,6 +366,13 @@ _ENVELOPE = re.compile(rb'\A\{(?:"total_items":(\d+),)?"members":\[(.*)\](?:,"to
                        re.S)
 _MEMBER_START = b'{"id":"'
 _BOUNDARY = b'},{"id":"'
+
+
+def whole_page(content: bytes) -> None:
+    """Raise ValueError unless `content` is a whole page: the compact layout split_page cuts,
+    or JSON at all (a 200 whose body was cut short or garbled is retried, see client.send)."""
+    if not _ENVELOPE.match(content):
+        orjson.loads(content)
 
 
 def split_page(content: bytes, offset: int) -> Page:

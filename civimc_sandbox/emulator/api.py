@@ -362,7 +362,8 @@ def h_members(call: Call):
         if want_members:
             ctx = lst.context(call.base)
             recs = view[offset:offset + count]
-            if mtree is not None and exclude is None and emu.render_cache:
+            if (mtree is not None and exclude is None and emu.render_cache
+                    and emu.on_members_body is None):
                 members = _cached_members(lst, call, ctx, mtree, recs)
             else:
                 members = [render_member(r, ctx, mtree) for r in recs]
@@ -382,7 +383,9 @@ def h_members(call: Call):
     if include:
         top = {k: (None if k == "members" else v) for k, v in include.items()}
         body = project_include(body, top)
-    return project_exclude(body, exclude)
+    body = project_exclude(body, exclude)
+    rewrite = emu.on_members_body
+    return body if rewrite is None else rewrite(lst.id, offset, body)
 
 
 def _cached_members(lst, call: Call, ctx, mtree: dict, recs) -> list:

@@ -215,6 +215,10 @@ class Emulator:
     ``max_connections``    simultaneous requests before 429 (``None`` = unlimited)
     ``faults``             :class:`~.faults.Faults`
     ``on_members_page``    ``callable(emu, list_id, offset)`` run before each members page
+    ``on_members_body``    ``callable(list_id, offset, body) -> body`` rewrites each members
+                           page as it is sent (members as plain dicts): how tests serve what
+                           the real API should not — a member without ``last_changed``, an
+                           unknown status, one member twice, a page shorter than its total
     ``record_bodies``      keep request/response bodies in ``requests`` (off for benchmarks)
     ``record_requests``    keep ``requests`` at all
     ``count_over_max``     ``"clamp"`` (default) or ``"error"`` for ``count`` > 1000
@@ -244,6 +248,7 @@ class Emulator:
         self.record_requests = True
         self.faults = Faults(seed)
         self.on_members_page: Callable | None = None
+        self.on_members_body: Callable | None = None
         self.max_connections: int | None = 10
         self.count_over_max = "clamp"
         self.strict_fields = True
