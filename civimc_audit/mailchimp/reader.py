@@ -48,6 +48,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from civimc_audit.common.crashpoints import checkpoint
+from civimc_audit.common.emails import member_hash
 from civimc_audit.common.times import iso_utc, utcnow
 from civimc_audit.config import MailchimpSettings
 from civimc_audit.errors import MailchimpError
@@ -93,8 +94,12 @@ def _utc(column: str) -> str:
             f" ELSE TRY_CAST(TRY_CAST(NULLIF({column}, '') AS TIMESTAMPTZ) AS TIMESTAMP) END")
 
 
+# A member Mailchimp sent without its id is keyed by the id Mailchimp gives it (the md5 of its
+# lower-cased address); one with neither is kept under an id of its own, so it is never lost
+# (the rules say it cannot be synced).
 _FROM_SPOOL = f"""
-SELECT id, email_address, status, {_utc('last_changed')} AS last_changed, merge_fields,
+SELECT coalesce(id, md5(lower(trim(email_address))), 'unidentified-' || uuid()) AS id,
+       email_address, status, {_utc('last_changed')} AS last_changed, merge_fields,
        contact_id
 FROM read_json($path, format = 'array', maximum_object_size = 268435456,
                columns = {_MEMBER_COLUMNS})
@@ -241,8 +246,8 @@ class MemberPager:
             ms = doc.get("members") or []
             with lock:
                 totals.add(int(doc.get("total_items") or 0))
-                edges[offset] = (ms[0]["id"] if ms else None,
-                                 ms[STRIDE]["id"] if len(ms) > STRIDE else None)
+                edges[offset] = (member_id(ms[0]) if ms else None,
+                                 member_id(ms[STRIDE]) if len(ms) > STRIDE else None)
                 keep(ms[1:] if offset else ms)
 
         total, when, offsets = self.pages_of(params, fields, on_page)
@@ -262,7 +267,7 @@ def read_changed(client: MailchimpClient, list_id: str, since: str,
 
     def keep(members):
         for m in members:
-            out[m["id"]] = m
+            out[member_id(m)] = m
 
     params = {"since_last_changed": since, "sort_field": "last_changed", "sort_dir": "DESC"}
     pager.read(params, fields, keep)
@@ -368,6 +373,14 @@ _MEMBER_START = b'{"id":"'
 _BOUNDARY = b'},{"id":"'
 
 
+def member_id(member: dict) -> str | None:
+    """A member's id, or for one sent without it the id Mailchimp derives from its address."""
+    mid = member.get("id")
+    if mid is None and member.get("email_address"):
+        return member_hash(member["email_address"])
+    return mid
+
+
 def whole_page(content: bytes) -> None:
     """Raise ValueError unless `content` is a whole page: the compact layout split_page cuts,
     or JSON at all (a 200 whose body was cut short or garbled is retried, see client.send)."""
@@ -404,8 +417,8 @@ def split_page(content: bytes, offset: int) -> Page:
             return page
     doc = orjson.loads(content)
     ms = doc.get("members") or []
-    return Page(int(doc.get("total_items") or 0), ms[0]["id"] if ms else None,
-                ms[STRIDE]["id"] if len(ms) > STRIDE else None, len(ms),
+    return Page(int(doc.get("total_items") or 0), member_id(ms[0]) if ms else None,
+                member_id(ms[STRIDE]) if len(ms) > STRIDE else None, len(ms),
                 member_text(ms[1:] if offset else ms))
 
 
@@ -609,8 +622,8 @@ class _Snapshotter:
 
         def keep(members):
             for m in members:
-                if self.seen.get(m["id"]) != m:
-                    self.seen[m["id"]] = m
+                if self.seen.get(member_id(m)) != m:
+                    self.seen[member_id(m)] = m
                     fresh.append(m)
 
         params = {"since_last_changed": _iso(since), "sort_field": "last_changed",
@@ -642,7 +655,7 @@ class _Snapshotter:
             present: set[str] = set()
 
             def keep(members, present=present):
-                present.update(m["id"] for m in members)
+                present.update(member_id(m) for m in members)
 
             ok = self.small.read({}, ("id",), keep).consistent
             if self.archived_separately:

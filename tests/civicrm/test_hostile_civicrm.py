@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 from support.apply import cli_ok
 from support.values import TEST_LIST_ID
@@ -77,6 +78,6 @@ def test_odd_addresses_and_rows_snapshot_and_reconcile(civi_db, emulator, make_c
     assert null_row["outcome"] == "cannot_sync" and null_row["reason_code"] == "no_usable_email"
     cli_ok(run_cli, config, "plan")
     out = cli_ok(run_cli, config, "report")
-    html = open(out.split("report: ", 1)[1].strip(), encoding="utf-8").read()
+    html = Path(out.split("report: ", 1)[1].strip()).read_text(encoding="utf-8")
     assert "jürgen.müller@bücher.example" in html
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)" in html

@@ -165,3 +165,19 @@ def test_a_garbled_audience_answer_is_retried(mc):
     snap = take(mc, store)
     assert snap.status == "complete" and len(rows(store, snap.id)) == 3
     assert OLD  # the members' times are the loaded ones
+
+
+@pytest.mark.parametrize("n", [5, 1500])
+@pytest.mark.parametrize("field", ["id", "email_address"])
+def test_a_member_without_its_id_or_address_is_stored_or_reported_never_a_crash(mc, n, field):
+    mc.load(n)
+    mc.emu.on_members_body = rewrite_member("m3@example.org", lambda m: m.pop(field, None))
+    mc.spec_items = 1
+    store = mc.store()
+    snap = take(mc, store)
+    count = store.con.execute("SELECT count(*) FROM mailchimp_member WHERE snapshot_id = ?",
+                              [snap.id]).fetchone()[0]
+    if snap.status == "complete":
+        assert count == n  # the member reached the store, without what it lacked
+    else:
+        assert snap.status == "incomplete" and snap.message
