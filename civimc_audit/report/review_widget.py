@@ -19,6 +19,7 @@ from civimc_audit.changes.review import decide, filter_items
 from civimc_audit.config import load_config
 from civimc_audit.errors import CivimcError
 from civimc_audit.store import open_store
+from civimc_audit.store.lock import writer_lock
 
 SHOWN = ["item_id", "decision", "outcome", "rule", "display_name", "email", "mailchimp_status",
          "mailchimp_changed", "civicrm_status", "civicrm_changed", "flags", "reason_code",
@@ -120,7 +121,8 @@ class ReviewTable:
         ids = list(self.rows.value) if scope == "selected" else \
             self.matching()["item_id"].tolist()
         try:
-            with open_store(self.config.store_file) as store:
+            with writer_lock(self.config, "review notebook"), \
+                    open_store(self.config.store_file) as store:
                 n = decide(store, self.plan.id, ids, decision, self.reviewer.value,
                            note=self.note.value or None, via="notebook")
         except CivimcError as exc:

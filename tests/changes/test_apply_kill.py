@@ -39,7 +39,7 @@ def plan_history_rows(civi_db) -> Counter:
 @pytest.fixture
 def frozen(civi_db, emulator, make_config, run_cli):
     ids = load_every_rule(civi_db.fixture, civi_db.group_id, emulator, TEST_LIST_ID)
-    config = make_config()
+    config = make_config("lock_wait_seconds = 0")
     plan_and_freeze(run_cli, config, "--allow-pending")
     return config, ids
 
@@ -98,7 +98,7 @@ def test_kill_from_outside_while_paused_and_a_second_apply_meanwhile_is_refused(
         line = proc.stdout.readline()
         assert line.startswith("paused at mailchimp_after_call"), (line, proc.stderr.read())
         code, _, err = run_cli("--config", config, "apply", "--execute")
-        assert code == 2 and "is already being applied" in err
+        assert code == 2 and "`apply` (plan 1, run 1)" in err and "changed nothing" in err
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)

@@ -94,6 +94,12 @@ def test_writers_during_an_apply_are_refused_readers_read_and_the_apply_finishes
         code, out, err = run_cli("--config", config, "export", "2", "--format", "csv", "--out",
                                  tmp_path / "exp")
         assert code == 0, err
+        code, out, err = run_cli("--config", config, "review", "--export",
+                                 tmp_path / "again.csv")
+        assert code == 0, err
+        code, out, err = run_cli("--config", config, "report")
+        assert code == 0, err
+        assert "audit.html" in out
         assert changed_at_mailchimp(emulator) == sent_so_far  # nobody else sent anything
     finally:
         os.kill(proc.pid, signal.SIGUSR1)  # go on
