@@ -11,11 +11,13 @@ Before the first change of a run, both snapshots are backed up (Parquet, plus th
 Mailchimp's import format) into the run folder, and every person changed at either side since
 its snapshot is skipped as `stale` (drift.py) — items re-sent after an interrupted run too.
 
-One apply per store at a time, whatever the plan: the apply lock (session.py) is taken before
-anything else and held to the end, so a second apply is refused at once. The apply then opens
-one session (the store, CiviCRM's read and write connections, the Mailchimp client) and hands
-it to every phase: settling, the drift check, the writers, the journal and verify. The store
-stays open for the whole apply, so other commands that need it wait until the apply ends.
+One writer per store at a time, whatever the plan: the store's writer lock (store/lock.py) is
+taken before anything else and held to the end, so any other command that writes to the store
+(a second apply, a scheduled run, a snapshot, a review import) waits its bounded time and is
+refused, changing nothing. The apply then opens one session (the store, CiviCRM's read and
+write connections, the Mailchimp client) and hands it to every phase: settling, the drift
+check, the writers, the journal and verify. Read-only commands meanwhile read the copy of the
+store published when the last writer ended.
 """
 
 from __future__ import annotations

@@ -1,2 +1,2 @@
 """Scheduled runs: the pipeline behind `civimc-audit run`, its run folders and summary.json,
-the lock that keeps runs apart, retention and the runs index page."""
+retention and the runs index page (runs are kept apart by the store's writer lock)."""

@@ -1,4 +1,4 @@
-"""The OS lock behind the run lock and the apply lock: one holder at a time across processes,
+"""The OS lock behind the store's writer lock: one holder at a time across processes,
 and a holder that dies — even by SIGKILL — never leaves it held."""
 
 from __future__ import annotations
