@@ -106,6 +106,8 @@ BAD = [
     ("schedule", "auto_approve", "true", "a list of outcome codes"),
     ("store", "path", '""', "not empty"),
     ("store", "runs_dir", "false", "text in quotes"),
+    ("store", "lock_wait_seconds", "-1", "a number between 0 and 86400"),
+    ("store", "lock_wait_seconds", '"30"', "(unquoted)"),
     ("interests", "ABCDEF1234", "17", "10 hex digits in lower case"),
     ("interests", "9f8e7d6c5", "17", "10 hex digits in lower case"),
     ("interests", "9f8e7d6c5b", "0", "a CiviCRM group id: a whole number, 1 or more"),
@@ -323,7 +325,8 @@ interests = st.lists(st.from_regex(r"[0-9a-f]{10}", fullmatch=True), unique=True
     .map(lambda groups: dict(zip(ids, groups, strict=True))))
 valid = st.fixed_dictionaries({"civicrm": civicrm, "mailchimp": mailchimp}, optional={
     "policy": policy, "schedule": schedule, "interests": interests,
-    "store": st.fixed_dictionaries({}, optional={"path": text, "runs_dir": text})})
+    "store": st.fixed_dictionaries({}, optional={"path": text, "runs_dir": text,
+                                                 "lock_wait_seconds": st.integers(0, 86400)})})
 
 
 @settings(max_examples=300, deadline=None)

@@ -101,7 +101,8 @@ def test_the_defaults_the_template_states_are_the_defaults(tmp_path):
         key, raw, note = m.group(1), m.group(2), m.group(3) or ""
         example = tomllib.loads(f"v = {raw}")["v"]
         if section == "store":
-            actual = {"path": config.store_path, "runs_dir": config.runs_dir}[key]
+            actual = {"path": config.store_path, "runs_dir": config.runs_dir,
+                      "lock_wait_seconds": config.lock_wait_seconds}[key]
         else:
             actual = getattr(holders[section], key)
         if isinstance(actual, tuple):
