@@ -108,6 +108,25 @@ def test_a_redirect_is_not_followed(monkeypatch):
         elsewhere.shutdown()
 
 
+def test_a_proxy_from_the_environment_never_sees_a_loopback_request(monkeypatch):
+    monkeypatch.setenv(ENV_MAILCHIMP_API_KEY, SECRET_KEY)
+    proxy = serve((200, {}))
+    api = serve((200, {"Content-Type": "application/json"}))
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(var, f"http://127.0.0.1:{proxy.server_address[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:
+        settings = MailchimpSettings(list_id="abc",
+                                     base_url=f"http://127.0.0.1:{api.server_address[1]}/3.0")
+        with MailchimpClient(settings, retries=0) as client:
+            assert client.ping() == {}
+        assert len(api.seen) == 1 and proxy.seen == []
+    finally:
+        proxy.shutdown()
+        api.shutdown()
+
+
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_tls_is_verified_and_cannot_be_turned_off(tmp_path, monkeypatch):
     """A loopback https server with a self-signed certificate never gets a request, whatever

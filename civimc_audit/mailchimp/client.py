@@ -23,6 +23,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 import orjson
 import requests
@@ -32,6 +33,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from civimc_audit.common.emails import member_hash  # noqa: F401 - Mailchimp's id, importable here too
 from civimc_audit.config import API_KEY_RE, ENV_MAILCHIMP_API_KEY, MailchimpSettings, redact
+from civimc_audit.config.settings import is_loopback
 from civimc_audit.errors import MailchimpError
 
 USER_AGENT = "civimc-audit"
@@ -147,6 +149,9 @@ class MailchimpClient:
         if s is None:
             s = requests.Session()
             s.auth = self._auth
+            # This machine is never reached through a proxy: an HTTP_PROXY from the
+            # environment would otherwise receive a loopback request, key and all, in clear.
+            s.trust_env = not is_loopback((urlsplit(self.base_url).hostname or "").lower())
             s.headers["User-Agent"] = USER_AGENT
             adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
             s.mount("http://", adapter)
