@@ -373,12 +373,15 @@ _MEMBER_START = b'{"id":"'
 _BOUNDARY = b'},{"id":"'
 
 
-def member_id(member: dict) -> str | None:
-    """A member's id, or for one sent without it the id Mailchimp derives from its address."""
+def member_id(member: dict) -> str:
+    """A member's id; for one sent without it the id Mailchimp derives from its address, and
+    for one with neither an id of its own content (as the store keys it, never lost)."""
     mid = member.get("id")
-    if mid is None and member.get("email_address"):
+    if mid:
+        return str(mid)
+    if member.get("email_address"):
         return member_hash(member["email_address"])
-    return mid
+    return "unidentified-" + member_hash(orjson.dumps(member, option=orjson.OPT_SORT_KEYS).decode())
 
 
 def whole_page(content: bytes) -> None:
