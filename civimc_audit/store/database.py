@@ -322,7 +322,7 @@ class Store:
             self.con = _connect(self.path, read_only, config)
         except duckdb.IOException as exc:
             raise StoreError(f"cannot open audit store {self.path}: {exc}") from None
-        if not read_only:
+        if not read_only and self.path.exists():  # (not ":memory:")
             make_private(self.path)  # DuckDB creates it with the umask's mode
         self.con.execute("SET TimeZone = 'UTC'")
         if not read_only:
