@@ -17,10 +17,10 @@ from support.apply import cli_ok, journal_states, plan_and_freeze, start_apply
 from support.apply_population import load_every_rule
 from support.values import TEST_LIST_ID
 
-from civimc_audit.common.oslock import OSLock
+from civimc_audit.common.oslock import OSLock, read_owner
 from civimc_audit.config import load_config
 from civimc_audit.store import Store
-from civimc_audit.store.lock import copy_path, lock_path
+from civimc_audit.store.lock import StoreLock, copy_path, lock_path, publish_copy
 
 WAIT = 1  # [store] lock_wait_seconds of these tests
 
@@ -179,3 +179,28 @@ def test_the_read_copy_is_owner_only_and_made_when_a_writer_ends(civi_db, emulat
     assert copy.exists() and (copy.stat().st_mode & 0o777) == 0o600
     with Store(copy, read_only=True) as store:
         assert store.con.execute("SELECT count(*) FROM snapshots").fetchone()[0] == 2
+
+
+def test_the_lock_is_reentrant_in_a_process_and_publishes_once_at_the_end(tmp_path):
+    """`run --apply`: the run holds the lock, the apply inside shares it and adds its plan."""
+    store_file = tmp_path / "s.duckdb"
+    with StoreLock(store_file, "run"):
+        Store(store_file).close()
+        with StoreLock(store_file, "apply", details={"plan": 1}):
+            owner = read_owner(lock_path(store_file))
+            assert (owner.command, owner.pid, owner.details) == ("run", os.getpid(), {"plan": 1})
+        assert lock_path(store_file).exists()  # the outer holder still has it
+        assert not copy_path(store_file).exists()
+    assert not lock_path(store_file).exists()
+    assert copy_path(store_file).exists()
+
+
+def test_no_copy_is_published_from_a_store_still_open_with_a_log(tmp_path):
+    store_file = tmp_path / "s.duckdb"
+    with Store(store_file) as store:
+        store.begin_snapshot("civicrm")
+        assert store_file.with_name("s.duckdb.wal").exists()
+        assert publish_copy(store_file) is None
+    assert publish_copy(store_file) == copy_path(store_file)
+    with Store(copy_path(store_file), read_only=True) as copy:
+        assert copy.snapshots()[0].status == "running"
