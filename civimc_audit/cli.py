@@ -158,6 +158,9 @@ def snapshot(obj, civicrm_only, mailchimp_only, incremental, as_json):
 def _snapshot_line(snap) -> str:
     counts = ", ".join(f"{k.split('_', 1)[1]}={v}" for k, v in snap.row_counts.items())
     state = "" if snap.status == "complete" else f" [{snap.status}: {snap.message}]"
+    odd = snap.meta.get("odd_members") or {}
+    if odd:  # stored as sent, each cannot be synced: say so rather than let it pass unseen
+        state += "; members " + ", ".join(f"{n} {words}" for words, n in odd.items())
     return f"{snap.source} snapshot {snap.id} taken {snap.taken_at:%Y-%m-%d %H:%M:%S}Z: {counts}{state}"
 
 

@@ -786,13 +786,38 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
                                      ("member_count", pa.int64()), ("total_items", pa.int64())]))
     with store.transaction() as con:
         insert_frame(con, "mailchimp_list", lst, select=f"{int(snap_id)}, *")
-    meta = {"archived_listed_separately": run.archived_separately, "shifted": run.shifted,
+    meta: dict = {"archived_listed_separately": run.archived_separately, "shifted": run.shifted,
             "rounds": run.rounds, "repaired": run.repaired,
             "rows_read": run.rows_read, "total_items": total,
             "requests": client.stats["requests"] - requests_before,
             "page_requests": run.pager.pages + run.small.pages,
             "seconds": {k: round(v, 3) for k, v in run.seconds.items()}}
+    odd = odd_members(store, snap_id)
+    if odd:
+        meta["odd_members"] = odd
     return store.finish_snapshot(snap_id, complete=complete, meta=meta, message=message)
+
+
+#: Statuses the API documents for a member; any other is kept as sent and counted as odd.
+KNOWN_STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional",
+                  "archived")
+_ODD_SQL = f"""
+SELECT count(*) FILTER (WHERE last_changed IS NULL),
+       count(*) FILTER (WHERE status IS NULL OR status NOT IN
+                        ({", ".join(f"'{s}'" for s in KNOWN_STATUSES)})),
+       count(*) FILTER (WHERE email_address IS NULL OR trim(email_address) = ''),
+       count(*) FILTER (WHERE id LIKE 'unidentified-%')
+FROM mailchimp_member WHERE snapshot_id = ?
+"""
+ODD_WORDS = ("without a usable last_changed", "with an unknown status", "without an address",
+             "without an id or an address")
+
+
+def odd_members(store: Store, snap_id: int) -> dict[str, int]:
+    """How many of the snapshot's members Mailchimp sent broken, in words (none: empty). They
+    are stored as sent; the rules say they cannot be synced, and `snapshot` says how many."""
+    row = store.con.execute(_ODD_SQL, [snap_id]).fetchone() or ()
+    return {words: int(n) for words, n in zip(ODD_WORDS, row, strict=True) if n}
 
 
 def _read_until_counted(run: _Snapshotter, since: datetime) -> tuple[bool, int, int | None]:

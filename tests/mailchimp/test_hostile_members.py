@@ -59,6 +59,7 @@ def test_a_member_with_a_broken_last_changed_is_stored_without_it(mc, n, broken)
     assert len(got) == n
     assert got[target][1] is None
     assert got["m4@example.org"][1] is not None
+    assert snap.meta["odd_members"] == {"without a usable last_changed": 1}
 
 
 @pytest.mark.parametrize("n", [5, 1500])
@@ -72,6 +73,7 @@ def test_an_unknown_status_is_kept_as_sent(mc, n):
     assert snap.status == "complete", snap.message
     got = rows(store, snap.id)
     assert len(got) == n and got["m2@example.org"][0] == "frozen<b>"
+    assert snap.meta["odd_members"] == {"with an unknown status": 1}
 
 
 @pytest.mark.parametrize("always", [False, True])
@@ -181,3 +183,15 @@ def test_a_member_without_its_id_or_address_is_stored_or_reported_never_a_crash(
         assert count == n  # the member reached the store, without what it lacked
     else:
         assert snap.status == "incomplete" and snap.message
+
+
+def test_snapshot_says_how_many_members_came_broken(civi_db, emulator, make_config, run_cli):
+    from support.values import TEST_LIST_ID
+
+    for n in range(3):
+        emulator.add_member(TEST_LIST_ID, f"x{n}@example.org", last_changed=OLD)
+    emulator.on_members_body = rewrite_member("x1@example.org",
+                                              lambda m: m.update(last_changed=""))
+    code, out, err = run_cli("--config", make_config(), "snapshot", "--mailchimp-only")
+    assert code == 0, err
+    assert "member=3" in out and "; members 1 without a usable last_changed" in out
