@@ -225,6 +225,8 @@ def report(obj, run_id):
     """Run notebooks/audit.ipynb headless into data/runs/<UTC timestamp>/."""
     from civimc_audit.report.audit import run_report
 
+    with obj.reading():  # only to say so when a writer holds the store and its copy is read
+        pass
     folder = run_report(obj.config, reconciliation_id=run_id)
     click.echo(f"report: {folder / 'audit.html'}")
 

@@ -99,7 +99,7 @@ def test_writers_during_an_apply_are_refused_readers_read_and_the_apply_finishes
         assert code == 0, err
         code, out, err = run_cli("--config", config, "report")
         assert code == 0, err
-        assert "audit.html" in out
+        assert "audit.html" in out and "is writing to the audit store" in err
         assert changed_at_mailchimp(emulator) == sent_so_far  # nobody else sent anything
     finally:
         os.kill(proc.pid, signal.SIGUSR1)  # go on
