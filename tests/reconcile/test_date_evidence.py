@@ -12,6 +12,7 @@ agreement (agree), a member without a contact (stranger).
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import UTC, datetime
 
@@ -19,6 +20,9 @@ import pytest
 from support.spec import assert_traffic_matches_spec
 from support.values import TEST_LIST_ID
 
+from civimc_audit import AuditReport
+from civimc_audit.changes.plan import items_frame
+from civimc_audit.changes.review import filter_items
 from civimc_audit.config import load_config
 from civimc_audit.mailchimp.client import MailchimpClient, member_hash
 from civimc_audit.runs.evidence import gather_evidence
@@ -132,6 +136,36 @@ def test_last_changed_decides_and_profile_edits_are_flagged(people, emulator, ma
             == (4, 4, 0)
     assert_traffic_matches_spec(emulator)
 
+    # The report: "how it decided" counts them and lists them; each flag is a review bucket.
+    report = AuditReport.load(str(config))
+    words = report.date_evidence()
+    assert "activity feed was read for 4 people" in words and "(4 requests)" in words
+    assert "A profile edit decided 2 people" in words
+    table = report.date_evidence_table()
+    assert "removal@example.org" in table and "addition@example.org" in table
+    assert "later@example.org" not in table and "2026-01-02 12:00:00" in table
+    buckets = report.buckets().set_index("Bucket")
+    assert buckets.loc["profile_edit_decided", "People"] == 2
+    assert "date_basis" in buckets.loc["profile_edit_decided", "What it means and what to do"]
+    assert "date_basis = last_changed" in report.policy_text()
+
+    # Review: the plan's CSV carries the flag, the filters and `approve --flag` find them.
+    code, out, err = run_cli("--config", config, "plan")
+    assert code == 0, err
+    export = config.parent / "review.csv"
+    assert run_cli("--config", config, "review", "--export", export)[0] == 0
+    with export.open(encoding="utf-8", newline="") as fh:
+        flagged = {r["email"] for r in csv.DictReader(fh)
+                   if "profile_edit_decided" in r["flags"].split()}
+    assert flagged == {"removal@example.org", "addition@example.org"}
+    code, out, err = run_cli("--config", config, "approve", "--flag", "profile_edit_decided",
+                             "--reject", "--reviewer", "tester")
+    assert code == 0, err
+    with Store(load_config(config).store_file, read_only=True) as store:
+        items = items_frame(store, store.con.execute("SELECT max(id) FROM plans").fetchone()[0])
+    picked = filter_items(items, flag="profile_edit_decided")
+    assert set(picked["email"]) == flagged and set(picked["decision"]) == {"rejected"}
+
 
 def test_status_change_decides_the_profile_edit_rows_by_the_status_date(people, emulator,
                                                                        make_config, run_cli):
@@ -149,6 +183,9 @@ def test_status_change_decides_the_profile_edit_rows_by_the_status_date(people, 
     # The status changed after CiviCRM (later) or nobody knows when (quiet): unchanged.
     assert (rows["later@example.org"]["rule"], rows["quiet@example.org"]["rule"]) == ("R2", "R2")
     assert sorted(feed_requests(emulator)) == sorted(member_hash(e) for e in CONTESTED)
+    report = AuditReport.load(str(config))
+    assert "date_basis = status_change" in report.policy_text()
+    assert "which changes 2 of them (CiviCRM decides)" in report.date_evidence()
 
 
 def test_a_feed_unreadable_after_retries_is_flagged_never_an_empty_date(people, emulator,
@@ -185,3 +222,6 @@ def test_a_feed_unreadable_after_retries_is_flagged_never_an_empty_date(people, 
     assert "Mailchimp's activity feed could not be read" in removal["reason"]
     assert (removal["rule"], removal["outcome"]) == ("R2", "remove_from_civicrm_group")
     assert "profile_edit_decided" in rows["addition@example.org"]["flags"]
+    words = AuditReport.load(str(config_path)).date_evidence()
+    assert "For 1 person whose later Mailchimp date decides, nobody knows" in words
+    assert "1 feed(s) could not be read after retries" in words
