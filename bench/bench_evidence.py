@@ -151,7 +151,7 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     from civimc_audit.config import ENV_MAILCHIMP_API_KEY, MailchimpSettings, config_from_dict
     from civimc_audit.mailchimp.client import MailchimpClient, member_hash
-    from civimc_audit.runs.evidence import gather_evidence
+    from civimc_audit.runs.evidence import take_evidence
     from civimc_audit.store import Store
 
     os.environ[ENV_MAILCHIMP_API_KEY] = KEY  # the local emulator's made-up key
@@ -185,7 +185,7 @@ def main(argv: list[str]) -> int:
                         list_id=LIST, base_url=base_url, max_connections=c))
                     with client:
                         t = time.perf_counter()
-                        found = gather_evidence(config, store, civi, mc, client=client)
+                        found = take_evidence(config, store, civi, mc, client=client)
                         step_t.append(time.perf_counter() - t)
                     read_t.append(found.seconds)
                     assert (found.members, found.requests, found.unreadable) == (k, k, 0), found

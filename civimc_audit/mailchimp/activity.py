@@ -13,15 +13,19 @@ empty date; only a bad key or data centre (nothing would be readable) is raised.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
+import pyarrow as pa
 
 from civimc_audit.errors import EXIT_USAGE, MailchimpError
 from civimc_audit.mailchimp.client import MailchimpClient
+from civimc_audit.store import Store
+from civimc_audit.store.frames import insert_frame
 
 SIGNUP_TYPES = ("generic_signup", "website_signup", "landing_page_signup", "ecommerce_signup",
                 "squatter_signup")
@@ -92,3 +96,58 @@ def read_status_changes(client: MailchimpClient, list_id: str,
     workers = max(1, min(client.max_connections, len(member_ids)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feed") as pool:
         return list(pool.map(lambda h: read_one(client, list_id, h), member_ids))
+
+
+_SCHEMA = pa.schema([("member_id", pa.string()), ("state", pa.string()),
+                     ("status_changed", pa.timestamp("us")), ("status_event", pa.string()),
+                     ("detail", pa.string())])
+
+
+@dataclass(frozen=True)
+class EvidenceResult:
+    """What one evidence step did: members whose feed was read, requests sent (retries
+    included), how many feeds stayed unreadable, and the seconds the reads took."""
+
+    members: int
+    requests: int
+    unreadable: int
+    seconds: float
+
+    def meta(self, civicrm_snapshot_id: int) -> dict:
+        return {"feed_members": self.members, "feed_requests": self.requests,
+                "feed_unreadable": self.unreadable, "feed_seconds": round(self.seconds, 3),
+                "evidence_civicrm_snapshot_id": civicrm_snapshot_id}
+
+    def line(self) -> str:
+        text = (f"date evidence: read {self.members} activity feed(s) in {self.requests} "
+                "request(s)")
+        return text + (f", {self.unreadable} unreadable (flagged status_change_unknown)"
+                       if self.unreadable else "")
+
+
+def evidence_frame(found: list[StatusEvidence]) -> pa.Table:
+    return pa.Table.from_pylist([{"member_id": e.member_id, "state": e.state,
+                                  "status_changed": e.status_changed,
+                                  "status_event": e.status_event, "detail": e.detail}
+                                 for e in found], schema=_SCHEMA)
+
+
+def gather_evidence(client: MailchimpClient, store: Store, list_id: str,
+                    civicrm_snapshot_id: int, mailchimp_snapshot_id: int,
+                    member_ids: list[str]) -> EvidenceResult:
+    """Read the listed members' feeds and store the evidence for the pair of snapshots
+    (replacing any stored before); the Mailchimp snapshot's meta counts the requests."""
+    before = client.stats["requests"]
+    t0 = time.monotonic()
+    found = read_status_changes(client, list_id, member_ids)
+    result = EvidenceResult(len(member_ids), client.stats["requests"] - before,
+                            sum(e.state == "unreadable" for e in found), time.monotonic() - t0)
+    with store.transaction() as con:
+        con.execute("DELETE FROM mailchimp_evidence WHERE mailchimp_snapshot_id = ?"
+                    " AND civicrm_snapshot_id = ?", [mailchimp_snapshot_id, civicrm_snapshot_id])
+        if found:
+            insert_frame(con, "mailchimp_evidence", evidence_frame(found),
+                         select="$m, $c, member_id, state, status_changed, status_event, detail",
+                         params={"m": mailchimp_snapshot_id, "c": civicrm_snapshot_id})
+    store.add_snapshot_meta(mailchimp_snapshot_id, result.meta(civicrm_snapshot_id))
+    return result

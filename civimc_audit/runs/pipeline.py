@@ -254,12 +254,12 @@ class ScheduledRun:
         self.summary["snapshots"]["civicrm"] = {"id": civi.id, "mode": "full"}
 
         def mailchimp():
-            from civimc_audit.runs.evidence import gather_evidence
+            from civimc_audit.runs.evidence import take_evidence
 
             with Store(self.config.store_file) as store:
                 snap, mode = _snapshot_mailchimp(self.config, store, self.progress)
                 if snap.status == "complete" and civi.status == "complete":
-                    gather_evidence(self.config, store, civi.id, snap.id)  # date evidence
+                    take_evidence(self.config, store, civi.id, snap.id)  # date evidence
                 return snap, mode
 
         mc, mode = self._step("snapshot_mailchimp", mailchimp)

@@ -25,7 +25,7 @@ from civimc_audit.changes.plan import items_frame
 from civimc_audit.changes.review import filter_items
 from civimc_audit.config import load_config
 from civimc_audit.mailchimp.client import MailchimpClient, member_hash
-from civimc_audit.runs.evidence import gather_evidence
+from civimc_audit.runs.evidence import take_evidence
 from civimc_audit.store import Store
 
 
@@ -210,7 +210,7 @@ def test_a_feed_unreadable_after_retries_is_flagged_never_an_empty_date(people, 
         civi, mc = store.latest_snapshot("civicrm"), store.latest_snapshot("mailchimp")
         client = MailchimpClient(config.mailchimp, retries=2, backoff=0.01, on_retry=None)
         with client:
-            found = gather_evidence(config, store, civi.id, mc.id, client=client)
+            found = take_evidence(config, store, civi.id, mc.id, client=client)
         assert (found.members, found.unreadable, found.requests) == (4, 1, 3 + 3)
         assert store.snapshot(mc.id).meta["feed_unreadable"] == 1
     assert set(feed_requests(emulator)) == hashes
