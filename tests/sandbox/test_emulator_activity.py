@@ -125,3 +125,21 @@ def test_faults_apply_to_the_feed(mc):
     assert get(mc, "g@example.org").status_code == 503
     assert get(mc, "g@example.org").status_code == 200
     assert mc.emu.faults.injected["503"] == 1
+
+
+def test_a_restarted_emulator_keeps_the_feeds(mc, tmp_path):
+    from civimc_sandbox.emulator import Emulator
+    from civimc_sandbox.emulator.persist import load_state, save_state
+
+    mc.emu.add_member(LIST, "h@example.org", status="subscribed",
+                      last_changed="2026-01-01T00:00:00Z",
+                      activity=[{"activity_type": "generic_signup",
+                                 "created_at_timestamp": "2026-01-01T00:00:00Z"}])
+    mc.emu.update_member(LIST, "h@example.org", status="unsubscribed",
+                         last_changed="2026-01-02T00:00:00Z")
+    before = mc.emu.dispatch("GET", f"/lists/{LIST}/members/h@example.org/activity-feed").body
+    save_state(mc.emu, tmp_path / "state.json")
+    again = Emulator(api_key=KEY)
+    load_state(again, tmp_path / "state.json")
+    after = again.dispatch("GET", f"/lists/{LIST}/members/h@example.org/activity-feed").body
+    assert after["activity"] == before["activity"] and after["total_items"] == 2
