@@ -423,7 +423,8 @@ def _drift_reasons(row: dict, mc_changed: dict, moved: dict, civi_changed: dict,
     why = []
     if row["member_id"] and row["member_id"] in mc_changed:
         when = mc_changed[row["member_id"]]
-        why.append(f"changed at Mailchimp on {when:%Y-%m-%d %H:%M:%S}Z")
+        why.append(f"changed at Mailchimp on {when:%Y-%m-%d %H:%M:%S}Z" if when is not None
+                   else "changed at Mailchimp (on a date it did not say)")
     elif row["member_id"] in moved:
         why.append(f"email changed at Mailchimp to {moved[row['member_id']]}")
     if not pd.isna(row["contact_id"]) and int(row["contact_id"]) in civi_changed:
