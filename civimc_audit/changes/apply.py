@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +36,7 @@ if TYPE_CHECKING:
 from civimc_audit.changes.plan import Plan, get_plan, latest_frozen_plan
 from civimc_audit.changes.review import approved_items, check_frozen
 from civimc_audit.changes.session import ApplyLock, ApplySession
+from civimc_audit.common.crashpoints import DIE_ENV, checkpoint
 from civimc_audit.common.emails import normalize_email
 from civimc_audit.common.files import write_atomic
 from civimc_audit.common.summary import ApplySummary, write_summary
@@ -53,31 +51,13 @@ MAILCHIMP_CHUNK = 500      # one batch call per journal chunk
 CIVICRM_CHUNK = 1000       # journaled together; the writer still commits every CIVICRM_BATCH
 COMPLIANCE = "Member In Compliance State"
 FINAL_STATES = ("done", "failed", "stale")
-# Tests only: "<checkpoint>:<n>" SIGKILLs this process at the nth pass of a checkpoint;
-# "<checkpoint>:<n>:pause" instead waits there (for a test to SIGKILL it from outside).
-DIE_ENV = "CIVIMC_TEST_DIE_AT"
-_passes: Counter = Counter()
+__all__ = ["DIE_ENV", "ApplyResult", "apply_plan", "checkpoint", "journal_frame", "load_frozen",
+           "tracking_note"]
 
 
 def tracking_note(plan_id: int) -> str:
     """The tracking text of CiviCRM history rows written for a plan."""
     return f"civimc-audit plan {plan_id}"
-
-
-def checkpoint(name: str) -> None:
-    """Let tests kill this process (SIGKILL, no clean-up at all) at a named point."""
-    spec = os.environ.get(DIE_ENV)
-    if not spec:
-        return
-    point, nth, how = (spec.split(":") + ["1", "die"])[:3]
-    if point == name:
-        _passes[name] += 1
-        if _passes[name] == int(nth or 1):
-            if how == "pause":
-                print(f"paused at {name}", flush=True)
-                while True:
-                    time.sleep(1)
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
