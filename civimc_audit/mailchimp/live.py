@@ -1,5 +1,5 @@
 """The current state of Mailchimp members, read one by one (apply settling items an
-interrupted run left as `sending`: was the change made?)."""
+interrupted run left as `sending`: was the change made?), and whether the audience is there."""
 
 from __future__ import annotations
 
@@ -19,3 +19,14 @@ def member_statuses(client: MailchimpClient, list_id: str, member_ids: list[str]
                 raise
             out[mid] = None
     return out
+
+
+def audience_exists(client: MailchimpClient, list_id: str) -> bool:
+    """Whether the audience still exists (apply checks before each batch it sends)."""
+    try:
+        client.get(f"/lists/{list_id}", fields="id")
+    except MailchimpError as exc:
+        if exc.status != 404:
+            raise
+        return False
+    return True

@@ -204,6 +204,9 @@ MIGRATIONS: list = [
     # Outcome rows are written a million at a time, and their sentences and addresses cost
     # DuckDB's default compression twice what zstd takes (0.8 s of a 7 s reconcile).
     lambda con: _rebuild_tables(con, _OUTCOMES_V5, "v5"),
+    # issue 20: a reviewer can withdraw a decision; the withdrawal is a decision row of its own
+    # ('undecided', with who and when), so the latest row stays the item's decision.
+    lambda con: _rebuild_tables(con, _DECISIONS_WITHDRAWABLE, "withdrawable"),
 ]
 
 # The snapshot tables as of migration 3; `{z}` marks the columns stored with zstd.
@@ -244,6 +247,18 @@ _OUTCOMES_V5: dict[str, tuple[str, str]] = {
         " civicrm_changed TIMESTAMP, civicrm_history_status VARCHAR, winner VARCHAR,"
         " outcome VARCHAR NOT NULL, rule VARCHAR NOT NULL, reason_code VARCHAR,"
         " reason VARCHAR{z} NOT NULL, flags VARCHAR NOT NULL, target_email VARCHAR{z}",
+        "*"),
+}
+
+
+# The decisions table once a decision can be withdrawn.
+_DECISIONS_WITHDRAWABLE: dict[str, tuple[str, str]] = {
+    "decisions": (
+        "seq BIGINT PRIMARY KEY DEFAULT nextval('decision_seq'), plan_id INTEGER NOT NULL,"
+        " item_id INTEGER NOT NULL,"
+        " decision VARCHAR NOT NULL CHECK (decision IN ('approved', 'rejected', 'undecided')),"
+        " reviewer VARCHAR NOT NULL, decided_at TIMESTAMP NOT NULL, note VARCHAR,"
+        " via VARCHAR NOT NULL",
         "*"),
 }
 
