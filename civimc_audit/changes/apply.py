@@ -259,6 +259,7 @@ class _Run:
         batches, is found too; see drift.py for what counts as a change.
         """
         from civimc_audit.changes.drift import civicrm_drift, cutoff, moved_members
+        from civimc_audit.mailchimp.live import member_statuses
 
         items = self.vanished(items)
         if items.empty:
@@ -268,6 +269,11 @@ class _Run:
         changed = (self.session.mailchimp_writer(self.plan.target_list).changed_members(
             cutoff(snapshots["mailchimp"])) if members else {})
         moved = moved_members(store, snapshots["mailchimp"].id, changed, members)
+        # A member deleted since the snapshot is in no listing of changes: each member the
+        # plan was made from is looked up.
+        had = items[items["mailchimp_status"].notna()]["member_id"].dropna().tolist()
+        deleted = {mid for mid, status in member_statuses(
+            self.session.mailchimp, self.plan.target_list, had).items() if status is None}
         ids = sorted({int(c) for c in items["contact_id"].dropna()})
         civi_changed = (civicrm_drift(self.session.civicrm, store, snapshots["civicrm"].id,
                                       self.plan.target_group, ids, cutoff(snapshots["civicrm"]),
@@ -278,7 +284,7 @@ class _Run:
         mc_changed = {mid: m["last_changed"] for mid, m in changed.items()}
         stale = []
         for row in items.to_dict("records"):
-            why = _drift_reasons(row, mc_changed, moved, civi_changed, owners)
+            why = _drift_reasons(row, mc_changed, moved, civi_changed, owners, deleted)
             if why:
                 stale.append({"item_id": row["item_id"], "state": "stale",
                               "title": "changed since the snapshot",
@@ -440,15 +446,17 @@ def _settled(row: dict, detail: str) -> dict:
 
 
 def _drift_reasons(row: dict, mc_changed: dict, moved: dict, civi_changed: dict,
-                   owners: dict) -> list[str]:
+                   owners: dict, deleted: set) -> list[str]:
     """Why the person of an item changed since the snapshots (empty when they did not)."""
     why = []
-    if row["member_id"] and row["member_id"] in mc_changed:
+    if row["member_id"] in moved:
+        why.append(f"email changed at Mailchimp to {moved[row['member_id']]}")
+    elif row["member_id"] in deleted:
+        why.append("the Mailchimp member no longer exists")
+    elif row["member_id"] and row["member_id"] in mc_changed:
         when = mc_changed[row["member_id"]]
         why.append(f"changed at Mailchimp on {when:%Y-%m-%d %H:%M:%S}Z" if when is not None
                    else "changed at Mailchimp (on a date it did not say)")
-    elif row["member_id"] in moved:
-        why.append(f"email changed at Mailchimp to {moved[row['member_id']]}")
     if not pd.isna(row["contact_id"]) and int(row["contact_id"]) in civi_changed:
         why.append(civi_changed[int(row["contact_id"])])
     if row["action"] == "create_contact" and owners.get(normalize_email(row["email"])):

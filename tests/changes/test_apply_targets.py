@@ -120,3 +120,26 @@ def test_a_deleted_audience_makes_the_mailchimp_items_stale(seeded, run_cli, emu
     assert set(states.values()) == {"stale"}
     assert group_status(civi_db, ids["Barney"]) == "Added"
     assert not posted(emulator)
+
+
+def test_a_member_deleted_at_mailchimp_since_the_snapshot_is_stale(seeded, run_cli, emulator,
+                                                                   civi_db):
+    """A permanently deleted member is in no listing of changes: apply looks each member of a
+    batch up, so neither Barney's removal (decided by his member) nor Fred's unsubscribe (which
+    would make a new member) is sent."""
+    config, ids = seeded
+    plan_and_freeze(run_cli, config)
+    for name in ("Barney", "Fred"):
+        emulator.delete_member(TEST_LIST_ID, seed_email(name), permanent=True)
+    emulator.clear_requests()
+    cli_ok(run_cli, config, "apply", "--execute", "--no-verify", code=1)
+    states = journal_states(config)
+    assert states[seed_email("Barney")] == states[seed_email("Fred")] == "stale"
+    assert states[seed_email("Betty")] == "done"
+    assert group_status(civi_db, ids["Barney"]) == "Added"
+    assert all(email != seed_email("Fred") for email, _ in posted(emulator))
+    assert emulator.get_member(TEST_LIST_ID, seed_email("Fred")) is None
+    with Store(load_config(config).store_file) as store:
+        details = {r[0] for r in store.con.execute(
+            "SELECT detail FROM journal WHERE state = 'stale'").fetchall()}
+    assert details == {"the Mailchimp member no longer exists: left for a new audit"}
