@@ -287,39 +287,58 @@ def approved_items(store: Store, plan_id: int) -> pd.DataFrame:
 
 
 # The hash of a frozen plan, computed in the store: the plan's row (less what freezing itself
-# writes), the registry rows of its two snapshots (what drift's cut-off is read from), then each
+# writes), the registry rows of its two snapshots (what drift's cut-off is read from), each
 # approved item's whole plan_items row — every column apply reads: payload, target, ids and the
-# state it was planned from — hashed one by one, in item order. A column added to plan_items,
-# plans or snapshots is covered without changing this.
-_HASH_SQL = """
+# state it was planned from — hashed one by one in item order, and the snapshot rows of the
+# items' people (what drift compares the live systems with), hashed one by one in hash order.
+# A column added to any of these tables is covered without changing this.
+_ROWS_HASH = "sha256(string_agg(sha256(to_json(r)::VARCHAR), '' ORDER BY sha256(to_json(r)::VARCHAR)))"
+_HASH_SQL = f"""
 WITH d AS (
     SELECT item_id, decision FROM decisions WHERE plan_id = $plan
     QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY seq DESC) = 1
+), p AS (
+    SELECT * FROM plans WHERE id = $plan
 ), head AS (
-    SELECT to_json(p)::VARCHAR AS text FROM (
+    SELECT to_json(h)::VARCHAR AS text FROM (
         SELECT * EXCLUDE (status, frozen_at, frozen_hash, frozen_reviewers, frozen_by,
                           allow_pending),
                $allow_pending AS allow_pending
-        FROM plans WHERE id = $plan) p
+        FROM p) h
 ), snaps AS (
     SELECT string_agg(to_json(s)::VARCHAR, '' ORDER BY s.id) AS text
     FROM snapshots s
-    WHERE s.id IN (SELECT civicrm_snapshot_id FROM plans WHERE id = $plan
-                   UNION ALL SELECT mailchimp_snapshot_id FROM plans WHERE id = $plan)
-), items AS (
-    SELECT string_agg(sha256(to_json(i)::VARCHAR), '' ORDER BY i.item_id) AS text
-    FROM plan_items i JOIN d USING (item_id)
+    WHERE s.id IN (SELECT civicrm_snapshot_id FROM p UNION ALL SELECT mailchimp_snapshot_id FROM p)
+), approved AS (
+    SELECT i.* FROM plan_items i JOIN d USING (item_id)
     WHERE i.plan_id = $plan AND d.decision = 'approved'
+), items AS (
+    SELECT string_agg(sha256(to_json(i)::VARCHAR), '' ORDER BY i.item_id) AS text FROM approved i
+), contacts AS (SELECT DISTINCT contact_id FROM approved WHERE contact_id IS NOT NULL
+), members AS (SELECT DISTINCT member_id FROM approved WHERE member_id IS NOT NULL
+), people AS (
+    SELECT concat_ws('|',
+        (SELECT {_ROWS_HASH} FROM civicrm_contact r SEMI JOIN contacts c ON c.contact_id = r.id
+         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p)),
+        (SELECT {_ROWS_HASH} FROM civicrm_email r SEMI JOIN contacts USING (contact_id)
+         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p)),
+        (SELECT {_ROWS_HASH} FROM civicrm_group_contact r SEMI JOIN contacts USING (contact_id)
+         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p)),
+        (SELECT {_ROWS_HASH} FROM civicrm_subscription_history r SEMI JOIN contacts
+         USING (contact_id) WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p)),
+        (SELECT {_ROWS_HASH} FROM mailchimp_member r SEMI JOIN members m ON m.member_id = r.id
+         WHERE r.snapshot_id = (SELECT mailchimp_snapshot_id FROM p))) AS text
 )
 SELECT sha256(concat('civimc-audit plan v2', chr(10), head.text, chr(10), snaps.text, chr(10),
-                     items.text))
-FROM head, snaps, items
+                     items.text, chr(10), people.text))
+FROM head, snaps, items, people
 """
 
 
 def plan_hash(store: Store, plan: Plan, allow_pending: bool | None = None) -> str:
     """sha256 of everything apply relies on (see _HASH_SQL), computed in the store: the plan,
-    its snapshots' registry rows, and every approved item's full row."""
+    its snapshots' registry rows, every approved item's full row and its people's snapshot
+    rows."""
     pending = bool(plan.allow_pending if allow_pending is None else allow_pending)
     row = store.con.execute(_HASH_SQL, {"plan": plan.id, "allow_pending": pending}).fetchone()
     if row is None or row[0] is None:
