@@ -369,6 +369,9 @@ class Store:
         except duckdb.IOException as exc:
             raise StoreError(f"cannot open audit store {self.path}: {exc}") from None
         self.con.execute("SET TimeZone = 'UTC'")
+        # Nor is anything downloaded later (set on the open database, so a plain connection in
+        # this process can still open the file).
+        self.con.execute("SET autoinstall_known_extensions = false")
         if not read_only:
             self.migrate()
 
