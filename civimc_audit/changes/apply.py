@@ -488,7 +488,11 @@ def _latest_sent(store: Store, plan_id: int) -> dict[int, dict]:
 
 
 def load_frozen(store: Store, plan_id: int | None) -> Plan:
+    """The frozen plan to apply, refused when retention pruned its snapshots (said first: the
+    hash covers them, so it no longer matches either) or when it no longer matches its hash."""
     plan = get_plan(store, plan_id) if plan_id is not None else latest_frozen_plan(store)
+    if plan.frozen:
+        _snapshots_of(store, plan)
     check_frozen(store, plan)
     return plan
 

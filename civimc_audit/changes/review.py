@@ -287,11 +287,12 @@ def approved_items(store: Store, plan_id: int) -> pd.DataFrame:
 
 
 # The hash of a frozen plan, computed in the store: the plan's row (less what freezing itself
-# writes), the registry rows of its two snapshots (what drift's cut-off is read from), each
-# approved item's whole plan_items row — every column apply reads: payload, target, ids and the
-# state it was planned from — hashed one by one in item order, and the snapshot rows of the
-# items' people (what drift compares the live systems with), hashed one by one in hash order.
-# A column added to any of these tables is covered without changing this.
+# writes, and when the plan was made, which only retention reads), the registry rows of its two
+# snapshots (what drift's cut-off is read from), each approved item's whole plan_items row —
+# every column apply reads: payload, target, ids and the state it was planned from — hashed one
+# by one in item order, and the snapshot rows of the items' people (what drift compares the
+# live systems with), hashed one by one in hash order. A column added to any of these tables is
+# covered without changing this.
 _ROWS_HASH = "sha256(string_agg(sha256(to_json(r)::VARCHAR), '' ORDER BY sha256(to_json(r)::VARCHAR)))"
 _HASH_SQL = f"""
 WITH d AS (
@@ -301,8 +302,8 @@ WITH d AS (
     SELECT * FROM plans WHERE id = $plan
 ), head AS (
     SELECT to_json(h)::VARCHAR AS text FROM (
-        SELECT * EXCLUDE (status, frozen_at, frozen_hash, frozen_reviewers, frozen_by,
-                          allow_pending),
+        SELECT * EXCLUDE (created_at, status, frozen_at, frozen_hash, frozen_reviewers,
+                          frozen_by, allow_pending),
                $allow_pending AS allow_pending
         FROM p) h
 ), snaps AS (
@@ -374,4 +375,6 @@ def check_frozen(store: Store, plan: Plan) -> None:
                          f"`civimc-audit approve --plan {plan.id} --freeze` first")
     if plan_hash(store, plan) != plan.frozen_hash:
         raise UsageError(f"plan {plan.id} no longer matches the hash it was frozen with: its "
-                         "items or decisions changed after freezing; refusing to apply it")
+                         "items, decisions or the snapshots it was planned from changed after "
+                         "freezing (or an earlier version froze it); refusing to apply it: "
+                         "build and freeze a new plan")
