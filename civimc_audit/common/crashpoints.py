@@ -9,7 +9,9 @@ clean-up at all, as a power cut or the OOM killer would), how = `pause` prints
 Points: civicrm_loading (CiviCRM snapshot, rows going into the store), mailchimp_loading
 (Mailchimp snapshot, a spool file loaded), reconcile_outcomes (outcomes written, not
 committed), freeze (hash computed, plan not yet frozen), apply_backup (backup half written),
-and apply's mailchimp_/civicrm_ before_call, after_call, after_journal (changes/apply.py).
+civicrm_creating (a new contact inserted, not committed), store_migrated and store_close
+(store/database.py), and apply's mailchimp_/civicrm_ before_call, after_call, after_journal
+(changes/apply.py).
 """
 
 from __future__ import annotations

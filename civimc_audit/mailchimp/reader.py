@@ -48,7 +48,6 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from civimc_audit.common.crashpoints import checkpoint
-from civimc_audit.common.emails import member_hash
 from civimc_audit.common.times import iso_utc, utcnow
 from civimc_audit.config import MailchimpSettings
 from civimc_audit.errors import MailchimpError
@@ -87,23 +86,24 @@ _STORE_COLUMNS = "id, email_address, status, last_changed, merge_fields, contact
 def _utc(column: str) -> str:
     """SQL turning one of Mailchimp's ISO 8601 times into a naive UTC TIMESTAMP.
     Mailchimp writes them in UTC as '2025-06-01T12:00:00+00:00'; those are cut and cast
-    directly, any other offset goes through TIMESTAMPTZ. A time that is empty, missing or not
-    a time at all becomes NULL: the member is still stored (the rules say it cannot be synced),
-    where a failed cast would lose the whole snapshot."""
-    return (f"CASE WHEN suffix({column}, '+00:00') THEN TRY_CAST(left({column}, -6) AS TIMESTAMP)"
-            f" ELSE TRY_CAST(TRY_CAST(NULLIF({column}, '') AS TIMESTAMPTZ) AS TIMESTAMP) END")
+    directly, any other offset goes through TIMESTAMPTZ. A text that is not a time is NULL:
+    the row is kept, and the rules hold a member without a readable date back (cannot_sync
+    no_member_change_date) rather than the snapshot failing on it."""
+    return (f"CASE WHEN suffix({column}, '+00:00')"
+            f" THEN TRY_CAST(left({column}, -6) AS TIMESTAMP)"
+            f" ELSE CAST(TRY_CAST(NULLIF({column}, '') AS TIMESTAMPTZ) AS TIMESTAMP) END")
 
 
-# A member Mailchimp sent without its id is keyed by the id Mailchimp gives it (the md5 of its
-# lower-cased address); one with neither is kept under an id of its own, so it is never lost
-# (the rules say it cannot be synced).
 _FROM_SPOOL = f"""
-SELECT coalesce(id, md5(lower(trim(email_address))), 'unidentified-' || uuid()) AS id,
-       email_address, status, {_utc('last_changed')} AS last_changed, merge_fields,
+SELECT coalesce(id, '') AS id, email_address, status, {_utc('last_changed')} AS last_changed,
+       merge_fields,
        contact_id
 FROM read_json($path, format = 'array', maximum_object_size = 268435456,
                columns = {_MEMBER_COLUMNS})
 """
+# A member Mailchimp sent without an id is kept with id '' (the rules hold it back, cannot_sync
+# no_member_id); where rows are told apart by id, such members are told apart by address.
+_KEY = "coalesce(nullif(id, ''), concat('@', email_address))"
 # A full pass's rows go straight into the snapshot as each spool file loads (parsing overlaps
 # the download), each loader inside one transaction: its appends fill whole row groups, which
 # DuckDB compresses once, where separate commits would leave partial row groups to compress
@@ -121,10 +121,11 @@ _LATER_SQL = """
 CREATE OR REPLACE TEMP TABLE _mc_later AS
 WITH later_by_id AS (
     SELECT * FROM _mc_rows
-    QUALIFY row_number() OVER (PARTITION BY id ORDER BY r DESC, last_changed DESC NULLS LAST) = 1
+    QUALIFY row_number() OVER (PARTITION BY """ + _KEY + """
+                               ORDER BY r DESC, last_changed DESC NULLS LAST) = 1
 )
 SELECT * FROM later_by_id
-QUALIFY row_number() OVER (PARTITION BY coalesce(contact_id, id)
+QUALIFY row_number() OVER (PARTITION BY coalesce(contact_id, """ + _KEY + """)
                            ORDER BY r DESC, last_changed DESC NULLS LAST) = 1
 """
 # The snapshot's rows start as the full pass's (or, for an incremental snapshot, the base
@@ -133,15 +134,17 @@ QUALIFY row_number() OVER (PARTITION BY coalesce(contact_id, id)
 _DEDUPE_SQL = """
 DELETE FROM mailchimp_member WHERE snapshot_id = $snap AND rowid IN (
     SELECT rowid FROM mailchimp_member WHERE snapshot_id = $snap
-    QUALIFY row_number() OVER (PARTITION BY id ORDER BY last_changed DESC NULLS LAST) > 1)
+    QUALIFY row_number() OVER (PARTITION BY """ + _KEY + """
+                               ORDER BY last_changed DESC NULLS LAST) > 1)
 """
 # - members re-read later replace their earlier copies (by id, or by contact_id across an email
 #   change), and the copies an earlier assembly put in;
 _REPLACE_SQL = (
     """
 DELETE FROM mailchimp_member WHERE snapshot_id = $snap AND (
-    id IN (SELECT id FROM _mc_later)
-    OR coalesce(contact_id, id) IN (SELECT coalesce(contact_id, id) FROM _mc_later))
+    """ + _KEY + """ IN (SELECT """ + _KEY + """ FROM _mc_later)
+    OR coalesce(contact_id, """ + _KEY + """) IN (SELECT coalesce(contact_id, """ + _KEY + """)
+                                                FROM _mc_later))
 """,
     _INTO_SNAPSHOT + "_mc_later")
 # - after an id-only pass (made after round $round), members read before it that it did not
@@ -246,8 +249,8 @@ class MemberPager:
             ms = doc.get("members") or []
             with lock:
                 totals.add(int(doc.get("total_items") or 0))
-                edges[offset] = (member_id(ms[0]) if ms else None,
-                                 member_id(ms[STRIDE]) if len(ms) > STRIDE else None)
+                edges[offset] = (ms[0].get("id") if ms else None,
+                                 ms[STRIDE].get("id") if len(ms) > STRIDE else None)
                 keep(ms[1:] if offset else ms)
 
         total, when, offsets = self.pages_of(params, fields, on_page)
@@ -256,6 +259,12 @@ class MemberPager:
     def count(self, **params) -> int:
         resp = self.get({**params, "count": 1, "fields": "total_items"})
         return int(orjson.loads(resp.content).get("total_items") or 0)
+
+
+def member_key(member: dict) -> str:
+    """A decoded member's id, or for one Mailchimp sent without an id, its address marked so
+    that it cannot be taken for one (the SQL's _KEY)."""
+    return member.get("id") or f"@{member.get('email_address')}"
 
 
 def read_changed(client: MailchimpClient, list_id: str, since: str,
@@ -267,7 +276,7 @@ def read_changed(client: MailchimpClient, list_id: str, since: str,
 
     def keep(members):
         for m in members:
-            out[member_id(m)] = m
+            out[member_key(m)] = m
 
     params = {"since_last_changed": since, "sort_field": "last_changed", "sort_dir": "DESC"}
     pager.read(params, fields, keep)
@@ -373,17 +382,6 @@ _MEMBER_START = b'{"id":"'
 _BOUNDARY = b'},{"id":"'
 
 
-def member_id(member: dict) -> str:
-    """A member's id; for one sent without it the id Mailchimp derives from its address, and
-    for one with neither an id of its own content (as the store keys it, never lost)."""
-    mid = member.get("id")
-    if mid:
-        return str(mid)
-    if member.get("email_address"):
-        return member_hash(member["email_address"])
-    return "unidentified-" + member_hash(orjson.dumps(member, option=orjson.OPT_SORT_KEYS).decode())
-
-
 def whole_page(content: bytes) -> None:
     """Raise ValueError unless `content` is a whole page: the compact layout split_page cuts,
     or JSON at all (a 200 whose body was cut short or garbled is retried, see client.send)."""
@@ -420,8 +418,8 @@ def split_page(content: bytes, offset: int) -> Page:
             return page
     doc = orjson.loads(content)
     ms = doc.get("members") or []
-    return Page(int(doc.get("total_items") or 0), member_id(ms[0]) if ms else None,
-                member_id(ms[STRIDE]) if len(ms) > STRIDE else None, len(ms),
+    return Page(int(doc.get("total_items") or 0), ms[0].get("id") if ms else None,
+                ms[STRIDE].get("id") if len(ms) > STRIDE else None, len(ms),
                 member_text(ms[1:] if offset else ms))
 
 
@@ -625,8 +623,8 @@ class _Snapshotter:
 
         def keep(members):
             for m in members:
-                if self.seen.get(member_id(m)) != m:
-                    self.seen[member_id(m)] = m
+                if self.seen.get(member_key(m)) != m:
+                    self.seen[member_key(m)] = m
                     fresh.append(m)
 
         params = {"since_last_changed": _iso(since), "sort_field": "last_changed",
@@ -658,7 +656,7 @@ class _Snapshotter:
             present: set[str] = set()
 
             def keep(members, present=present):
-                present.update(member_id(m) for m in members)
+                present.update(m.get("id") or "" for m in members)
 
             ok = self.small.read({}, ("id",), keep).consistent
             if self.archived_separately:
@@ -806,11 +804,11 @@ SELECT count(*) FILTER (WHERE last_changed IS NULL),
        count(*) FILTER (WHERE status IS NULL OR status NOT IN
                         ({", ".join(f"'{s}'" for s in KNOWN_STATUSES)})),
        count(*) FILTER (WHERE email_address IS NULL OR trim(email_address) = ''),
-       count(*) FILTER (WHERE id LIKE 'unidentified-%')
+       count(*) FILTER (WHERE id = '')
 FROM mailchimp_member WHERE snapshot_id = ?
 """
 ODD_WORDS = ("without a usable last_changed", "with an unknown status", "without an address",
-             "without an id or an address")
+             "without an id")
 
 
 def odd_members(store: Store, snap_id: int) -> dict[str, int]:
