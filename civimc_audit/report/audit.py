@@ -6,6 +6,7 @@ notebook show the same thing. Names and emails are always escaped, never rendere
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import time
@@ -508,10 +509,9 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
         with Store(config.store_file, read_only=True) as store:
             store.reconciliation(reconciliation_id)
     folder = folder or new_run_folder(runs_dir or config.runs_path)
-    try:
+    # A scheduled run whose reconcile step failed has no rows to list: its report says so.
+    with contextlib.suppress(CivimcError):
         write_people_csv(config, reconciliation_id, folder / PEOPLE_CSV)
-    except CivimcError:  # a scheduled run whose reconcile step failed: its report says so
-        pass
     out = folder / "audit.ipynb"
     started = time.monotonic()
     status, message = "ok", "report written"
