@@ -23,9 +23,9 @@ from civimc_audit.store import open_store
 # The table's columns: (heading, width). The widths add up to 100% of the notebook's width, so
 # the table never scrolls sideways on a laptop; long text (the reason above all) wraps in its
 # column instead of squeezing the others.
-COLUMNS = [("Item", "3.5%"), ("Decision", "7%"), ("Outcome", "11%"), ("Rule", "4%"),
+COLUMNS = [("Item", "4.5%"), ("Decision", "7%"), ("Outcome", "11%"), ("Rule", "4%"),
            ("Who", "9%"), ("Email", "13%"), ("Mailchimp", "9%"), ("CiviCRM", "9%"),
-           ("Flags", "8%"), ("Reason", "18.5%"), ("Reviewer / note", "8%")]
+           ("Flags", "8%"), ("Reason", "17.5%"), ("Reviewer / note", "8%")]
 LABEL = {"description_width": "initial"}  # labels as wide as their words, never cut off
 SORTS = {"removals and flagged first": ["priority", "item_id"], "email": ["email"],
          "latest change": ["changed"], "outcome": ["outcome", "item_id"], "item": ["item_id"]}

@@ -502,21 +502,28 @@ def run_in_notebook(config_path: str, *, apply: bool = False,
     """notebooks/run.ipynb (for Airflow's PapermillOperator and other notebook schedulers):
     exactly `civimc-audit run`. Shows where the record is, then raises — failing the notebook
     and the task — whenever the CLI would exit non-zero; returns summary.json's contents."""
-    from IPython.display import Markdown, display
+    from html import escape
 
-    from civimc_audit.config import load_config
+    from IPython.display import HTML, display
 
-    config = load_config(config_path)
+    from civimc_audit.config import NOTEBOOK_CONFIG_HINT, load_config
+
+    # Messages can quote Mailchimp's error details or people's emails: shown as text, escaped.
+    config = load_config(config_path, hint=NOTEBOOK_CONFIG_HINT)
     result = ScheduledRun(config, apply=apply, reuse_snapshots=reuse_snapshots,
-                          on_warning=lambda m: display(Markdown(f"**Warning:** {m}"))).execute()
-    display(Markdown(f"Run **{result.folder.name}**: **{result.status}** — {result.message}\n\n"
-                     f"- report: `{result.folder / 'audit.html'}`\n"
-                     f"- summary: `{result.folder / SUMMARY_NAME}`\n"
-                     f"- all runs: `{config.runs_path / 'index.html'}`"))
+                          on_warning=lambda m: display(HTML(f"<p><b>Warning:</b> {escape(m)}</p>"))
+                          ).execute()
+    display(HTML(f"<p>Run <b>{escape(result.folder.name)}</b>: <b>{escape(result.status)}</b> — "
+                 f"{escape(result.message)}</p><ul>"
+                 f"<li>report: <code>{escape(str(result.folder / 'audit.html'))}</code></li>"
+                 f"<li>summary: <code>{escape(str(result.folder / SUMMARY_NAME))}</code></li>"
+                 f"<li>all runs: <code>{escape(str(config.runs_path / 'index.html'))}</code></li>"
+                 "</ul>"))
     if apply:
         from civimc_audit.changes.standing import standing_words
 
-        display(Markdown("\n".join(f"- {line}" for line in standing_words(result.summary))))
+        display(HTML("<ul>" + "".join(f"<li>{escape(line)}</li>"
+                                      for line in standing_words(result.summary)) + "</ul>"))
     raise_for_status(result)
     return result.summary
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from support.apply import cli_ok
@@ -64,7 +65,21 @@ def decisions(config: Path) -> list[tuple] | None:
 
 
 def wait(driver, seconds: float, what):
-    return WebDriverWait(driver, seconds, poll_frequency=0.3).until(lambda d: what())
+    return WebDriverWait(driver, seconds, poll_frequency=0.3,
+                         ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: what())
+
+
+def pick_only_row(driver, email: str) -> None:
+    """Once the filters leave exactly the row of `email` in the list to select from (the list
+    is rebuilt by the kernel, so it is looked up afresh each time), select it."""
+    def rows():
+        return Select(widget(driver, "select-multiple", "Select").find_element(By.TAG_NAME,
+                                                                               "select"))
+
+    wait(driver, 20, lambda: [o.text for o in rows().options] and
+         len(rows().options) == 1 and email in rows().options[0].text)
+    rows().select_by_index(0)
 
 
 def test_review_notebook_in_jupyterlab(planned, browser, tmp_path):
@@ -100,14 +115,10 @@ def test_review_notebook_in_jupyterlab(planned, browser, tmp_path):
         outcome = Select(widget(browser, "select-multiple", "Outcome")
                          .find_element(By.TAG_NAME, "select"))
         outcome.select_by_visible_text("remove_from_civicrm_group")
-        rows = Select(widget(browser, "select-multiple", "Select").find_element(By.TAG_NAME,
-                                                                                "select"))
-        wait(browser, 20, lambda: len(rows.options) == 1)
-        assert seed_email("Barney") in rows.options[0].text
-        rows.select_by_index(0)
+        pick_only_row(browser, seed_email("Barney"))
         note = widget(browser, "text", "Note").find_element(By.TAG_NAME, "input")
         note.send_keys("checked with the branch")
-        time.sleep(0.5)  # the text reaches the kernel
+        time.sleep(1.5)  # the typed text reaches the kernel (ipywidgets syncs as you type)
         browser.save_screenshot(str(tmp_path / "review-removals.png"))
         button(browser, "Approve selected").click()
         wait(browser, 20, lambda: len(decisions(planned) or []) == 1)
@@ -115,9 +126,8 @@ def test_review_notebook_in_jupyterlab(planned, browser, tmp_path):
         # the next decision, without a note of its own, carries none
         outcome.deselect_all()
         outcome.select_by_visible_text("add_to_mailchimp")
-        wait(browser, 20, lambda: len(rows.options) == 1)
-        rows.select_by_index(0)
-        time.sleep(0.5)
+        pick_only_row(browser, seed_email("Betty"))
+        time.sleep(1.5)
         button(browser, "Approve selected").click()
         wait(browser, 20, lambda: len(decisions(planned) or []) == 2)
         browser.save_screenshot(str(tmp_path / "review-decided.png"))
