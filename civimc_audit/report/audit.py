@@ -41,6 +41,7 @@ table.civimc-table td { vertical-align: top; }
 .civimc-headline { font-size: 1.25em; font-weight: bold; margin: 0.3em 0; }
 .civimc-toc { margin: 0.2em 0 0.6em 0; }
 .civimc-toc a { margin-right: 1.2em; white-space: nowrap; }
+details.civimc-bucket { margin: 0.3em 0; } details.civimc-bucket summary { cursor: pointer; }
 table.civimc-where td, table.civimc-where th { border: 1px solid #ccc; padding: 4px 6px;
   vertical-align: top; font-size: 0.9em; }
 .civimc-o { display: block; padding: 1px 4px; margin: 1px 0; border-radius: 3px; text-align: left; }
@@ -60,7 +61,7 @@ table.civimc-people thead input { width: 100%; box-sizing: border-box; }
 
 FULL_LIST = 300     # up to this many people the report lists everyone
 PER_OUTCOME = 50    # beyond that, the first people of each outcome (all of them are in the CSV)
-BUCKET_ROWS = 20    # people listed under each review bucket
+BUCKET_ROWS = 20    # people listed under each review bucket (folded until opened)
 PEOPLE_CSV = "people.csv"  # written beside audit.html by run_report
 REMOVALS = ("remove_from_civicrm_group", "unsubscribe_in_mailchimp")
 ADDITIONS = ("add_to_mailchimp", "resubscribe_in_mailchimp", "add_to_civicrm_group")
@@ -338,6 +339,15 @@ class AuditReport:
         n = self.reason_counts.get(code) or self.flag_counts.get(code) or 0
         first = f" (the first {BUCKET_ROWS})" if n > BUCKET_ROWS else ""
         return f"**{code}**: {code_help(code)[1]} {plural(n, 'person', 'people')}{first}:"
+
+    def bucket_html(self, code: str) -> str:
+        """One bucket's people, folded under a line naming the bucket and its count (click to
+        open), so the page stays short however many buckets there are."""
+        n = self.reason_counts.get(code) or self.flag_counts.get(code) or 0
+        first = f", the first {BUCKET_ROWS} shown" if n > BUCKET_ROWS else ""
+        return (f'<details class="civimc-bucket"><summary><b>{html.escape(code)}</b> — '
+                f"{html.escape(code_help(code)[0])}: {plural(n, 'person', 'people')}{first}"
+                f"</summary>{html_table(self.bucket_people(code))}</details>")
 
     # machine-readable ----------------------------------------------------------------------
     def summary(self) -> RunSummary:

@@ -96,6 +96,13 @@ def test_demo_report_reads_at_a_laptop_width(demo_report, browser, tmp_path):
     assert "gets removed from CiviCRM group" in rows[0]
     assert browser.find_element(By.CSS_SELECTOR, ".dt-info").text != before
     shot(browser, tmp_path, "report-people-filtered")
+    # each review bucket's people open under its line
+    bucket = browser.find_element(By.CSS_SELECTOR, "details.civimc-bucket")
+    assert not bucket.find_element(By.TAG_NAME, "table").is_displayed()
+    bucket.find_element(By.TAG_NAME, "summary").click()
+    assert bucket.find_element(By.TAG_NAME, "table").is_displayed()
+    shot(browser, tmp_path, "report-bucket-open")
+    assert overflow(browser) <= 0
 
 
 def test_beyond_a_few_hundred_people_the_full_list_is_beside_the_page(demo_report):
