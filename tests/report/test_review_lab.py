@@ -102,6 +102,12 @@ def test_review_notebook_in_jupyterlab(planned, browser, tmp_path):
         assert overflow(browser) <= 0
         assert browser.execute_script("return arguments[0].scrollWidth - arguments[0].clientWidth",
                                       notebook) <= 0
+        # every label and button shows its whole text
+        cut = browser.execute_script(
+            "return [...document.querySelectorAll('.widget-label, button.widget-button')]"
+            ".filter(e => e.offsetWidth > 0 && e.scrollWidth > e.clientWidth + 1)"
+            ".map(e => e.textContent)")
+        assert cut == [], cut
         # no cell failed, and the page speaks notebook, not command line
         assert not browser.find_elements(By.CSS_SELECTOR, ".jp-RenderedText[data-mime-type="
                                                           "'application/vnd.jupyter.stderr']")
