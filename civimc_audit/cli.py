@@ -128,6 +128,13 @@ def snapshot(obj, civicrm_only, mailchimp_only, incremental, as_json):
                                     incremental=incremental)
             if not as_json:
                 click.echo(_snapshot_line(mc))
+        if civi is not None and mc is not None and "complete" == civi.status == mc.status:
+            from civimc_audit.runs.evidence import take_evidence
+
+            found = take_evidence(obj.config, store, civi.id, mc.id)
+            mc = store.snapshot(mc.id)
+            if not as_json:
+                click.echo(found.line())
     if as_json:
         from civimc_audit.report.documents import dump, snapshot_document
 

@@ -17,13 +17,14 @@ from pathlib import Path
 import pandas as pd
 
 from civimc_audit import __version__
-from civimc_audit.common.codes import OUTCOME_ORDER, code_help
+from civimc_audit.common.codes import NEVER_AUTO_APPROVED_FLAGS, OUTCOME_ORDER, code_help
 from civimc_audit.common.files import write_atomic
 from civimc_audit.common.summary import RunSummary, write_summary
 from civimc_audit.common.times import iso_utc, run_stamp
 from civimc_audit.config import NOTEBOOK_CONFIG_HINT, Config, load_config
 from civimc_audit.errors import CivimcError, StoreError
 from civimc_audit.reconcile import REPORT_COLUMNS
+from civimc_audit.report.evidence import date_evidence_lines, date_evidence_people
 from civimc_audit.report.words import (
     OUTCOME_HEADLINES,
     OUTCOME_LABELS,
@@ -62,6 +63,7 @@ table.civimc-people thead input { width: 100%; box-sizing: border-box; }
 FULL_LIST = 300     # up to this many people the report lists everyone
 PER_OUTCOME = 50    # beyond that, the first people of each outcome (all of them are in the CSV)
 BUCKET_ROWS = 20    # people listed under each review bucket (folded until opened)
+EVIDENCE_ROWS = 100  # rows a profile edit decided, listed under "How it decides"
 PEOPLE_CSV = "people.csv"  # written beside audit.html by run_report
 REMOVALS = ("remove_from_civicrm_group", "unsubscribe_in_mailchimp")
 ADDITIONS = ("add_to_mailchimp", "resubscribe_in_mailchimp", "add_to_civicrm_group")
@@ -160,6 +162,8 @@ class AuditReport:
     where: pd.DataFrame
     shown: pd.DataFrame
     bucket_rows: dict[str, pd.DataFrame]
+    evidence: pd.DataFrame       # flags and winner of every row carrying a date-evidence flag
+    evidence_rows: pd.DataFrame  # the first EVIDENCE_ROWS rows a profile edit decided
 
     @classmethod
     def load(cls, config_path: str | None = None, reconciliation_id: int | None = None,
@@ -178,8 +182,11 @@ class AuditReport:
             buckets = {code: q.rows(BUCKET_ROWS, where, code) for code, where in
                        [*((c, "reason_code = ?") for c in reasons),
                         *((f, "list_contains(string_split(flags, ' '), ?)") for f in flags)]}
+            evidence = q.evidence()
+            evidence_rows = q.rows(None, "list_contains(string_split(flags, ' '), ?)",
+                                   "profile_edit_decided", limit=EVIDENCE_ROWS)
             return cls(config, rec, snaps, q.sizes(snaps), outcomes, reasons, flags,
-                       q.where(), shown, buckets)
+                       q.where(), shown, buckets, evidence, evidence_rows)
 
     @property
     def total(self) -> int:
@@ -235,10 +242,7 @@ class AuditReport:
         p = self.reconciliation["policy"]
         tie = p.get("tie_winner", "civicrm")
         honor = bool(p.get("honor_civicrm_consent", False))
-        profile = self.flag_counts.get("profile_edit_decided")
-        profile_line = ("" if profile is None else
-                        f" For {plural(profile, 'person', 'people')} here a profile edit was "
-                        "what made Mailchimp the later side (flag profile_edit_decided).")
+        basis = p.get("date_basis", "last_changed")
         return (
             "Mailchimp records when each member last changed; CiviCRM records when a contact "
             "was added to or removed from the group (its subscription history). **Whichever "
@@ -253,12 +257,19 @@ class AuditReport:
                "(consent_conflict) but do not change the outcome.")
             + "\n\n**Caveat:** Mailchimp's *last changed* date also moves when only a name or "
             "an interest changes, so a profile edit can make Mailchimp the later side. Each "
-            "person's reason (the Why column) names the date that decided." + profile_line)
+            "person's reason (the Why column) names the date that decided. "
+            + ("Policy date_basis = \"status_change\": where Mailchimp's last change was only a "
+               "profile edit, its status-change date decides instead."
+               if basis == "status_change" else
+               "Policy date_basis = \"last_changed\": the later date decides even when it was "
+               "only a profile edit, as in the sync (such rows carry the flag "
+               "profile_edit_decided)."))
 
     def policy_text(self) -> str:
         p = self.reconciliation["policy"]
         return (f"honor_civicrm_consent = {str(p.get('honor_civicrm_consent', False)).lower()}, "
-                f"tie_winner = {p.get('tie_winner', 'civicrm')}")
+                f"tie_winner = {p.get('tie_winner', 'civicrm')}, "
+                f"date_basis = {p.get('date_basis', 'last_changed')}")
 
     # what would happen ---------------------------------------------------------------------
     def counts(self) -> pd.DataFrame:
@@ -340,6 +351,18 @@ class AuditReport:
         first = f" (the first {BUCKET_ROWS})" if n > BUCKET_ROWS else ""
         return f"**{code}**: {code_help(code)[1]} {plural(n, 'person', 'people')}{first}:"
 
+    def date_evidence(self) -> str:
+        """"How it decides": the date-evidence sentences, as a Markdown list."""
+        lines = date_evidence_lines(self.evidence, self.reconciliation["policy"],
+                                    self.snapshots["mailchimp"])
+        return "\n".join("- " + line for line in lines)
+
+    def date_evidence_table(self) -> str:
+        """The rows a profile edit decided (the first EVIDENCE_ROWS), with the three dates
+        (HTML; empty when none)."""
+        people = date_evidence_people(self.evidence_rows)
+        return "" if people.empty else html_table(people)
+
     def bucket_html(self, code: str) -> str:
         """One bucket's people, folded under a line naming the bucket and its count (click to
         open), so the page stays short however many buckets there are."""
@@ -388,7 +411,7 @@ class _Queries:
         return {k: int(v) for k, v in got}
 
     def rows(self, per_outcome: int | None, where: str | None = None,
-             code: str | None = None) -> pd.DataFrame:
+             code: str | None = None, limit: int | None = None) -> pd.DataFrame:
         """Outcome rows: all (per_outcome None), or the first `per_outcome` of each outcome;
         `where` filters with one parameter (`code`, taken from the bucket's name)."""
         sql = f"SELECT {', '.join(REPORT_COLUMNS)} FROM outcomes WHERE reconciliation_id = ?"
@@ -399,7 +422,18 @@ class _Queries:
         if per_outcome is not None:
             sql += (" QUALIFY row_number() OVER (PARTITION BY outcome ORDER BY person_id)"
                     f" <= {int(per_outcome)}")
-        return self.con.execute(sql + " ORDER BY person_id", args).df()
+        sql += " ORDER BY person_id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self.con.execute(sql, args).df()
+
+    def evidence(self) -> pd.DataFrame:
+        """flags and winner of the rows carrying a date-evidence flag (what the date-evidence
+        sentences count)."""
+        flags = ", ".join(f"'{f}'" for f in NEVER_AUTO_APPROVED_FLAGS)
+        return self.con.execute(
+            "SELECT flags, winner FROM outcomes WHERE reconciliation_id = ? AND"
+            f" list_has_any(string_split(flags, ' '), [{flags}])", [self.rec]).df()
 
     def where(self) -> pd.DataFrame:
         return self.con.execute(

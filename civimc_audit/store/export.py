@@ -83,7 +83,7 @@ def backup_snapshots(store: Store, snapshot_ids: list[int], folder: Path) -> lis
 
 
 # outcome rows as CSV: `outcomes --format csv` and the report's people.csv --------------------
-OUTCOME_DATES = ("mailchimp_changed", "civicrm_changed")
+OUTCOME_DATES = ("mailchimp_changed", "mailchimp_status_changed", "civicrm_changed")
 
 
 def outcome_text_frame(frame: pd.DataFrame) -> pd.DataFrame:
