@@ -42,6 +42,16 @@ EVIDENCE_FLAG_WORDS = {
 #: Flags that keep a row out of standing approvals whatever [schedule] auto_approve says.
 NEVER_AUTO_APPROVED_FLAGS = tuple(EVIDENCE_FLAG_WORDS)
 
+# The reason codes of a cannot_sync (reconcile/sql/07_rules.sql): the rules table's exceptions,
+# then the defects of a member record the rules cannot read safely (01_inputs.sql).
+REASON_CODES = ("other_email_subscribed", "no_usable_email", "email_shared_with_other_contact",
+                "email_on_hold", "cleaned_at_mailchimp", "no_history_date",
+                "no_member_id", "no_member_email", "unknown_member_status",
+                "no_member_change_date")
+# The member-record defects among them, in the order 01_inputs.sql tests them.
+MEMBER_DEFECT_CODES = ("no_member_id", "no_member_email", "unknown_member_status",
+                       "no_member_change_date")
+
 # What each reason code (a cannot_sync row's reason, reconcile/sql/07_rules.sql) and each flag
 # means and what to do, in one or two sentences: the report's review buckets are built from these
 # tables, so a code added here (and in the SQL) shows up there with its sentence. Keys: the code;
@@ -75,6 +85,22 @@ REASON_HELP: dict[str, tuple[str, str]] = {
         "added on an unknown date. (This is not the same as having no history at all, which "
         "the flag no_civicrm_history marks.) Fix the history date in CiviCRM, or re-add or "
         "remove them there, and audit again."),
+    "no_member_id": (
+        "Mailchimp sent the member without an id",
+        "Mailchimp sent this member record without an id, so it cannot be addressed safely; "
+        "nothing is changed for them. Look the address up in Mailchimp and audit again."),
+    "no_member_email": (
+        "Mailchimp sent the member without an email",
+        "Mailchimp sent this member record without an email address; nothing is changed for "
+        "them. Look the member up in Mailchimp and audit again."),
+    "unknown_member_status": (
+        "unknown Mailchimp status",
+        "Mailchimp gave the member a status the rules do not know, so nothing is removed, "
+        "unsubscribed or added on it. Check the member in Mailchimp."),
+    "no_member_change_date": (
+        "no readable Mailchimp change date",
+        "Mailchimp sent no readable date of the member's last change (none, or not a date), so "
+        "nobody knows which side changed later; nothing is changed for them. Audit again later."),
 }
 
 FLAG_HELP: dict[str, tuple[str, str]] = {

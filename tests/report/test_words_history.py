@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from civimc_audit.common.codes import FLAG_CODES, FLAG_HELP, REASON_HELP, code_help
+from civimc_audit.common.codes import FLAG_CODES, FLAG_HELP, REASON_CODES, REASON_HELP, code_help
 from civimc_audit.report.words import (
     REASON_WORDS,
     civicrm_words,
@@ -50,6 +50,7 @@ def test_every_reason_code_and_flag_the_sql_can_write_has_a_sentence():
     block = block[block.rindex("CASE"):]
     reasons = set(re.findall(r"THEN\s+'([a-z_]+)'", block))
     assert reasons and reasons <= set(REASON_HELP), reasons - set(REASON_HELP)
+    assert set(REASON_CODES) <= set(REASON_HELP), set(REASON_CODES) - set(REASON_HELP)
     assert set(FLAG_CODES) <= set(FLAG_HELP), set(FLAG_CODES) - set(FLAG_HELP)
 
 
