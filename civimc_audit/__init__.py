@@ -59,6 +59,10 @@ _EXPORTS = {
     # reports and scheduled runs
     "AuditReport": "civimc_audit.report.audit",
     "html_table": "civimc_audit.report.audit",
+    "interactive_table": "civimc_audit.report.audit",
+    "offline_tables": "civimc_audit.report.audit",
+    "where_html": "civimc_audit.report.audit",
+    "SECTIONS": "civimc_audit.report.audit",
     "run_report": "civimc_audit.report.audit",
     "ReviewTable": "civimc_audit.report.review_widget",
     "items_html": "civimc_audit.report.review_widget",
@@ -114,6 +118,10 @@ __all__ = [
     "ApplySession",
     "AuditReport",
     "html_table",
+    "interactive_table",
+    "offline_tables",
+    "where_html",
+    "SECTIONS",
     "run_report",
     "ReviewTable",
     "items_html",
@@ -181,7 +189,15 @@ if TYPE_CHECKING:  # what a type checker and an IDE see
         results_table,
         verify_lines,
     )
-    from civimc_audit.report.audit import AuditReport, html_table, run_report
+    from civimc_audit.report.audit import (
+        SECTIONS,
+        AuditReport,
+        html_table,
+        interactive_table,
+        offline_tables,
+        run_report,
+        where_html,
+    )
     from civimc_audit.report.review_widget import ReviewTable, items_html
     from civimc_audit.runs.pipeline import RunResult, run_in_notebook, run_scheduled, show_run
     from civimc_audit.store import Snapshot, Store, open_store

@@ -16,7 +16,6 @@ import click
 
 from civimc_audit import __version__
 from civimc_audit.common.codes import FLAG_CODES, OUTCOME_CODES, RULE_CODES
-from civimc_audit.common.times import iso_utc
 from civimc_audit.config import load_config, one_line, redact
 from civimc_audit.errors import CivimcError, MailchimpError, exit_code_for
 
@@ -208,15 +207,13 @@ def outcomes(obj, run_id, fmt, outcome, as_json):
 
         click.echo(dump(outcomes_document(rec, outcome, frame, OUTCOME_COLUMNS)))
         return
-    for col in ("mailchimp_changed", "mailchimp_status_changed", "civicrm_changed"):
-        frame[col] = frame[col].map(lambda v: "" if v is None or v != v
-                                    else iso_utc(v))
-    frame["contact_id"] = frame["contact_id"].astype("Int64")
-    if fmt == "csv":
-        from civimc_audit.store.export import csv_text
+    from civimc_audit.store.export import outcome_text_frame, outcomes_csv_text
 
-        click.echo(csv_text(frame), nl=False)
-    elif fmt == "json":
+    if fmt == "csv":
+        click.echo(outcomes_csv_text(frame), nl=False)
+        return
+    frame = outcome_text_frame(frame)
+    if fmt == "json":
         records = json.loads(frame.to_json(orient="records"))
         click.echo(json.dumps(records, indent=2, ensure_ascii=False))
     else:

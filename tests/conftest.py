@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support.browser import browser, chromium_ready  # noqa: F401 (fixtures for every test)
 from support.civicrm import CiviDB
 from support.values import TEST_API_KEY, TEST_LIST_ID
 

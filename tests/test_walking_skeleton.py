@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import duckdb
 import pytest
+from support.report_html import people_rows
 from support.values import TEST_API_KEY, TEST_LIST_ID
 
 from civimc_sandbox.demo import SEED, load_seed, seed_email
@@ -121,12 +122,17 @@ def test_report_runs_under_papermill_and_shows_the_seed_table(seeded, run_cli):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "ok"
     assert summary["outcomes"]["add_to_mailchimp"] == 1
+    people = {row["Who"].split()[0]: row for row in people_rows(html)}
+    assert len(people) == len(SEED)
     for person in SEED:
-        row = html[html.index(f"<td>{person.first} "):]
-        row = row[:row.index("</tr>")]
-        assert f"<td>{person.expected}</td>" in row, person.first
-    assert "subscribed 1 Jan" in html and "removed 4 Jan" in html
-    assert "(does not exist)" in html and "never in group" in html
+        row = people[person.first]
+        assert row["Outcome"] == person.expected, person.first
+        assert row["Email"] == seed_email(person.first)
+        assert row["Why"], person.first  # the reason sentence on every row
+    cells = {cell for row in people.values() for cell in row.values()}
+    assert {"subscribed 1 Jan", "removed 4 Jan", "(does not exist)", "never in group"} <= cells
+    assert ("1 of 5 people already agree; 4 changes would be made, 2 of them removals; "
+            "0 cannot be synced.") in html
     # The API key never reaches the notebook, the HTML, the store or any output.
     store_bytes = (config.parent / "audit.duckdb").read_bytes()
     secret = TEST_API_KEY.split("-")[0]

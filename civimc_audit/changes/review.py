@@ -49,10 +49,12 @@ def _open_plan(store: Store, plan_id: int | None) -> Plan:
     return plan
 
 
-def _reviewer(name: str | None) -> str:
+def _reviewer(name: str | None, via: str = "cli") -> str:
     name = (name or "").strip()
     if not name:
-        raise UsageError("a reviewer name is needed to record decisions (--reviewer NAME)")
+        raise UsageError("a reviewer name is needed to record decisions ("
+                         + ("type your name in the Reviewer box" if via == "notebook"
+                            else "--reviewer NAME") + ")")
     return name
 
 
@@ -61,7 +63,7 @@ def decide(store: Store, plan_id: int | None, item_ids: Iterable[int], decision:
     """Record one decision for each of `item_ids`; returns how many were recorded."""
     if decision not in DECISIONS:
         raise UsageError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
-    reviewer = _reviewer(reviewer)
+    reviewer = _reviewer(reviewer, via)
     plan = _open_plan(store, plan_id)
     ids = sorted({int(i) for i in item_ids})
     if not ids:

@@ -51,3 +51,95 @@ REASON_CODES = ("other_email_subscribed", "no_usable_email", "email_shared_with_
 # The member-record defects among them, in the order 01_inputs.sql tests them.
 MEMBER_DEFECT_CODES = ("no_member_id", "no_member_email", "unknown_member_status",
                        "no_member_change_date")
+
+# What each reason code (a cannot_sync row's reason, reconcile/sql/07_rules.sql) and each flag
+# means and what to do, in one or two sentences: the report's review buckets are built from these
+# tables, so a code added here (and in the SQL) shows up there with its sentence. Keys: the code;
+# values: (a few words for a table cell, the sentence for the review bucket).
+REASON_HELP: dict[str, tuple[str, str]] = {
+    "cleaned_at_mailchimp": (
+        "Mailchimp cleaned the address",
+        "Mailchimp cleaned the address after it bounced; it cannot be resubscribed. Find a new "
+        "address for them."),
+    "email_on_hold": (
+        "email on hold in CiviCRM",
+        "The address is on hold in CiviCRM (bounces); fix or replace it first."),
+    "other_email_subscribed": (
+        "another of their addresses is subscribed",
+        "Another of the contact's addresses is subscribed at Mailchimp, so the contact is kept in "
+        "the group (R2), or that address changed later than CiviCRM and puts the contact back in "
+        "the group, so this address is not unsubscribed (R9)."),
+    "no_usable_email": (
+        "no usable email",
+        "The contact has no email that is not on hold (the address shown is the one on hold); "
+        "give them a working address in CiviCRM."),
+    "email_shared_with_other_contact": (
+        "email belongs to another contact",
+        "Their best email is already at Mailchimp as another contact's address, or another "
+        "contact in the group has the same best email (the lowest contact id is added); merge "
+        "the duplicates."),
+    "no_history_date": (
+        "their CiviCRM history row has a blank date",
+        "They have a CiviCRM subscription history row for the group, but its date is blank or "
+        "zero, so nobody knows whether CiviCRM or Mailchimp changed later; nothing is removed or "
+        "added on an unknown date. (This is not the same as having no history at all, which "
+        "the flag no_civicrm_history marks.) Fix the history date in CiviCRM, or re-add or "
+        "remove them there, and audit again."),
+    "no_member_id": (
+        "Mailchimp sent the member without an id",
+        "Mailchimp sent this member record without an id, so it cannot be addressed safely; "
+        "nothing is changed for them. Look the address up in Mailchimp and audit again."),
+    "no_member_email": (
+        "Mailchimp sent the member without an email",
+        "Mailchimp sent this member record without an email address; nothing is changed for "
+        "them. Look the member up in Mailchimp and audit again."),
+    "unknown_member_status": (
+        "unknown Mailchimp status",
+        "Mailchimp gave the member a status the rules do not know, so nothing is removed, "
+        "unsubscribed or added on it. Check the member in Mailchimp."),
+    "no_member_change_date": (
+        "no readable Mailchimp change date",
+        "Mailchimp sent no readable date of the member's last change (none, or not a date), so "
+        "nobody knows which side changed later; nothing is changed for them. Audit again later."),
+}
+
+FLAG_HELP: dict[str, tuple[str, str]] = {
+    "duplicate_contacts": (
+        "duplicate contacts",
+        "More than one CiviCRM contact has this email. Merge the duplicates in CiviCRM so the "
+        "sync knows who is who."),
+    "contact_deleted": (
+        "contact in CiviCRM's trash",
+        "The email belongs to a contact in CiviCRM's trash. The sync ignores trashed contacts; "
+        "restore or purge them if that is wrong."),
+    "consent_conflict": (
+        "CiviCRM says do not email",
+        "CiviCRM says not to email this person (do not email, opted out or deceased) but they "
+        "would be or stay subscribed. Check before applying."),
+    "civicrm_pending": (
+        "CiviCRM membership pending",
+        "The CiviCRM membership is Pending (waiting for confirmation)."),
+    "no_civicrm_history": (
+        "no CiviCRM history at all",
+        "In the CiviCRM group with no subscription history rows at all (not even one with a "
+        "blank date); the sync extension never acts on these, this toolkit lets Mailchimp "
+        "decide, by the rule."),
+    "needs_confirmation": (
+        "asked to confirm",
+        "They unsubscribed themselves at Mailchimp; they can only be sent a confirmation email "
+        "(pending), never forced back."),
+    "email_differs": (
+        "Mailchimp address differs",
+        "Their Mailchimp address is not their best email in CiviCRM."),
+    "profile_edit_decided": (
+        "a profile edit decided", EVIDENCE_FLAG_WORDS["profile_edit_decided"]),
+    "status_change_unknown": (
+        "Mailchimp's change unknown", EVIDENCE_FLAG_WORDS["status_change_unknown"]),
+}
+
+
+def code_help(code: str) -> tuple[str, str]:
+    """(short words, sentence) for a reason code or flag; a code without a description yet (one
+    just added to the SQL) still gets a row, named by its code."""
+    return REASON_HELP.get(code) or FLAG_HELP.get(code) or (
+        code.replace("_", " "), f"No description yet for {code!r} (see docs/design.md).")

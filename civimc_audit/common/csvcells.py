@@ -47,16 +47,16 @@ def restore_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def frame_csv(frame: pd.DataFrame) -> str:
-    """`frame` as CSV text with its cells defused (no index column).
+def frame_csv(frame: pd.DataFrame, header: bool = True) -> str:
+    """`frame` as CSV text with its cells defused (no index column; `header` False for a
+    chunk that follows others).
 
     Lines end in CRLF (RFC 4180): Python's csv module quotes a cell holding a line-ending
     character only when that character is in the line terminator, so with a bare "\n" a cell
     with a carriage return would be written unquoted and read back as two rows.
     """
-    return defuse_frame(frame).to_csv(index=False, quoting=csv.QUOTE_MINIMAL,
+    return defuse_frame(frame).to_csv(index=False, header=header, quoting=csv.QUOTE_MINIMAL,
                                       lineterminator="\r\n")
-
 
 
 def defuse_sql(column: str) -> str:

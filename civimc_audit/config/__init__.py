@@ -41,24 +41,51 @@ __all__ = [
     "API_KEY_RE", "CONFIG_ENV", "DEFAULT_CONFIG_NAME", "ENV_CIVICRM_PASSWORD",
     "ENV_CIVICRM_WRITE_PASSWORD", "ENV_MAILCHIMP_API_KEY", "CiviCRMSettings", "Config",
     "MailchimpSettings", "PolicySettings", "ScheduleSettings", "StoreSettings", "config_from_dict",
-    "find_config_path", "load_config", "one_line", "redact",
+    "find_config_path", "load_config", "one_line", "redact", "CLI_CONFIG_HINT",
+    "NOTEBOOK_CONFIG_HINT", "project_config",
 ]
 
 
-def find_config_path(explicit: str | os.PathLike | None = None) -> Path:
-    """The config file to use: --config, else $CIVIMC_CONFIG, else ./civimc-audit.toml."""
-    candidate = explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
-    path = Path(candidate).expanduser()
+CLI_CONFIG_HINT = "pass --config PATH"
+NOTEBOOK_CONFIG_HINT = ("set config_path in the notebook's first cell to the file's path, or set "
+                        f"the environment variable {CONFIG_ENV}")
+PROJECT_MARKERS = ("pyproject.toml", ".git")
+
+
+def find_config_path(explicit: str | os.PathLike | None = None, *,
+                     hint: str = CLI_CONFIG_HINT) -> Path:
+    """The config file to use: the one named (--config, or a notebook's config_path), else
+    $CIVIMC_CONFIG, else ./civimc-audit.toml, else civimc-audit.toml in the project root (the
+    nearest folder above the working directory with a pyproject.toml or .git), so a notebook
+    opened in notebooks/ finds the same file as the CLI run from the project. `hint` says how
+    to name the file where it is not found (the CLI's flag, or the notebook's words)."""
+    candidate = explicit or os.environ.get(CONFIG_ENV)
+    path = (Path(candidate).expanduser() if candidate
+            else project_config() or Path(DEFAULT_CONFIG_NAME))
     if not path.is_file():
-        how = "--config" if explicit else (CONFIG_ENV if os.environ.get(CONFIG_ENV) else "default")
+        how = ("as named" if explicit else f"from {CONFIG_ENV}" if os.environ.get(CONFIG_ENV)
+               else "in the working directory or the project root")
         raise ConfigError(f"config file not found: {path} ({how}); "
-                          f"create {DEFAULT_CONFIG_NAME} or pass --config PATH")
+                          f"create {DEFAULT_CONFIG_NAME} or {hint}")
     return path
 
 
-def load_config(path: str | os.PathLike | None = None) -> Config:
-    """Read and check the configuration (see README for every key)."""
-    p = find_config_path(path).resolve()
+def project_config(start: Path | None = None) -> Path | None:
+    """./civimc-audit.toml, else the one in the project root above `start` (the working
+    directory), else None."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / DEFAULT_CONFIG_NAME).is_file():
+            return folder / DEFAULT_CONFIG_NAME
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            return None
+    return None
+
+
+def load_config(path: str | os.PathLike | None = None, *, hint: str = CLI_CONFIG_HINT) -> Config:
+    """Read and check the configuration (see README for every key); `hint` as in
+    find_config_path."""
+    p = find_config_path(path, hint=hint).resolve()
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from civimc_audit.common.codes import OUTCOME_ORDER
+from civimc_audit.common.codes import OUTCOME_ORDER, REASON_HELP, code_help
 
 OUTCOME_WORDS = {
     "add_to_mailchimp": "gets added to Mailchimp",
@@ -16,6 +16,7 @@ OUTCOME_WORDS = {
     "add_to_civicrm_group": "gets added to CiviCRM",
     "remove_from_civicrm_group": "gets removed from CiviCRM group",
     "cannot_sync": "cannot be synced",
+    "no_change": "no change",
 }
 
 OUTCOME_HEADLINES = {  # (after "1 person", after "N people")
@@ -29,19 +30,15 @@ OUTCOME_HEADLINES = {  # (after "1 person", after "N people")
     "no_change": ("needs no change", "need no change"),
 }
 
-# Removals first, then what cannot be synced, then additions, then nothing to do.
-REASON_WORDS = {
-    "cleaned_at_mailchimp": "Mailchimp cleaned the address",
-    "email_on_hold": "email on hold in CiviCRM",
-    "other_email_subscribed": "another of their addresses is subscribed",
-    "no_usable_email": "no usable email",
-    "email_shared_with_other_contact": "email belongs to another contact",
-    "no_history_date": "CiviCRM history has no usable date",
-    "no_member_id": "Mailchimp sent the member without an id",
-    "no_member_email": "Mailchimp sent the member without an email",
-    "unknown_member_status": "unknown Mailchimp status",
-    "no_member_change_date": "no readable Mailchimp change date",
-}
+# A cannot_sync row's reason in a few words (the review buckets use the sentences beside them).
+REASON_WORDS = {code: words for code, (words, _sentence) in REASON_HELP.items()}
+
+# The chart and the "what would happen" lines use the same words.
+OUTCOME_LABELS = {code: plural for code, (_singular, plural) in OUTCOME_HEADLINES.items()}
+
+# A group membership without history, by its status.
+GROUP_STATES = {"Added": "in group", "Removed": "removed", "Pending": "pending",
+                "Deleted": "deleted"}
 
 HISTORY_VERBS = {"Added": "added", "Removed": "removed", "Pending": "pending",
                  "Deleted": "deleted"}
@@ -71,11 +68,11 @@ def civicrm_words(row, year: int | None = None) -> str:
     status = row.get("civicrm_status")
     if (hist is None or pd.isna(hist)) and (status is None or pd.isna(status)):
         return "never in group"
-    if hist is None or pd.isna(hist):
-        return f"{str(status).lower()} (no history date)"
+    if hist is None or pd.isna(hist):  # a group row but not one history row
+        return f"{GROUP_STATES.get(str(status), str(status).lower())}, no history at all"
     verb = HISTORY_VERBS.get(hist, str(hist).lower())
     date = short_date(row.get("civicrm_changed"), year)
-    return f"{verb} {date}" if date else f"{verb} (no usable date)"
+    return f"{verb} {date}" if date else f"{verb}, history date blank"
 
 
 def outcome_words(row) -> str:
@@ -95,23 +92,43 @@ def outcome_words(row) -> str:
     return text
 
 
+def _text(value) -> str:
+    return "" if value is None or value is pd.NA or (not isinstance(value, str) and pd.isna(value)) \
+        else str(value).strip()
+
+
 def who(row) -> str:
-    name = row.get("display_name")
-    if name is not None and not pd.isna(name) and str(name).strip():
-        return str(name)
-    return str(row.get("email") or f"contact {row.get('contact_id')}")
+    """The person's name (CiviCRM's, else Mailchimp's), else their address, else the contact id."""
+    return (_text(row.get("display_name")) or _text(row.get("email"))
+            or (f"contact {int(row['contact_id'])}" if _text(row.get("contact_id")) else ""))
+
+
+def flag_words(flags) -> str:
+    """The row's flags in words ("duplicate contacts; asked to confirm"), blank for none."""
+    return "; ".join(code_help(code)[0] for code in _text(flags).split())
+
+
+def why(row) -> str:
+    """The reason sentence, first letter up."""
+    text = _text(row.get("reason"))
+    return text[:1].upper() + text[1:]
+
+
+PEOPLE_COLUMNS = ["Who", "Email", "Mailchimp", "CiviCRM", "Outcome", "Why", "Flags"]
 
 
 def people_table(frame: pd.DataFrame, year: int | None = None) -> pd.DataFrame:
-    """The seed's table, Who | Mailchimp | CiviCRM | Outcome, removals first."""
+    """The seed's table, Who | Email | Mailchimp | CiviCRM | Outcome | Why | Flags, removals
+    first (then by person)."""
     year = year if year is not None else datetime.now().year
     rows = frame.to_dict("records")
     order = {o: i for i, o in enumerate(OUTCOME_ORDER)}
     rows.sort(key=lambda r: (order.get(r["outcome"], 99), r.get("person_id") or 0))
     return pd.DataFrame([{
-        "Who": who(r), "Email": r.get("email") or "", "Mailchimp": mailchimp_words(r, year),
-        "CiviCRM": civicrm_words(r, year), "Outcome": outcome_words(r),
-    } for r in rows], columns=["Who", "Email", "Mailchimp", "CiviCRM", "Outcome"])
+        "Who": who(r), "Email": _text(r.get("email")), "Mailchimp": mailchimp_words(r, year),
+        "CiviCRM": civicrm_words(r, year), "Outcome": outcome_words(r), "Why": why(r),
+        "Flags": flag_words(r.get("flags")),
+    } for r in rows], columns=PEOPLE_COLUMNS)
 
 
 def mailing_list_warning(group_id, title) -> str:

@@ -18,6 +18,7 @@ import jinja2
 from civimc_audit.common.codes import OUTCOME_ORDER
 from civimc_audit.common.files import private_dir, write_atomic
 from civimc_audit.common.summary import SUMMARY_NAME, RunSummary, read_summary
+from civimc_audit.report.words import OUTCOME_LABELS
 from civimc_audit.runs.retention import run_folders, run_time
 
 INDEX_NAME = "index.html"
@@ -45,7 +46,7 @@ def chart_png(runs: list[tuple[Path, RunSummary]]) -> bytes | None:
               if isinstance(s.get("outcomes"), dict) and (when := run_time(f.name)) is not None]
     if not points:
         return None
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.dates import AutoDateLocator, DateFormatter
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -56,19 +57,39 @@ def chart_png(runs: list[tuple[Path, RunSummary]]) -> bytes | None:
         values = [counts.get(outcome, 0) for _, counts in points]
         if any(values):
             # matplotlib's stubs leave out datetimes, which its date converter takes
-            ax.plot(times, values, marker="o", label=outcome)  # type: ignore[arg-type]
+            ax.plot(times, values, marker="o",  # type: ignore[arg-type]
+                    label=OUTCOME_LABELS.get(outcome, outcome))
     ax.set_ylabel("people")
     ax.set_ylim(bottom=0)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    locator = AutoDateLocator()
+    # A handful of dated ticks, slanted so they never run into each other, whether the runs
+    # are minutes or months apart.
+    locator = AutoDateLocator(minticks=3, maxticks=7)
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    fmt, axis_label = time_axis(times)
+    ax.xaxis.set_major_formatter(DateFormatter(fmt))
+    ax.set_xlabel(axis_label)
+    for label in ax.get_xticklabels():
+        label.set_rotation(30)
+        label.set_horizontalalignment("right")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=96)
     return buf.getvalue()
+
+
+def time_axis(times: list) -> tuple[str, str]:
+    """The tick format and axis label for runs spanning these times: clock times within a day
+    (the day in the label), days and hours within two months, else dates."""
+    span = max(times) - min(times)
+    if span.days < 1:
+        return "%H:%M:%S" if span.total_seconds() < 600 else "%H:%M", \
+            f"run time (UTC) on {min(times):%d %b %Y}"
+    if span.days < 60:
+        return "%d %b %H:%M", "run time (UTC)"
+    return "%d %b %Y", "run date (UTC)"
 
 
 @cache

@@ -54,6 +54,7 @@ from civimc_audit.errors import (
 )
 from civimc_audit.runs.index import build_index
 from civimc_audit.runs.retention import prune, run_folders
+from civimc_audit.runs.section import refresh_run_section
 from civimc_audit.store import Store, open_store, scalar
 from civimc_audit.store.lock import writer_lock
 
@@ -475,6 +476,11 @@ class ScheduledRun:
         except Exception as exc:
             self._fail("index", exc)
             self.write_summary()
+        try:  # the report showed the steps while they ran: now every one has its final state
+            refresh_run_section(self.run_folder, self.summary)
+        except Exception as exc:
+            self._fail("report", exc)
+            self.write_summary()
 
 
 def run_scheduled(config: Config, *, apply: bool = False, reuse_snapshots: bool = False,
@@ -502,21 +508,28 @@ def run_in_notebook(config_path: str, *, apply: bool = False,
     """notebooks/run.ipynb (for Airflow's PapermillOperator and other notebook schedulers):
     exactly `civimc-audit run`. Shows where the record is, then raises — failing the notebook
     and the task — whenever the CLI would exit non-zero; returns summary.json's contents."""
-    from IPython.display import Markdown, display
+    from html import escape
 
-    from civimc_audit.config import load_config
+    from IPython.display import HTML, display
 
-    config = load_config(config_path)
+    from civimc_audit.config import NOTEBOOK_CONFIG_HINT, load_config
+
+    # Messages can quote Mailchimp's error details or people's emails: shown as text, escaped.
+    config = load_config(config_path, hint=NOTEBOOK_CONFIG_HINT)
     result = ScheduledRun(config, apply=apply, reuse_snapshots=reuse_snapshots,
-                          on_warning=lambda m: display(Markdown(f"**Warning:** {m}"))).execute()
-    display(Markdown(f"Run **{result.folder.name}**: **{result.status}** — {result.message}\n\n"
-                     f"- report: `{result.folder / 'audit.html'}`\n"
-                     f"- summary: `{result.folder / SUMMARY_NAME}`\n"
-                     f"- all runs: `{config.runs_path / 'index.html'}`"))
+                          on_warning=lambda m: display(HTML(f"<p><b>Warning:</b> {escape(m)}</p>"))
+                          ).execute()
+    display(HTML(f"<p>Run <b>{escape(result.folder.name)}</b>: <b>{escape(result.status)}</b> — "
+                 f"{escape(result.message)}</p><ul>"
+                 f"<li>report: <code>{escape(str(result.folder / 'audit.html'))}</code></li>"
+                 f"<li>summary: <code>{escape(str(result.folder / SUMMARY_NAME))}</code></li>"
+                 f"<li>all runs: <code>{escape(str(config.runs_path / 'index.html'))}</code></li>"
+                 "</ul>"))
     if apply:
         from civimc_audit.changes.standing import standing_words
 
-        display(Markdown("\n".join(f"- {line}" for line in standing_words(result.summary))))
+        display(HTML("<ul>" + "".join(f"<li>{escape(line)}</li>"
+                                      for line in standing_words(result.summary)) + "</ul>"))
     raise_for_status(result)
     return result.summary
 
@@ -527,40 +540,12 @@ def show_run(run_dir: str | None) -> None:
     changes since the previous run. Stops the notebook if a step before the report failed."""
     if not run_dir:
         return
-    import pandas as pd
-    from IPython.display import HTML, Markdown, display
+    from IPython.display import HTML, display
 
-    from civimc_audit.report.audit import html_table
+    from civimc_audit.runs.section import run_section_html
 
     summary = from_json((Path(run_dir) / SUMMARY_NAME).read_text(encoding="utf-8"))
-    display(Markdown(f"## Scheduled run {summary['run']}\n\n"
-                     f"**Status: {summary['status']}** — {summary['message']}"))
-    steps = pd.DataFrame([{"Step": s, "State": state,
-                           "Seconds": summary["durations"].get(s, "")}
-                          for s, state in summary["steps"].items()])
-    display(HTML(html_table(steps)))
-    thresholds = summary.get("thresholds")
-    if thresholds:
-        display(HTML(html_table(pd.DataFrame([
-            {"Threshold": k, "Limit": "" if v["limit"] is None else v["limit"],
-             "This run": v["value"], "Crossed": "yes" if v["crossed"] else ""}
-            for k, v in thresholds.items()]))))
-    changes = summary.get("changes_since_previous")
-    if changes:
-        people = changes.get("people")
-        text = f"Since run {changes['previous_run']}"
-        if people:
-            text += (f": {people['changed_outcome']} people changed outcome, "
-                     f"{people['new']} appeared, {people['gone']} are gone")
-        display(Markdown(text + "."))
-        display(HTML(html_table(pd.DataFrame([
-            {"Outcome": o, "Previous": v["previous"], "Now": v["now"], "Change": v["change"]}
-            for o, v in changes["outcomes"].items()]))))
-    if summary.get("apply"):
-        from civimc_audit.changes.standing import standing_words
-
-        display(Markdown("### Standing approvals: applied, and waiting for a person\n\n"
-                         + "\n".join(f"- {line}" for line in standing_words(summary))))
+    display(HTML(run_section_html(summary)))
     if summary.get("failed_step"):
         raise RunStepFailed(f"the run failed at step {summary['failed_step']}: "
                             f"{summary['message']}")

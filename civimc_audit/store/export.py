@@ -107,3 +107,51 @@ def backup_snapshots(store: Store, snapshot_ids: list[int], folder: Path) -> lis
                                    "parquet")
         checkpoint("apply_backup")
     return written
+
+
+# outcome rows as CSV: `outcomes --format csv` and the report's people.csv --------------------
+OUTCOME_DATES = ("mailchimp_changed", "mailchimp_status_changed", "civicrm_changed")
+
+
+def outcome_text_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Outcome rows as text formats show them: dates ISO 8601 UTC with a Z (blank when none),
+    contact ids as whole numbers (never 12.0)."""
+    from civimc_audit.common.times import iso_utc
+
+    frame = frame.copy()
+    for col in OUTCOME_DATES:
+        if col in frame:
+            frame[col] = frame[col].map(lambda v: "" if v is None or v != v else iso_utc(v))
+    if "contact_id" in frame:
+        frame["contact_id"] = frame["contact_id"].astype("Int64")
+    return frame
+
+
+def outcomes_csv_text(frame: pd.DataFrame, header: bool = True) -> str:
+    """The CSV text of outcome rows, defused: what `outcomes --format csv` prints and people.csv
+    holds."""
+    return frame_csv(outcome_text_frame(frame), header=header)
+
+
+def write_outcomes_csv(store: Store, reconciliation_id: int, target: Path,
+                       columns: list[str], chunk_vectors: int = 50) -> int:
+    """Every outcome row of a reconciliation into `target` as `outcomes --format csv` writes
+    them, read from the store in chunks (a million rows never sit in one frame); returns the
+    number of rows."""
+    cursor = store.con.cursor()
+    cursor.execute(f"SELECT {', '.join(columns)} FROM outcomes WHERE reconciliation_id = ?"
+                   " ORDER BY person_id", [reconciliation_id])
+    rows = 0
+    tmp = target.with_name(target.name + ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as out:
+        make_private(tmp)
+        out.write(",".join(columns) + "\r\n")
+        while True:
+            chunk = cursor.fetch_df_chunk(chunk_vectors)
+            if chunk.empty:
+                break
+            out.write(outcomes_csv_text(chunk, header=False))
+            rows += len(chunk)
+    tmp.replace(target)
+    cursor.close()
+    return rows

@@ -13,9 +13,9 @@ import pytest
 from support.apply import cli_ok, group_status, journal_states, posted
 from support.values import TEST_LIST_ID
 
-from civimc_audit.common.codes import MEMBER_DEFECT_CODES, REASON_CODES
+from civimc_audit.common.codes import MEMBER_DEFECT_CODES, REASON_CODES, REASON_HELP
 from civimc_audit.config import load_config
-from civimc_audit.report.audit import REASON_HELP, AuditReport
+from civimc_audit.report.audit import AuditReport
 from civimc_audit.report.words import REASON_WORDS
 from civimc_audit.store import Store
 from civimc_sandbox.emulator import GARBLED_ABSENT, member_hash

@@ -106,6 +106,19 @@ def test_two_runs_leave_two_records_and_the_change_between(seeded, civi_db, emul
     html = (second / "audit.html").read_text(encoding="utf-8")
     assert f"Scheduled run {second.name}" in html and "Status: ok" in html
     assert "people changed outcome" in html and "dino@bedrock.example.org" in html
+    # The run's section shows every step's final state (it was rendered while the report step
+    # ran, and refreshed once the run ended), and counts as whole numbers.
+    section = html[html.index('class="civimc-run-section"'):]
+    section = section[:section.index("</div>")]
+    cells = re.findall(r"<td>([^<]*)</td>", section)
+    for step, state in s2["steps"].items():
+        assert f"<td>{step}</td>\n      <td>{state}</td>" in section or (
+            step in cells and state in cells), (step, state)
+    assert "running" not in cells and "pending" not in cells
+    counts = [re.findall(r"<td>([^<]*)</td>", row)[1:] for row in section.split("<tr")
+              if any(f"<td>{o}</td>" in row for o in OUTCOME_ORDER)]
+    assert len(counts) == len(OUTCOME_ORDER) and ["1", "0", "-1"] in counts
+    assert all(re.fullmatch(r"-?\d+", c) for row in counts for c in row), counts
     index = (config.parent / "runs" / "index.html").read_text(encoding="utf-8")
     assert index.index(second.name) < index.index(first.name)  # newest first
     for folder in (first, second):
@@ -209,7 +222,7 @@ def test_a_failed_source_leaves_a_record_and_exits_3(seeded, emulator, run_cli):
     error = next(o for o in failed[0].outputs if o["output_type"] == "error")
     assert error["ename"] == "RunStepFailed" and "snapshot_mailchimp" in error["evalue"]
     html = (folder / "audit.html").read_text(encoding="utf-8")
-    assert "Status: failed" in html and "1. What was compared" in html  # later cells not run
+    assert "Status: failed" in html and "already agree;" not in html  # later cells not run
     assert "Who | Mailchimp" not in html
     index = (config.parent / "runs" / "index.html").read_text()
     assert ">failed<" in index and "snapshot_mailchimp failed" in index

@@ -37,7 +37,7 @@ def test_run_notebook_makes_the_same_record_as_the_command(config, tmp_path):
     assert {"audit.ipynb", "audit.html"} <= {p.name for p in folder.iterdir()}
     assert (config.parent / "runs" / "index.html").exists()
     text = out.read_text()
-    assert f"Run **{folder.name}**: **ok**" in text
+    assert f"Run <b>{folder.name}</b>: <b>ok</b>" in text
     assert TEST_API_KEY.split("-")[0] not in text
 
 

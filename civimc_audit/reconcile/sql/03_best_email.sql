@@ -11,6 +11,17 @@ QUALIFY row_number() OVER (
     PARTITION BY e.contact_id
     ORDER BY e.is_bulkmail DESC, e.is_primary DESC, e.email_id) = 1;
 
+-- Each live contact's address to name them by when no address is usable (the report, `outcomes`
+-- and the plan show it, so a contact whose only address is on hold can still be found): the
+-- same order, on hold or not. It never decides anything.
+CREATE OR REPLACE TEMP TABLE c_shown AS
+SELECT e.contact_id, e.email AS shown_email
+FROM c_email e
+JOIN c_state s USING (contact_id)
+QUALIFY row_number() OVER (
+    PARTITION BY e.contact_id
+    ORDER BY e.on_hold = 0 DESC, e.is_bulkmail DESC, e.is_primary DESC, e.email_id) = 1;
+
 -- Per address: on hold anywhere in CiviCRM — any email row with the address, of any contact,
 -- trashed ones included (R7 email_on_hold) — and whether a trashed contact owns it (flag
 -- contact_deleted). Only addresses with either fact are kept.

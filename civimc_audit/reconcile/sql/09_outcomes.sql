@@ -163,10 +163,10 @@ FROM worded w;
 INSERT INTO outcomes
 SELECT getvariable('reconciliation_id') AS reconciliation_id,
        person_id,
-       coalesce(email_address, best_email) AS email,
+       coalesce(email_address, best_email, shown_email) AS email,
        contact_id,
        CASE WHEN reason_code = 'no_member_id' THEN NULL ELSE member_id END AS member_id,
-       display_name,
+       coalesce(display_name, mc_name) AS display_name,
        mailchimp_status,
        mailchimp_changed,
        coalesce(gc_status, CASE WHEN history_status = 'Deleted' THEN 'Deleted' END)
@@ -182,4 +182,15 @@ SELECT getvariable('reconciliation_id') AS reconciliation_id,
        CASE WHEN outcome = 'add_to_mailchimp' THEN best_email ELSE email_address END
            AS target_email,
        mailchimp_status_changed
-FROM reasoned;
+FROM reasoned
+LEFT JOIN c_shown USING (contact_id)
+-- A member with no CiviCRM contact is named by Mailchimp's FNAME and LNAME (only those rows
+-- read the merge fields' JSON).
+LEFT JOIN (
+    SELECT id AS member_id,
+           nullif(trim(concat_ws(' ', json_extract_string(merge_fields, '$.FNAME'),
+                                 json_extract_string(merge_fields, '$.LNAME'))), '') AS mc_name
+    FROM mailchimp_member
+    WHERE snapshot_id = getvariable('mailchimp_snapshot') AND merge_fields IS NOT NULL
+      AND id IN (SELECT member_id FROM reasoned WHERE contact_id IS NULL)
+) USING (member_id);
