@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 
 from civimc_audit.civicrm.db import connect
 from civimc_audit.civicrm.dump import find_client
-from civimc_audit.civicrm.interests import find_mapped_groups
-from civimc_audit.civicrm.reader import find_group
+from civimc_audit.civicrm.reader import find_group, find_mapped_groups
 from civimc_audit.config import Config
 from civimc_audit.errors import CiviCRMError, CivimcError
 from civimc_audit.mailchimp.client import MailchimpClient

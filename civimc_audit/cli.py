@@ -116,7 +116,8 @@ def snapshot(obj, civicrm_only, mailchimp_only, incremental, as_json):
     warnings = []
     with obj.store() as store:
         if not mailchimp_only:
-            civi = snapshot_civicrm(obj.config.civicrm, store, progress=progress)
+            civi = snapshot_civicrm(obj.config.civicrm, store, progress=progress,
+                                    interests=obj.config.interests)
             if civi.meta.get("is_mailing_list") is False:
                 warnings.append(mailing_list_warning(civi.meta.get("group_id"),
                                                      civi.meta.get("group_title")))

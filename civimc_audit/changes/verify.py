@@ -56,7 +56,7 @@ def verify_in(session: ApplySession, plan_id: int | None = None, *,
 
     config, store = session.config, session.store
     civi = snapshot_civicrm(config.civicrm, store, progress=progress,
-                            conn=session.civicrm.connection())
+                            conn=session.civicrm.connection(), interests=config.interests)
     mc = snapshot_mailchimp(config.mailchimp, store, progress=progress, client=session.mailchimp)
     rec = reconcile(store, config.policy, civicrm_snapshot_id=civi.id,
                     mailchimp_snapshot_id=mc.id)

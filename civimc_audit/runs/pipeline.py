@@ -248,7 +248,8 @@ class ScheduledRun:
 
         def civicrm():
             with Store(self.config.store_file) as store:
-                return snapshot_civicrm(self.config.civicrm, store, progress=self.progress)
+                return snapshot_civicrm(self.config.civicrm, store, progress=self.progress,
+                                        interests=self.config.interests)
 
         def mailchimp():
             with Store(self.config.store_file) as store:

@@ -203,6 +203,25 @@ MIGRATIONS: list = [
     # Outcome rows are written a million at a time, and their sentences and addresses cost
     # DuckDB's default compression twice what zstd takes (0.8 s of a 7 s reconcile).
     lambda con: _rebuild_tables(con, _OUTCOMES_V5, "v5"),
+    # Interest groups (DESIGN "Interest groups"): each member's interests as Mailchimp sent
+    # them (JSON text, interest id -> true/false), the audience's interest catalogue, and one
+    # outcome row per person and mapped interest (rules I1–I6).
+    """
+    ALTER TABLE mailchimp_member ADD COLUMN interests VARCHAR;
+    CREATE TABLE mailchimp_interest (
+        snapshot_id INTEGER NOT NULL, category_id VARCHAR, category_title VARCHAR,
+        id VARCHAR NOT NULL, name VARCHAR
+    );
+    CREATE TABLE interest_outcomes (
+        reconciliation_id INTEGER NOT NULL, person_id INTEGER NOT NULL, email VARCHAR,
+        contact_id BIGINT, member_id VARCHAR, display_name VARCHAR,
+        interest_id VARCHAR NOT NULL, interest_name VARCHAR, category_title VARCHAR,
+        civicrm_group_id BIGINT NOT NULL, civicrm_group_title VARCHAR,
+        mailchimp_interest BOOLEAN, civicrm_status VARCHAR, civicrm_changed TIMESTAMP,
+        mailchimp_changed TIMESTAMP, winner VARCHAR, outcome VARCHAR NOT NULL,
+        rule VARCHAR NOT NULL, reason_code VARCHAR, reason VARCHAR NOT NULL
+    );
+    """,
 ]
 
 # The snapshot tables as of migration 3; `{z}` marks the columns stored with zstd.
@@ -276,7 +295,7 @@ def _rebuild_tables(con, tables: dict, version: str) -> None:
 SNAPSHOT_TABLES = {
     "civicrm": ["civicrm_group", "civicrm_contact", "civicrm_email", "civicrm_group_contact",
                 "civicrm_subscription_history"],
-    "mailchimp": ["mailchimp_list", "mailchimp_member"],
+    "mailchimp": ["mailchimp_list", "mailchimp_member", "mailchimp_interest"],
 }
 
 
