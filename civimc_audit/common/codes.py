@@ -23,3 +23,21 @@ RULE_CODES = tuple(f"R{n}" for n in range(1, 11))
 # The flags an outcome row can carry (reconcile/sql/08_policy_flags.sql); they never change it.
 FLAG_CODES = ("duplicate_contacts", "contact_deleted", "consent_conflict", "civicrm_pending",
               "no_civicrm_history", "needs_confirmation", "email_differs")
+
+# The interest rows' outcomes (docs/design.md "Interest groups", reconcile/sql/11_interest_rules.sql).
+INTEREST_OUTCOME_CODES = (
+    "no_change",
+    "add_to_civicrm_group",
+    "remove_from_civicrm_group",
+    "set_interest_in_mailchimp",
+    "clear_interest_in_mailchimp",
+    "cannot_sync",
+)
+
+# Removals first, as for the subscription outcomes.
+INTEREST_OUTCOME_ORDER = ["remove_from_civicrm_group", "clear_interest_in_mailchimp",
+                          "cannot_sync", "set_interest_in_mailchimp", "add_to_civicrm_group",
+                          "no_change"]
+
+# The interest rules I1..I6.
+INTEREST_RULE_CODES = tuple(f"I{n}" for n in range(1, 7))

@@ -108,3 +108,30 @@ def outcome_frame(store: Store, reconciliation_id: int | None = None,
 
 def con_df(store: Store, sql: str, args=None):
     return store.con.execute(sql, args or []).df()
+
+
+INTEREST_COLUMNS = ["email", "contact_id", "interest_id", "interest_name", "civicrm_group_id",
+                    "mailchimp_interest", "civicrm_status", "civicrm_changed",
+                    "mailchimp_changed", "winner", "outcome", "rule", "reason_code", "reason"]
+
+
+def interest_frame(store: Store, reconciliation_id: int | None = None,
+                   outcome: str | None = None, columns: list[str] | None = None):
+    """The interest rows of a reconciliation (one per person and mapped interest, rules
+    I1–I6) as a pandas DataFrame (dates as naive UTC), in person then mapping order."""
+    rec = store.reconciliation(reconciliation_id)
+    cols = columns or INTEREST_COLUMNS
+    sql = f"SELECT {', '.join(cols)} FROM interest_outcomes WHERE reconciliation_id = ?"
+    args: list = [rec["id"]]
+    if outcome:
+        sql += " AND outcome = ?"
+        args.append(outcome)
+    return con_df(store, sql + " ORDER BY person_id, civicrm_group_id", args)
+
+
+def interest_counts(store: Store, reconciliation_id: int | None = None) -> dict[str, int]:
+    """Interest rows per outcome of a reconciliation."""
+    rec = store.reconciliation(reconciliation_id)
+    return dict(store.con.execute(
+        "SELECT outcome, count(*) FROM interest_outcomes WHERE reconciliation_id = ?"
+        " GROUP BY 1", [rec["id"]]).fetchall())
