@@ -205,7 +205,7 @@ class Config:
     runs_dir: str = "data/runs"
     base_dir: Path = field(default_factory=Path.cwd)
     source: Path | None = None
-    # Mailchimp interest id → CiviCRM group id ([interests]); not used by the audit yet.
+    # Mailchimp interest id → CiviCRM group id ([interests]): rules I1–I6.
     interests: dict[str, int] = field(default_factory=dict, hash=False)
 
     @property
