@@ -56,6 +56,10 @@ def reconcile(store: Store, policy: PolicySettings | None = None, *,
             "group_id": civi.meta["group_id"], "reconciliation_id": rid,
             "tie_winner": policy.tie_winner,
             "honor_civicrm_consent": bool(policy.honor_civicrm_consent),
+            # The mapped interests' JSON paths (ids are 10 hex digits, checked at config load),
+            # a constant for step 10's one json_extract per member.
+            "interest_paths": [f'$."{g["interest_id"]}"'
+                               for g in civi.meta.get("interest_groups") or []],
         }
         for name, value in variables.items():
             con.execute(f"SET VARIABLE {name} = ?", [value])

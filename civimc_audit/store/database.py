@@ -205,23 +205,9 @@ MIGRATIONS: list = [
     lambda con: _rebuild_tables(con, _OUTCOMES_V5, "v5"),
     # Interest groups (DESIGN "Interest groups"): each member's interests as Mailchimp sent
     # them (JSON text, interest id -> true/false), the audience's interest catalogue, and one
-    # outcome row per person and mapped interest (rules I1–I6).
-    """
-    ALTER TABLE mailchimp_member ADD COLUMN interests VARCHAR;
-    CREATE TABLE mailchimp_interest (
-        snapshot_id INTEGER NOT NULL, category_id VARCHAR, category_title VARCHAR,
-        id VARCHAR NOT NULL, name VARCHAR
-    );
-    CREATE TABLE interest_outcomes (
-        reconciliation_id INTEGER NOT NULL, person_id INTEGER NOT NULL, email VARCHAR,
-        contact_id BIGINT, member_id VARCHAR, display_name VARCHAR,
-        interest_id VARCHAR NOT NULL, interest_name VARCHAR, category_title VARCHAR,
-        civicrm_group_id BIGINT NOT NULL, civicrm_group_title VARCHAR,
-        mailchimp_interest BOOLEAN, civicrm_status VARCHAR, civicrm_changed TIMESTAMP,
-        mailchimp_changed TIMESTAMP, winner VARCHAR, outcome VARCHAR NOT NULL,
-        rule VARCHAR NOT NULL, reason_code VARCHAR, reason VARCHAR NOT NULL
-    );
-    """,
+    # outcome row per person and mapped interest (rules I1–I6), its strings in zstd as the
+    # outcomes' are.
+    lambda con: _interest_tables(con),
 ]
 
 # The snapshot tables as of migration 3; `{z}` marks the columns stored with zstd.
@@ -264,6 +250,23 @@ _OUTCOMES_V5: dict[str, tuple[str, str]] = {
         " reason VARCHAR{z} NOT NULL, flags VARCHAR NOT NULL, target_email VARCHAR{z}",
         "*"),
 }
+
+
+def _interest_tables(con) -> None:
+    z = " USING COMPRESSION zstd" if zstd_available(con) else ""
+    con.execute("ALTER TABLE mailchimp_member ADD COLUMN interests VARCHAR")
+    con.execute("CREATE TABLE mailchimp_interest (snapshot_id INTEGER NOT NULL,"
+                " category_id VARCHAR, category_title VARCHAR, id VARCHAR NOT NULL, name VARCHAR)")
+    con.execute(f"""
+    CREATE TABLE interest_outcomes (
+        reconciliation_id INTEGER NOT NULL, person_id INTEGER NOT NULL, email VARCHAR{z},
+        contact_id BIGINT, member_id VARCHAR{z}, display_name VARCHAR{z},
+        interest_id VARCHAR NOT NULL, interest_name VARCHAR, category_title VARCHAR,
+        civicrm_group_id BIGINT NOT NULL, civicrm_group_title VARCHAR,
+        mailchimp_interest BOOLEAN, civicrm_status VARCHAR, civicrm_changed TIMESTAMP,
+        mailchimp_changed TIMESTAMP, winner VARCHAR, outcome VARCHAR NOT NULL,
+        rule VARCHAR NOT NULL, reason_code VARCHAR, reason VARCHAR{z} NOT NULL
+    )""")
 
 
 def zstd_available(con) -> bool:

@@ -11,7 +11,8 @@ WITH m AS (
     WHERE id = getvariable('civicrm_snapshot')
 )
 SELECT g.interest_id, g.group_id, g.title AS group_title,
-       c.name AS interest_name, c.category_title, c.id IS NOT NULL AS in_audience
+       c.name AS interest_name, c.category_title, c.id IS NOT NULL AS in_audience,
+       list_position(getvariable('interest_paths'), concat('$."', g.interest_id, '"')) AS pos
 FROM m
 LEFT JOIN mailchimp_interest c
        ON c.snapshot_id = getvariable('mailchimp_snapshot') AND c.id = g.interest_id;
@@ -20,10 +21,12 @@ LEFT JOIN mailchimp_interest c
 -- subscribed: rules R1, R3, R5, R6, R7 when the outcome is not cannot_sync (nor turned into a
 -- removal by policy honor_civicrm_consent). The sync runs §1.6 only for a final state of
 -- subscribed; unsubscribes leave interests alone. `interests` is the member's map (interest id ->
--- true/false) as Mailchimp sent it; no member (R6) means no entries at all.
+-- true/false) as Mailchimp sent it, read once per member for every mapped interest at once
+-- (`interest_paths`, in i_map's `pos` order; a missing or non-boolean entry reads as NULL); no
+-- member (R6) means no entries at all.
 CREATE OR REPLACE TEMP TABLE i_people AS
 SELECT o.person_id, o.email, o.contact_id, o.member_id, o.display_name, o.mailchimp_changed,
-       json_transform(mm.interests, '"MAP(VARCHAR, BOOLEAN)"') AS interests
+       json_extract(mm.interests, getvariable('interest_paths')) AS interests
 FROM outcomes o
 LEFT JOIN mailchimp_member mm
        ON mm.snapshot_id = getvariable('mailchimp_snapshot') AND mm.id = o.member_id

@@ -20,7 +20,8 @@ WITH r AS (
     SELECT p.person_id, p.email, p.contact_id, p.member_id, p.display_name, p.mailchimp_changed,
            m.interest_id, m.interest_name, m.category_title, m.group_id, m.group_title,
            m.in_audience,
-           CASE WHEN m.in_audience THEN p.interests[m.interest_id] END AS mailchimp_interest,
+           CASE WHEN m.in_audience AND json_type(p.interests[m.pos]) = 'BOOLEAN'
+                THEN p.interests[m.pos]::BOOLEAN END AS mailchimp_interest,
            c.gc_status, coalesce(c.civi_in, false) AS civi_in, c.civicrm_changed,
            c.history_status, coalesce(c.has_history, false) AS has_history,
            coalesce(c.history_undated, false) AS history_undated,
