@@ -119,18 +119,23 @@ INTEREST_COLUMNS = ["email", "contact_id", "interest_id", "interest_name", "civi
                     "mailchimp_changed", "winner", "outcome", "rule", "reason_code", "reason"]
 
 
+# What an interest row shows of its person, read from the person's outcome row.
+PERSON_COLUMNS = ("email", "member_id", "display_name")
+
+
 def interest_frame(store: Store, reconciliation_id: int | None = None,
                    outcome: str | None = None, columns: list[str] | None = None):
     """The interest rows of a reconciliation (one per person and mapped interest, rules
     I1–I6) as a pandas DataFrame (dates as naive UTC), in person then mapping order."""
     rec = store.reconciliation(reconciliation_id)
-    cols = columns or INTEREST_COLUMNS
-    sql = f"SELECT {', '.join(cols)} FROM interest_outcomes WHERE reconciliation_id = ?"
+    cols = [f"o.{c}" if c in PERSON_COLUMNS else f"i.{c}" for c in columns or INTEREST_COLUMNS]
+    sql = (f"SELECT {', '.join(cols)} FROM interest_outcomes i"
+           " JOIN outcomes o USING (reconciliation_id, person_id) WHERE i.reconciliation_id = ?")
     args: list = [rec["id"]]
     if outcome:
-        sql += " AND outcome = ?"
+        sql += " AND i.outcome = ?"
         args.append(outcome)
-    return con_df(store, sql + " ORDER BY person_id, civicrm_group_id", args)
+    return con_df(store, sql + " ORDER BY i.person_id, i.civicrm_group_id", args)
 
 
 def interest_counts(store: Store, reconciliation_id: int | None = None) -> dict[str, int]:

@@ -40,13 +40,15 @@ WHERE o.reconciliation_id = getvariable('reconciliation_id')
 -- subscription group: civi_in = group_contact status Added (Removed, Pending, no row are out);
 -- civicrm_changed = the latest history date of any status (UTC: the snapshot converted DATETIME
 -- dates from the site's zone); a newest-by-id row without a usable date makes the history
--- `undated` (no civicrm_changed; step 11 then refuses I3/I4 as for R2/R3).
+-- `undated` (no civicrm_changed; step 11 then refuses I3/I4 as for R2/R3). Only the contacts
+-- of i_people are read: nobody else gets interest rows.
 CREATE OR REPLACE TEMP TABLE i_civi AS
 WITH gc AS (
     SELECT contact_id, group_id, arg_max(status, id) AS gc_status
     FROM civicrm_group_contact
     WHERE snapshot_id = getvariable('civicrm_snapshot')
       AND group_id IN (SELECT group_id FROM i_map)
+      AND contact_id IN (SELECT contact_id FROM i_people)
     GROUP BY contact_id, group_id
 ), h AS (
     SELECT contact_id, group_id,
@@ -57,6 +59,7 @@ WITH gc AS (
     FROM civicrm_subscription_history
     WHERE snapshot_id = getvariable('civicrm_snapshot')
       AND group_id IN (SELECT group_id FROM i_map)
+      AND contact_id IN (SELECT contact_id FROM i_people)
     GROUP BY contact_id, group_id
 )
 SELECT contact_id, group_id, gc.gc_status,

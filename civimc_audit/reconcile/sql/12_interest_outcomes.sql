@@ -11,9 +11,13 @@ WITH d AS (
     FROM i_ruled r
 )
 SELECT d.*,
-    CASE WHEN same_day THEN strftime(civicrm_changed, '%-d %b %Y %H:%M:%S UTC')
+    -- Only changes name their dates (I1 and I2 sentences have none): strftime is the costly
+    -- part of a sentence, and most rows agree.
+    CASE WHEN rule IN ('I1', 'I2') THEN NULL
+         WHEN same_day THEN strftime(civicrm_changed, '%-d %b %Y %H:%M:%S UTC')
          ELSE strftime(civicrm_changed, '%-d %b %Y') END AS cdate,
-    CASE WHEN same_day THEN strftime(mailchimp_changed, '%-d %b %Y %H:%M:%S UTC')
+    CASE WHEN rule IN ('I1', 'I2') THEN NULL
+         WHEN same_day THEN strftime(mailchimp_changed, '%-d %b %Y %H:%M:%S UTC')
          ELSE strftime(mailchimp_changed, '%-d %b %Y') END AS mdate,
     CASE history_status
         WHEN 'Added' THEN 'added them to' WHEN 'Removed' THEN 'removed them from'
@@ -80,7 +84,7 @@ FROM i_worded w;
 
 INSERT INTO interest_outcomes
 SELECT getvariable('reconciliation_id') AS reconciliation_id,
-       person_id, email, contact_id, member_id, display_name,
+       person_id, contact_id,
        interest_id, interest_name, category_title,
        group_id AS civicrm_group_id, group_title AS civicrm_group_title,
        mailchimp_interest,
