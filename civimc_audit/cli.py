@@ -156,16 +156,22 @@ def _snapshot_line(snap) -> str:
 @click.pass_obj
 def reconcile(obj, civicrm_snapshot, mailchimp_snapshot):
     """Run the rules over the latest complete snapshots; print counts per outcome."""
-    from civimc_audit.common.codes import OUTCOME_ORDER
+    from civimc_audit.common.codes import INTEREST_OUTCOME_ORDER, OUTCOME_ORDER
+    from civimc_audit.reconcile import interest_counts
     from civimc_audit.reconcile import reconcile as run_reconcile
 
     with obj.store() as store:
         rec = run_reconcile(store, obj.config.policy, civicrm_snapshot_id=civicrm_snapshot,
                             mailchimp_snapshot_id=mailchimp_snapshot)
+        interests = interest_counts(store, rec["id"])
     click.echo(f"reconciliation {rec['id']} (civicrm snapshot {rec['civicrm_snapshot_id']}, "
                f"mailchimp snapshot {rec['mailchimp_snapshot_id']})")
     for outcome in OUTCOME_ORDER:
         click.echo(f"  {outcome:<27} {rec['counts'].get(outcome, 0)}")
+    if interests:  # [interests] mapped: the interest rows too (outcomes --interests)
+        click.echo("interest rows (civimc-audit outcomes --interests):")
+        for outcome in INTEREST_OUTCOME_ORDER:
+            click.echo(f"  {outcome:<27} {interests.get(outcome, 0)}")
 
 
 ALL_OUTCOME_CODES = tuple(dict.fromkeys((*OUTCOME_CODES, *INTEREST_OUTCOME_CODES)))

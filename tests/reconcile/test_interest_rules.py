@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from datetime import datetime
 
 import pytest
@@ -20,6 +21,8 @@ from reconcile.test_rules_time_and_group import (  # noqa: F401  (a fixture)
     write_history_as_civicrm,
 )
 from support.values import TEST_LIST_ID
+
+from civimc_audit.common.codes import INTEREST_OUTCOME_ORDER
 
 VOL, CAMP, GONE = "9f8e7d6c5b", "1a2b3c4d5e", "00000000aa"
 JAN1 = "2025-01-01T00:00:00Z"
@@ -181,8 +184,15 @@ def test_tie_winner_mailchimp_flips_the_tie_only(world, run_cli):
 
 
 def test_outcomes_interests_formats_and_filter(world, run_cli):
-    _, _, config = world
+    _, expect, config = world
     _run(run_cli, config)
+    code, out, err = run_cli("--config", config, "reconcile")
+    assert code == 0, err
+    lines = out.splitlines()
+    at = lines.index("interest rows (civimc-audit outcomes --interests):")
+    want = Counter(o for cases in expect.values() for o, _, _ in cases.values())
+    assert {line.split()[0]: int(line.split()[1]) for line in lines[at + 1:]} == {
+        o: want.get(o, 0) for o in INTEREST_OUTCOME_ORDER}
     code, out, err = run_cli("--config", config, "outcomes", "--interests", "--format", "csv",
                              "--outcome", "remove_from_civicrm_group")
     assert code == 0, err
