@@ -233,3 +233,14 @@ def test_history_at_utc_minus_8_decides_as_an_instant(pacific_server, emulator, 
     assert row["civicrm_changed"] == "2026-03-01T23:30:00Z"
     assert (row["winner"], row["rule"], row["outcome"]) == (
         "civicrm", "I6", "clear_interest_in_mailchimp")
+
+
+def test_verify_reports_the_interest_changes_still_to_make(world, run_cli):
+    _, expect, config = world
+    code, out, err = run_cli("--config", config, "verify")
+    assert code == 0, err
+    want = Counter(o for cases in expect.values() for o, _, _ in cases.values())
+    line = next(x for x in out.splitlines() if "interest rows still to change" in x)
+    assert f"remove_from_civicrm_group {want['remove_from_civicrm_group']}" in line
+    assert f"clear_interest_in_mailchimp {want['clear_interest_in_mailchimp']}" in line
+    assert "apply does not send interest changes yet" in line
