@@ -203,6 +203,13 @@ def test_outcomes_interests_formats_and_filter(world, run_cli):
                              "reason_code", "reason"]
     assert sorted(r["email"] for r in rows) == ["mcremoves@example.org", "nohistory@example.org"]
     assert {r["mailchimp_interest"] for r in rows} == {"false"}
+    code, out, err = run_cli("--config", config, "outcomes", "--interests", "--json",
+                             "--outcome", "set_interest_in_mailchimp")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["outcome"] == "set_interest_in_mailchimp" and doc["count"] == len(doc["rows"]) == 1
+    assert doc["rows"][0]["email"] == "civisets@example.org"
+    assert doc["rows"][0]["mailchimp_interest"] is False
     code, out, err = run_cli("--config", config, "outcomes", "--interests")
     assert code == 0, err
     assert "set_interest_in_mailchimp" in out and "mcadds@example.org" in out
