@@ -135,6 +135,13 @@ def snapshot(obj, civicrm_only, mailchimp_only, incremental, as_json):
                                     incremental=incremental)
             if not as_json:
                 click.echo(_snapshot_line(mc))
+        if civi is not None and mc is not None and "complete" == civi.status == mc.status:
+            from civimc_audit.runs.evidence import take_evidence
+
+            found = take_evidence(obj.config, store, civi.id, mc.id)
+            mc = store.snapshot(mc.id)
+            if not as_json:
+                click.echo(found.line())
     if as_json:
         from civimc_audit.report.documents import dump, snapshot_document
 
@@ -209,7 +216,8 @@ def outcomes(obj, run_id, fmt, outcome, interests, as_json):
         columns = INTEREST_COLUMNS if interests else OUTCOME_COLUMNS
         click.echo(dump(outcomes_document(rec, outcome, frame, columns)))
         return
-    for col in ("mailchimp_changed", "civicrm_changed"):
+    dates = ("mailchimp_changed", "mailchimp_status_changed", "civicrm_changed")
+    for col in (c for c in dates if c in frame.columns):  # interest rows have no status date
         frame[col] = frame[col].map(lambda v: "" if v is None or v != v
                                     else iso_utc(v))
     frame["contact_id"] = frame["contact_id"].astype("Int64")

@@ -45,6 +45,8 @@ list_id = ""                    # REQUIRED: the audience id, e.g. "a1b2c3d4e5"
 [policy]                        # both off by default, so the default predicts the sync extension
 # honor_civicrm_consent = false # do-not-email / opted-out / deceased => unsubscribe or do not add
 # tie_winner = "civicrm"        # who wins when both changed in the same second ("civicrm" or "mailchimp")
+# date_basis = "last_changed"   # or "status_change": where Mailchimp's activity feed shows its later
+#                               # date was a profile edit, decide by its last change of status
 
 [schedule]                      # used by `civimc-audit run`
 # max_removals = 50             # unset by default: more removals (either side) than this => exit 1

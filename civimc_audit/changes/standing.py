@@ -5,9 +5,9 @@
 approves exactly the items with a listed outcome (reviewer "standing approval (config)"),
 freezes it, applies it with execute and verifies. A removal (`remove_from_civicrm_group`,
 `unsubscribe_in_mailchimp`) is approved only when its own code is listed; an item in a review
-bucket (flagged consent_conflict, duplicate_contacts or contact_deleted) is never approved
-without a person; every other item stays undecided. With nothing approvable the plan stays open
-for review and nothing is sent.
+bucket (flagged consent_conflict, duplicate_contacts, contact_deleted, profile_edit_decided or
+status_change_unknown) is never approved without a person; every other item stays undecided.
+With nothing approvable the plan stays open for review and nothing is sent.
 
 The store is opened only around each step: apply opens its own session (store and
 connections) for the whole apply and its verify.
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from civimc_audit.changes.verify import VerifyResult
 from civimc_audit.changes.plan import ACTIONS, Plan, build_plan, get_plan, items_frame
 from civimc_audit.changes.review import decide, freeze
+from civimc_audit.common.codes import NEVER_AUTO_APPROVED_FLAGS
 from civimc_audit.common.summary import RunSummary, StandingParts, VerifyPart
 from civimc_audit.config import Config
 from civimc_audit.store import Store
@@ -32,7 +33,11 @@ NOTE = "[schedule] auto_approve"
 RESULTS = ("done", "failed", "stale")
 # Flags that put an item in front of a person whatever its outcome: a standing approval was
 # given for the routine case, not for someone who asked not to be emailed or a duplicate.
-HELD_FLAGS = ("consent_conflict", "duplicate_contacts", "contact_deleted")
+# Nor for a change a profile edit decided, or one whose date evidence is missing
+# (profile_edit_decided, status_change_unknown): whether the person changed their mind is a
+# person's call.
+HELD_FLAGS = ("consent_conflict", "duplicate_contacts", "contact_deleted",
+              *NEVER_AUTO_APPROVED_FLAGS)
 
 
 def approvable_outcomes(auto_approve: tuple[str, ...] | list[str]) -> list[str]:

@@ -55,13 +55,18 @@ def verify_in(session: ApplySession, plan_id: int | None = None, *,
               progress: bool = False) -> VerifyResult:
     """`verify` over an open session (an apply's, at its end)."""
     from civimc_audit.civicrm.reader import snapshot_civicrm
+    from civimc_audit.mailchimp.activity import gather_evidence
     from civimc_audit.mailchimp.reader import snapshot_mailchimp
-    from civimc_audit.reconcile import interest_counts, reconcile
+    from civimc_audit.reconcile import evidence_needed, interest_counts, reconcile
 
     config, store = session.config, session.store
     civi = snapshot_civicrm(config.civicrm, store, progress=progress,
                             conn=session.civicrm.connection(), interests=config.interests)
     mc = snapshot_mailchimp(config.mailchimp, store, progress=progress, client=session.mailchimp)
+    if civi.status == mc.status == "complete":  # date evidence, as after `snapshot`
+        ids = evidence_needed(store, config.policy, civicrm_snapshot_id=civi.id,
+                              mailchimp_snapshot_id=mc.id)
+        gather_evidence(session.mailchimp, store, config.mailchimp.list_id, civi.id, mc.id, ids)
     rec = reconcile(store, config.policy, civicrm_snapshot_id=civi.id,
                     mailchimp_snapshot_id=mc.id)
     if plan_id is None:

@@ -22,7 +22,25 @@ RULE_CODES = tuple(f"R{n}" for n in range(1, 11))
 
 # The flags an outcome row can carry (reconcile/sql/08_policy_flags.sql); they never change it.
 FLAG_CODES = ("duplicate_contacts", "contact_deleted", "consent_conflict", "civicrm_pending",
-              "no_civicrm_history", "needs_confirmation", "email_differs")
+              "no_civicrm_history", "needs_confirmation", "email_differs",
+              "profile_edit_decided", "status_change_unknown")
+
+# The date-evidence flags (docs/design.md "Date evidence"), in plain words with what to do: a
+# review bucket each. Standing approvals never approve a row carrying one (changes/standing.py).
+EVIDENCE_FLAG_WORDS = {
+    "profile_edit_decided": "Mailchimp's last change was a profile edit (a name or an interest), "
+                            "not a change of status: their status changed at Mailchimp no later "
+                            "than CiviCRM's change, yet the later date decides, as in the sync. "
+                            "Check the person's wish (Mailchimp's activity feed, CiviCRM's "
+                            "history) and approve or reject each row; policy date_basis = "
+                            "\"status_change\" decides these by the status-change date instead.",
+    "status_change_unknown": "Mailchimp changed later than CiviCRM, but its activity feed could "
+                             "not be read (or was not read for these snapshots), so nobody knows "
+                             "whether that was a change of status or only a profile edit. Take "
+                             "both snapshots again (`civimc-audit snapshot`) before approving.",
+}
+#: Flags that keep a row out of standing approvals whatever [schedule] auto_approve says.
+NEVER_AUTO_APPROVED_FLAGS = tuple(EVIDENCE_FLAG_WORDS)
 
 # The interest rows' outcomes (docs/design.md "Interest groups", reconcile/sql/11_interest_rules.sql).
 INTEREST_OUTCOME_CODES = (

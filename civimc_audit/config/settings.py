@@ -118,6 +118,10 @@ class PolicySettings(BaseModel):
 
     honor_civicrm_consent: bool = False
     tie_winner: Literal["civicrm", "mailchimp"] = "civicrm"
+    # Which Mailchimp date decides against CiviCRM's where the activity feed shows a profile
+    # edit made last_changed "later" (docs/design.md "Date evidence"): the sync's last_changed,
+    # or the member's last change of status.
+    date_basis: Literal["last_changed", "status_change"] = "last_changed"
 
 
 class ScheduleSettings(BaseModel):

@@ -51,19 +51,7 @@ def reconcile(store: Store, policy: PolicySettings | None = None, *,
             con, "INSERT INTO reconciliations (civicrm_snapshot_id, mailchimp_snapshot_id,"
             " created_at, policy) VALUES (?, ?, ?, ?) RETURNING id",
             [civi.id, mc.id, utcnow(), json.dumps(policy.model_dump())])
-        variables = {
-            "civicrm_snapshot": civi.id, "mailchimp_snapshot": mc.id,
-            "group_id": civi.meta["group_id"], "reconciliation_id": rid,
-            "tie_winner": policy.tie_winner,
-            "honor_civicrm_consent": bool(policy.honor_civicrm_consent),
-            # The mapped interests' JSON paths (ids are 10 hex digits, checked at config load),
-            # a constant for step 10's one json_extract per member.
-            "interest_paths": [f'$."{g["interest_id"]}"'
-                               for g in civi.meta.get("interest_groups") or []],
-        }
-        for name, value in variables.items():
-            con.execute(f"SET VARIABLE {name} = ?", [value])
-        install_sql_macros(con)
+        _set_variables(con, policy, civi, mc, rid)
         try:
             for _name, text in sql_steps():
                 con.execute(text)
@@ -75,6 +63,47 @@ def reconcile(store: Store, policy: PolicySettings | None = None, *,
         con.execute("UPDATE reconciliations SET counts = ? WHERE id = ?",
                     [json.dumps(counts), rid])
     return store.reconciliation(rid)
+
+
+def _set_variables(con, policy: PolicySettings, civi, mc, rid: int | None) -> None:
+    """The values the SQL steps read with getvariable(...)."""
+    variables = {
+        "civicrm_snapshot": civi.id, "mailchimp_snapshot": mc.id,
+        "group_id": civi.meta["group_id"], "reconciliation_id": rid,
+        "tie_winner": policy.tie_winner,
+        "honor_civicrm_consent": bool(policy.honor_civicrm_consent),
+        "date_basis": policy.date_basis,
+        # The mapped interests' JSON paths (ids are 10 hex digits, checked at config load),
+        # a constant for step 10's one json_extract per member.
+        "interest_paths": [f'$."{g["interest_id"]}"'
+                           for g in civi.meta.get("interest_groups") or []],
+    }
+    for name, value in variables.items():
+        con.execute(f"SET VARIABLE {name} = ?", [value])
+    install_sql_macros(con)
+
+
+#: The steps that choose the rows needing date evidence (through 07b_evidence_needed.sql).
+EVIDENCE_STEPS_BEFORE = "08"
+
+
+def evidence_needed(store: Store, policy: PolicySettings | None = None, *,
+                    civicrm_snapshot_id: int, mailchimp_snapshot_id: int) -> list[str]:
+    """The member ids whose activity feed the rules need (step 7b; the same under every
+    policy), for a pair of complete snapshots; nothing is stored."""
+    policy = policy or PolicySettings()
+    civi = _pick(store, "civicrm", civicrm_snapshot_id)
+    mc = _pick(store, "mailchimp", mailchimp_snapshot_id)
+    con = store.con
+    _set_variables(con, policy, civi, mc, None)
+    try:
+        for name, text in sql_steps():
+            if name < EVIDENCE_STEPS_BEFORE:
+                con.execute(text)
+        rows = con.execute("SELECT member_id FROM evidence_needed ORDER BY member_id").fetchall()
+    finally:
+        _drop_temporaries(con)
+    return [r[0] for r in rows]
 
 
 def _drop_temporaries(con) -> None:
@@ -90,8 +119,9 @@ def _drop_temporaries(con) -> None:
 
 
 OUTCOME_COLUMNS = ["person_id", "email", "contact_id", "display_name", "mailchimp_status",
-                   "mailchimp_changed", "civicrm_status", "civicrm_changed", "winner", "outcome",
-                   "rule", "reason_code", "reason", "flags"]
+                   "mailchimp_changed", "mailchimp_status_changed", "civicrm_status",
+                   "civicrm_changed", "winner", "outcome", "rule", "reason_code", "reason",
+                   "flags"]
 
 
 REPORT_COLUMNS = [*OUTCOME_COLUMNS, "civicrm_history_status", "member_id", "target_email"]

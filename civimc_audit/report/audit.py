@@ -15,13 +15,14 @@ from pathlib import Path
 import pandas as pd
 
 from civimc_audit import __version__
-from civimc_audit.common.codes import OUTCOME_ORDER
+from civimc_audit.common.codes import EVIDENCE_FLAG_WORDS, OUTCOME_ORDER
 from civimc_audit.common.files import write_atomic
 from civimc_audit.common.summary import RunSummary, write_summary
 from civimc_audit.common.times import iso_utc, run_stamp
 from civimc_audit.config import Config, load_config
 from civimc_audit.errors import StoreError
 from civimc_audit.reconcile import REPORT_COLUMNS, outcome_frame
+from civimc_audit.report.evidence import date_evidence_lines, date_evidence_people
 from civimc_audit.report.words import OUTCOME_HEADLINES, REASON_WORDS, people_table
 from civimc_audit.store import Store
 
@@ -40,6 +41,7 @@ FLAG_WORDS = {
     "needs_confirmation": "They unsubscribed themselves at Mailchimp; they can only be sent a "
                           "confirmation email (pending), never forced back.",
     "email_differs": "Their Mailchimp address is not their best email in CiviCRM.",
+    **EVIDENCE_FLAG_WORDS,
 }
 REASON_HELP = {
     "cleaned_at_mailchimp": "Mailchimp cleaned the address after it bounced; it cannot be "
@@ -171,7 +173,19 @@ class AuditReport:
     def policy_text(self) -> str:
         p = self.reconciliation["policy"]
         return (f"honor_civicrm_consent = {str(p.get('honor_civicrm_consent', False)).lower()}, "
-                f"tie_winner = {p.get('tie_winner', 'civicrm')}")
+                f"tie_winner = {p.get('tie_winner', 'civicrm')}, "
+                f"date_basis = {p.get('date_basis', 'last_changed')}")
+
+    def date_evidence(self) -> str:
+        """"How it decided": the date-evidence sentences, as a Markdown list."""
+        lines = date_evidence_lines(self.outcomes, self.reconciliation["policy"],
+                                    self.snapshots["mailchimp"])
+        return "\n".join("- " + line for line in lines)
+
+    def date_evidence_table(self) -> str:
+        """The rows a profile edit decided, with the three dates (HTML; empty when none)."""
+        people = date_evidence_people(self.outcomes)
+        return "" if people.empty else html_table(people, max_rows=100)
 
     def summary(self) -> RunSummary:
         """Counts for summary.json and the CLI."""

@@ -272,12 +272,18 @@ class ScheduledRun:
                 return snapshot_civicrm(self.config.civicrm, store, progress=self.progress,
                                         interests=self.config.interests)
 
-        def mailchimp():
-            with Store(self.config.store_file) as store:
-                return _snapshot_mailchimp(self.config, store, self.progress)
-
         civi = self._step("snapshot_civicrm", civicrm)
         self.summary["snapshots"]["civicrm"] = {"id": civi.id, "mode": "full"}
+
+        def mailchimp():
+            from civimc_audit.runs.evidence import take_evidence
+
+            with Store(self.config.store_file) as store:
+                snap, mode = _snapshot_mailchimp(self.config, store, self.progress)
+                if snap.status == "complete" and civi.status == "complete":
+                    take_evidence(self.config, store, civi.id, snap.id)  # date evidence
+                return snap, mode
+
         mc, mode = self._step("snapshot_mailchimp", mailchimp)
         self.summary["snapshots"]["mailchimp"] = {"id": mc.id, "mode": mode}
 

@@ -182,6 +182,8 @@ def prune_store(store: Store, cutoff: datetime, keep: Set[int] = frozenset(),
                 for table in SNAPSHOT_TABLES[source]:
                     con.execute(f"DELETE FROM {table} WHERE list_contains(?, snapshot_id)",
                                 [these])
+        con.execute("DELETE FROM mailchimp_evidence WHERE list_contains(?, civicrm_snapshot_id)"
+                    " OR list_contains(?, mailchimp_snapshot_id)", [ids, ids])
         con.execute("DELETE FROM snapshots WHERE list_contains(?, id)", [ids])
     result.snapshots += ids
     result.reconciliations += recs

@@ -203,6 +203,22 @@ MIGRATIONS: list = [
     # Outcome rows are written a million at a time, and their sentences and addresses cost
     # DuckDB's default compression twice what zstd takes (0.8 s of a 7 s reconcile).
     lambda con: _rebuild_tables(con, _OUTCOMES_V5, "v5"),
+    # issue 17: date evidence. For a pair of snapshots, the time of each contested member's
+    # latest subscription event in Mailchimp's activity feed (state 'read'; status_changed NULL
+    # when the feed records none) or why the feed could not be read ('unreadable'); reconcile
+    # reads it offline, and outcome rows show it.
+    """
+    CREATE TABLE mailchimp_evidence (
+        mailchimp_snapshot_id INTEGER NOT NULL,
+        civicrm_snapshot_id INTEGER NOT NULL,
+        member_id VARCHAR NOT NULL,
+        state VARCHAR NOT NULL CHECK (state IN ('read', 'unreadable')),
+        status_changed TIMESTAMP,
+        status_event VARCHAR,
+        detail VARCHAR
+    );
+    ALTER TABLE outcomes ADD COLUMN mailchimp_status_changed TIMESTAMP;
+    """,
     # Interest groups (DESIGN "Interest groups"): each member's interests as Mailchimp sent
     # them (JSON text, interest id -> true/false), the audience's interest catalogue, and one
     # outcome row per person and mapped interest (rules I1–I6), its sentence in zstd as the
@@ -403,6 +419,14 @@ class Store:
             [utcnow(), "complete" if complete else "incomplete", json.dumps(counts),
              json.dumps(merged), message, snapshot_id],
         )
+        return self.snapshot(snapshot_id)
+
+    def add_snapshot_meta(self, snapshot_id: int, meta: dict) -> Snapshot:
+        """Merge `meta` into a snapshot's meta (what a later step learnt about it, e.g. the
+        activity-feed requests of the date evidence); its rows stay as they are."""
+        snap = self.snapshot(snapshot_id)
+        self.con.execute("UPDATE snapshots SET meta = ? WHERE id = ?",
+                         [json.dumps({**snap.meta, **meta}), snapshot_id])
         return self.snapshot(snapshot_id)
 
     def fail_snapshot(self, snapshot_id: int, message: str) -> None:

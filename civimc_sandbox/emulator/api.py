@@ -19,6 +19,7 @@ import orjson
 
 from civimc_sandbox.emulator import problems as P
 from civimc_sandbox.emulator import writes
+from civimc_sandbox.emulator.activity import FILTERS, feed
 from civimc_sandbox.emulator.records import STATUSES, iso, parse_time
 from civimc_sandbox.emulator.render import (
     MEMBER_KEYS,
@@ -522,6 +523,38 @@ def h_tags_post(call: Call):
     return None
 
 
+def _activity_filters(q: dict) -> frozenset[str] | None:
+    v = q.get("activity_filters")
+    if v is None or v == "":
+        return None
+    wanted = frozenset(x.strip() for x in str(v).split(","))
+    bad = sorted(wanted - set(FILTERS))
+    if bad:
+        raise P.field_error("activity_filters", "Value must be one of: " + ", ".join(FILTERS)
+                            + f" ({', '.join(bad)} given)")
+    return wanted
+
+
+def h_activity_feed(call: Call):
+    """GET /lists/{id}/members/{hash}/activity-feed: most recent first (see .activity)."""
+    lst = call.lst()
+    count, offset = _paging(call)
+    wanted = _activity_filters(call.query)
+    with call.emu.lock:
+        rec = lst.lookup(call.args[1])
+        if rec is None:
+            raise P.not_found()
+        events = feed(rec, wanted)
+        me = f"{call.base}/lists/{lst.id}/members/{rec.id}/activity-feed"
+        body = {"activity": events[offset:offset + count], "email_id": rec.id,
+                "list_id": lst.id, "total_items": len(events),
+                "_links": [link("self", me, "GET",
+                                "Definitions/Lists/Members/ActivityFeed/Response.json"),
+                           link("parent", f"{call.base}/lists/{lst.id}/members/{rec.id}",
+                                "GET", "Definitions/Lists/Members/Response.json")]}
+    return _shape(call, body)
+
+
 # --- handlers: batches -----------------------------------------------------------
 
 def h_batches_post(call: Call):
@@ -573,6 +606,8 @@ ROUTES = [
      _M + "/actions/delete-permanent", {"POST": h_member_forget}),
     (re.compile(rf"^/lists/{_SEG}/members/{_SEG}/tags$"), _M + "/tags",
      {"GET": h_tags_get, "POST": h_tags_post}),
+    (re.compile(rf"^/lists/{_SEG}/members/{_SEG}/activity-feed$"), _M + "/activity-feed",
+     {"GET": h_activity_feed}),
     (re.compile(r"^/batches$"), "/batches", {"GET": h_batches_get, "POST": h_batches_post}),
     (re.compile(rf"^/batches/{_SEG}$"), "/batches/{batch_id}",
      {"GET": h_batch_get, "DELETE": h_batch_delete}),

@@ -76,7 +76,8 @@ def load_state(emu: Emulator, path: Path) -> int:
             lst.catalogue.load_doc(d.get("interest_categories", []))
             for values in d["members"]:
                 rec = Record.__new__(Record)
-                for name, value in zip(_RECORD_FIELDS, values, strict=True):
+                rec.activity = None  # files saved before members had an activity feed
+                for name, value in zip(_RECORD_FIELDS, values, strict=False):
                     setattr(rec, name, value)
                 lst.insert(rec)
                 if rec.id != rec.origin:

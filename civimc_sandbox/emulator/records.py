@@ -93,7 +93,7 @@ class Record:
         "email", "id", "status", "lc", "mf", "seq", "origin",
         "ts_opt", "ts_signup", "ip_opt", "ip_signup", "email_type", "language",
         "vip", "interests", "tags", "prev_status", "unsub_reason", "source",
-        "location", "permissions",
+        "location", "permissions", "activity",
     )
 
     def __init__(self, email: str, h: str, status: str, lc: int, mf: dict | None, seq: int):
@@ -118,6 +118,7 @@ class Record:
         self.source = "API - Generic"
         self.location = None
         self.permissions = None
+        self.activity = None  # [(epoch seconds, event dict)] oldest first, see .activity
 
     def copy(self) -> Record:
         c = Record.__new__(Record)

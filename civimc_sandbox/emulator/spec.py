@@ -138,8 +138,8 @@ class SpecChecker:
                     msgs.append(f"query {name}={value!r} is not an integer")
             elif t == "boolean" and str(value).lower() not in ("true", "false"):
                 msgs.append(f"query {name}={value!r} is not a boolean")
-            if "enum" in p and value not in p["enum"]:
-                msgs.append(f"query {name}={value!r} is not one of {p['enum']}")
+            if "enum" in p:
+                msgs += _enum_problems(name, value, p)
         if body is not None and method.upper() in ("POST", "PUT", "PATCH"):
             v = self._validator(("req", method.lower(), template),
                                 lambda: self._body_schema(method, template))
@@ -157,6 +157,19 @@ class SpecChecker:
         msgs = [f"response {status}{_where(e)}: {e.message}"
                 for e in v.iter_errors(_truncate(body, self.max_items))]
         return self._report("response", method, path, msgs)
+
+
+def _enum_problems(name: str, value, param: dict) -> list[str]:
+    """A query value against its parameter's enum. A comma-separated array (`collectionFormat`
+    csv) is checked value by value: the published spec gives e.g. `activity_filters` an enum of
+    one-element lists, which would reject the `open,bounce,click` its own description shows."""
+    allowed = [x for e in param["enum"] for x in (e if isinstance(e, list) else [e])]
+    if param.get("type") == "array" and param.get("collectionFormat", "csv") == "csv":
+        values = str(value).split(",")
+    else:
+        values = [value]
+    bad = [v for v in values if v not in allowed]
+    return [f"query {name}={value!r}: {', '.join(map(repr, bad))} not one of {allowed}"] if bad else []
 
 
 def _where(e) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from civimc_sandbox.emulator.activity import fixture_events, note_status_change
 from civimc_sandbox.emulator.faults import Faults
 from civimc_sandbox.emulator.interests import Catalogue
 from civimc_sandbox.emulator.records import STATUSES, Record, member_hash, now_ts, parse_ts
@@ -329,7 +330,9 @@ class Emulator:
                    timestamp_opt=None, timestamp_signup=None, **extra) -> dict:
         """Insert a member directly (no API rules).  ``extra``: ip_opt, ip_signup,
         email_type, language, vip, tags (names), interests, location, source,
-        unsubscribe_reason, prev_status (for archived members).  Raises
+        unsubscribe_reason, prev_status (for archived members), activity (the member's
+        activity feed: event dicts with ``activity_type`` and ``created_at_timestamp``, see
+        :mod:`.activity`; none by default).  Raises
         ``ValueError`` if the email is already on the list."""
         lst = self.list_state(list_id)
         with self.lock:
@@ -427,7 +430,9 @@ class Emulator:
                       **changes) -> dict:
         """Edit a member directly (no API rules), e.g. from ``on_members_page``.
         ``changes``: status, merge_fields (merged), email_address, timestamp_opt,
-        and the ``add_member`` extras.  ``last_changed`` defaults to now."""
+        and the ``add_member`` extras.  ``last_changed`` defaults to now.  A change of status
+        to subscribed or unsubscribed adds its event to the activity feed at that time (an
+        administrator's change, which Mailchimp records); other edits add none."""
         lst = self.list_state(list_id)
         with self.lock:
             rec = lst.lookup(email_or_hash)
@@ -443,6 +448,8 @@ class Emulator:
                 if k in changes:
                     setattr(rec, "ts_opt" if k == "timestamp_opt" else "ts_signup",
                             parse_ts(changes.pop(k)))
+            lc = parse_ts(last_changed)
+            lc = self.now() if lc is None else lc
             if "status" in changes:
                 new = changes.pop("status")
                 if new not in _STATUS_SET:
@@ -453,11 +460,11 @@ class Emulator:
                         rec.prev_status = rec.status
                 else:
                     rec.prev_status = None
-                rec.status = new
+                old, rec.status = rec.status, new
                 lst.counts[new] += 1
+                note_status_change(rec, old, new, lc)
             _apply_admin(lst, rec, changes)
-            lc = parse_ts(last_changed)
-            rec.lc = self.now() if lc is None else lc
+            rec.lc = lc
             lst.note_change(rec, before)
             return render_member(rec, lst.context(self.base_url))
 
@@ -561,5 +568,7 @@ def _apply_admin(lst: ListState, rec: Record, extra: dict) -> None:
             rec.status = v
         elif k == "marketing_permissions":
             rec.permissions = list(v) if v else None
+        elif k == "activity":
+            rec.activity = fixture_events(v)
         else:
             raise TypeError(f"unknown member field {k!r}")

@@ -21,6 +21,7 @@ All functions run under ``emu.lock`` and raise :class:`~.problems.ApiError`.
 from __future__ import annotations
 
 from civimc_sandbox.emulator import problems as P
+from civimc_sandbox.emulator.activity import note_status_change
 from civimc_sandbox.emulator.records import (
     COMPLIANCE_STATUSES,
     PATCH_STATUSES,
@@ -130,6 +131,7 @@ def set_status(lst, rec: Record, new: str, now: int, explicit_opt: bool = False)
     elif new == "unsubscribed":
         rec.unsub_reason = "N/A (Unsubscribed by an admin)"
         lst.last_unsub = now
+    note_status_change(rec, old, new, now)
 
 
 def apply_fields(lst, rec: Record, body: dict, now: int) -> None:
@@ -170,6 +172,7 @@ def _create(emu, lst, email: str, status: str, body: dict, now: int) -> Record:
     elif status == "unsubscribed":
         rec.unsub_reason = "N/A (Unsubscribed by an admin)"
         lst.last_unsub = now
+    note_status_change(rec, None, status, now)
     lst.insert(rec)
     lst.note_change(rec, None)
     return rec

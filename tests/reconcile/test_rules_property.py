@@ -225,6 +225,9 @@ def oracle(population, policy: PolicySettings):
             "needs_confirmation": outcome == "resubscribe_in_mailchimp"
                                   and m["status"] == "unsubscribed",
             "email_differs": bool(m and cid in best and best[cid] != m["norm"]),
+            # Date evidence: these snapshots were written without the evidence step, so every
+            # R2/R3 change against a CiviCRM date says its status change is unknown.
+            "status_change_unknown": rule in ("R2", "R3") and not reason and changed is not None,
         }
         key = ("m", m["id"]) if m else ("c", cid)
         result[key] = (outcome, rule, reason, frozenset(f for f, on in flags.items() if on),

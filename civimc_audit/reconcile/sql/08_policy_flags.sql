@@ -13,6 +13,10 @@
 --   needs_confirmation  R7 for an unsubscribed member, when a resubscribe is planned: Mailchimp
 --                       refuses "subscribed" (compliance state), only "pending" is possible
 --   email_differs       the member's address is not the contact's best email
+--   profile_edit_decided  (step 6) Mailchimp's status changed no later than CiviCRM's date; its
+--                       later last_changed was a profile edit (R2/R3 by last_changed)
+--   status_change_unknown a row that needs date evidence (step 7b) whose activity feed could not
+--                       be read, or was not read for this pair of snapshots
 CREATE OR REPLACE TEMP VIEW flagged AS
 WITH f AS (
     SELECT r.*,
@@ -23,8 +27,10 @@ WITH f AS (
         coalesce(contact_id IS NOT NULL AND gc_status IS NOT NULL AND NOT has_history, false)
             AS no_civicrm_history,
         coalesce(gc_status = 'Pending' OR history_status = 'Pending', false) AS civicrm_pending,
-        coalesce(has_member AND best_norm <> member_norm, false) AS email_differs
-    FROM ruled r
+        coalesce(has_member AND best_norm <> member_norm, false) AS email_differs,
+        needs_evidence AND rule IN ('R2', 'R3') AND evidence_state IS DISTINCT FROM 'read'
+            AS status_change_unknown
+    FROM evidenced r
 ), o AS (
     SELECT f.*,
         getvariable('honor_civicrm_consent') AND consent_conflict AS consent_applied,
@@ -47,6 +53,8 @@ SELECT o.*,
         CASE WHEN no_civicrm_history THEN 'no_civicrm_history' END,
         CASE WHEN outcome = 'resubscribe_in_mailchimp' AND mailchimp_status = 'unsubscribed'
              THEN 'needs_confirmation' END,
-        CASE WHEN email_differs THEN 'email_differs' END
+        CASE WHEN email_differs THEN 'email_differs' END,
+        CASE WHEN profile_edit_decided THEN 'profile_edit_decided' END,
+        CASE WHEN status_change_unknown THEN 'status_change_unknown' END
     ) AS flags
 FROM o;

@@ -2,16 +2,23 @@
 -- can read without the rules table — which date decided (who wins, for R1–R10) and what happens,
 -- or why nothing can (the cannot_sync codes of R2, R3, R6, R7, R8, R9; policy honor_civicrm_consent).
 -- When both dates fall on the same day, the time is shown too, so a decision to the second reads.
--- person_id comes from step 5.
+-- person_id comes from step 5. Date evidence (step 6): a row a profile edit decided names all
+-- three dates (Mailchimp's last change, its last change of status, CiviCRM's) and what decides;
+-- a row whose evidence is missing says so.
 CREATE OR REPLACE TEMP VIEW worded AS
 WITH d AS (
     SELECT f.*,
-        coalesce(civicrm_changed::DATE = mailchimp_changed::DATE, false) AS same_day
+        coalesce(civicrm_changed::DATE = mailchimp_changed::DATE, false) AS same_day,
+        coalesce(civicrm_changed::DATE = mailchimp_status_changed::DATE, false) AS s_same_day
     FROM flagged f
 )
 SELECT d.*,
-    CASE WHEN same_day THEN strftime(civicrm_changed, '%-d %b %Y %H:%M:%S UTC')
+    CASE WHEN same_day OR s_same_day THEN strftime(civicrm_changed, '%-d %b %Y %H:%M:%S UTC')
          ELSE strftime(civicrm_changed, '%-d %b %Y') END AS cdate,
+    CASE WHEN s_same_day THEN strftime(mailchimp_status_changed, '%-d %b %Y %H:%M:%S UTC')
+         ELSE strftime(mailchimp_status_changed, '%-d %b %Y') END AS sdate,
+    CASE WHEN mailchimp_status_event = 'unsub' THEN 'unsubscribed' ELSE 'subscribed' END
+        AS sverb,
     CASE WHEN same_day THEN strftime(mailchimp_changed, '%-d %b %Y %H:%M:%S UTC')
          ELSE strftime(mailchimp_changed, '%-d %b %Y') END AS mdate,
     CASE history_status
@@ -60,6 +67,26 @@ SELECT w.*,
         WHEN mailchimp_changed IS NULL
             THEN concat('CiviCRM ', hverb, ' on ', cdate,
                         ', and Mailchimp has no change date, so CiviCRM decides')
+        WHEN profile_edit_decided
+            THEN concat('Mailchimp''s last change on ', mdate, ' was not a change of status: ',
+                        'they ', sverb, ' on ', sdate,
+                        CASE WHEN date_trunc('second', mailchimp_status_changed)
+                                  = date_trunc('second', civicrm_changed)
+                             THEN ', the same second as CiviCRM ' ELSE ', before CiviCRM ' END,
+                        hverb, ' on ', cdate,
+                        CASE WHEN winner = 'civicrm'
+                                 THEN ', so CiviCRM decides (policy date_basis = "status_change")'
+                             WHEN getvariable('date_basis') = 'status_change'
+                                 THEN ', and a tie goes to Mailchimp (policy tie_winner)'
+                             ELSE ', yet Mailchimp''s later last change decides, as in the sync'
+                        END)
+        WHEN status_change_unknown
+            THEN concat('Mailchimp ', mverb, ' on ', mdate, ', after CiviCRM ', hverb, ' on ',
+                        cdate, ', but whether that was a change of status is unknown: ',
+                        CASE WHEN evidence_state = 'unreadable'
+                             THEN 'Mailchimp''s activity feed could not be read'
+                             ELSE 'Mailchimp''s activity feed was not read for these snapshots '
+                                  '(take both snapshots together)' END)
         WHEN tie
             THEN concat('CiviCRM ', hverb, ' on ', cdate, ', the same second as Mailchimp''s ',
                         'last change (', mailchimp_status, '), and a tie goes to ',
@@ -142,5 +169,6 @@ SELECT getvariable('reconciliation_id') AS reconciliation_id,
        concat(why, ': ', action, '.') AS reason,
        flags,
        CASE WHEN outcome = 'add_to_mailchimp' THEN best_email ELSE email_address END
-           AS target_email
+           AS target_email,
+       mailchimp_status_changed
 FROM reasoned;
