@@ -336,8 +336,10 @@ def review(obj, plan_id, export_path, import_path, reviewer):
                        " and note, then `review --import`")
         else:
             counts = import_csv(store, import_path, reviewer, plan_id)
+            withdrawn = (f", {counts['withdrawn']} of them withdrawn from an earlier decision"
+                         if counts["withdrawn"] else "")
             click.echo(f"recorded {counts['approved']} approved, {counts['rejected']} rejected "
-                       f"({counts['undecided']} left undecided)")
+                       f"({counts['undecided']} undecided{withdrawn})")
 
 
 @cli.command()

@@ -40,11 +40,14 @@ from datetime import UTC, datetime, timedelta
 
 from tqdm.auto import tqdm
 
+from civimc_audit.common.codes import MEMBER_DEFECT_CODES
+from civimc_audit.common.codes import REASON_CODES as ALL_REASON_CODES
 from civimc_audit.common.emails import SQL_WHITESPACE_CLASS, install_sql_macros, member_hash
 
 YEAR = 2026
-REASON_CODES = ("other_email_subscribed", "no_usable_email", "email_shared_with_other_contact",
-                "email_on_hold", "cleaned_at_mailchimp", "no_history_date")
+#: The rules table's reason codes (a member record's defects cannot be written in the notation:
+#: the emulator sends those only when a test garbles a member, see Emulator.garbled).
+REASON_CODES = tuple(c for c in ALL_REASON_CODES if c not in MEMBER_DEFECT_CODES)
 FLAGS = ("duplicate_contacts", "contact_deleted", "consent_conflict", "civicrm_pending",
          "no_civicrm_history", "needs_confirmation", "email_differs")
 MC_STATUSES = ("subscribed", "pending", "unsubscribed", "cleaned", "archived", "transactional")

@@ -8,8 +8,10 @@ the system it targets (done if the change is there, sent again if not) instead o
 blindly, and never sends an item that is already done, failed or stale.
 
 Before the first change of a run, both snapshots are backed up (Parquet, plus the audience in
-Mailchimp's import format) into the run folder, and every person changed at either side since
-its snapshot is skipped as `stale` (drift.py) — items re-sent after an interrupted run too.
+Mailchimp's import format) into the run folder. Right before each batch is sent, every person
+of that batch changed at either side since its snapshot is skipped as `stale` (drift.py) —
+items re-sent after an interrupted run too — and so is every item whose target (the CiviCRM
+group, the Mailchimp audience) no longer exists, before anything is written there.
 
 One apply per store at a time, whatever the plan: the apply lock (session.py) is taken before
 anything else and held to the end, so a second apply is refused at once. The apply then opens
@@ -22,11 +24,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import time
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
 from civimc_audit.changes.plan import Plan, get_plan, latest_frozen_plan
 from civimc_audit.changes.review import approved_items, check_frozen
 from civimc_audit.changes.session import ApplyLock, ApplySession
+from civimc_audit.common.crashpoints import DIE_ENV, checkpoint
 from civimc_audit.common.emails import normalize_email
 from civimc_audit.common.files import write_atomic
 from civimc_audit.common.summary import ApplySummary, write_summary
@@ -53,31 +53,13 @@ MAILCHIMP_CHUNK = 500      # one batch call per journal chunk
 CIVICRM_CHUNK = 1000       # journaled together; the writer still commits every CIVICRM_BATCH
 COMPLIANCE = "Member In Compliance State"
 FINAL_STATES = ("done", "failed", "stale")
-# Tests only: "<checkpoint>:<n>" SIGKILLs this process at the nth pass of a checkpoint;
-# "<checkpoint>:<n>:pause" instead waits there (for a test to SIGKILL it from outside).
-DIE_ENV = "CIVIMC_TEST_DIE_AT"
-_passes: Counter = Counter()
+__all__ = ["DIE_ENV", "ApplyResult", "apply_plan", "checkpoint", "journal_frame", "load_frozen",
+           "tracking_note"]
 
 
 def tracking_note(plan_id: int) -> str:
     """The tracking text of CiviCRM history rows written for a plan."""
     return f"civimc-audit plan {plan_id}"
-
-
-def checkpoint(name: str) -> None:
-    """Let tests kill this process (SIGKILL, no clean-up at all) at a named point."""
-    spec = os.environ.get(DIE_ENV)
-    if not spec:
-        return
-    point, nth, how = (spec.split(":") + ["1", "die"])[:3]
-    if point == name:
-        _passes[name] += 1
-        if _passes[name] == int(nth or 1):
-            if how == "pause":
-                print(f"paused at {name}", flush=True)
-                while True:
-                    time.sleep(1)
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -96,6 +78,7 @@ class ApplyResult:
     run_id: int | None = None
     folder: Path | None = None
     verify: VerifyResult | None = None
+    vanished: dict[str, str] = field(default_factory=dict)  # target -> why it is gone
 
     def counts(self) -> dict[str, int]:
         states = self.items["journal_state"].fillna("not sent")
@@ -113,12 +96,15 @@ class ApplyResult:
 class _Run:
     """One execution of a plan over a session: journal writes, settling, drift, sending."""
 
-    def __init__(self, session: ApplySession, plan: Plan, run_id: int, progress: bool):
+    def __init__(self, session: ApplySession, plan: Plan, run_id: int, progress: bool,
+                 snapshots: dict):
         self.session = session
         self.plan = plan
         self.run_id = run_id
         self.progress = progress
+        self.snapshots = snapshots
         self.tracking = tracking_note(plan.id)
+        self.gone: dict[str, str] = {}  # target -> why it vanished, once found
 
     # journal ---------------------------------------------------------------------------------
     def journal(self, rows: list[dict]) -> None:
@@ -234,21 +220,60 @@ class _Run:
                       for row, cid in pairs])
 
     # drift -----------------------------------------------------------------------------------
-    def drift(self, items: pd.DataFrame, snapshots: dict) -> pd.DataFrame:
-        """Journal people changed at either side since the snapshots as stale; returns the rest.
-
-        Run over every item about to be sent, fresh or re-sent after an interrupted run; see
-        drift.py for what counts as a change.
-        """
-        from civimc_audit.changes.drift import civicrm_drift, cutoff, moved_members
+    def vanished(self, items: pd.DataFrame) -> pd.DataFrame:
+        """Journal as stale the items of a side that no longer exists — the CiviCRM group
+        deleted or made smart, the Mailchimp audience deleted —, those sent there and those
+        decided by what that side said (a contact's group state, a member's status); returns
+        the rest. Nothing is written for them, so no contact is created for a group that is
+        gone."""
+        from civimc_audit.mailchimp.live import audience_exists
 
         if items.empty:
             return items
-        store = self.session.store
-        writer = self.session.mailchimp_writer(self.plan.target_list)
-        changed = writer.changed_members(cutoff(snapshots["mailchimp"]))
-        moved = moved_members(store, snapshots["mailchimp"].id, changed,
-                              items["member_id"].dropna().tolist())
+        civi = (items["target"] == "civicrm") | items["contact_id"].notna()
+        mc = (items["target"] == "mailchimp") | items["member_id"].notna()
+        if civi.any() and "civicrm" not in self.gone:
+            problem = self.session.civicrm.group_problem(self.plan.target_group)
+            if problem:
+                self.gone["civicrm"] = problem
+        if (mc.any() and "mailchimp" not in self.gone
+                and not audience_exists(self.session.mailchimp, self.plan.target_list)):
+            self.gone["mailchimp"] = (f"the Mailchimp audience {self.plan.target_list} no "
+                                      "longer exists")
+        hit = pd.Series(None, index=items.index, dtype=object)
+        for side, mask in (("mailchimp", mc), ("civicrm", civi)):
+            if side in self.gone:
+                hit = hit.where(~mask | hit.notna(), self.gone[side])
+        gone = items[hit.notna()]
+        self.journal([{"item_id": i, "state": "stale", "title": "target no longer exists",
+                       "detail": f"{why}: nothing was sent"}
+                      for i, why in zip(gone["item_id"], hit[hit.notna()], strict=True)])
+        return items[hit.isna()]
+
+    def drift(self, items: pd.DataFrame) -> pd.DataFrame:
+        """Journal as stale the items whose target vanished and the people changed at either
+        side since the snapshots; returns the rest.
+
+        Run right before each batch is sent, over exactly that batch (fresh items, or re-sent
+        after an interrupted run), so a change made while this apply runs, between two of its
+        batches, is found too; see drift.py for what counts as a change.
+        """
+        from civimc_audit.changes.drift import civicrm_drift, cutoff, moved_members
+        from civimc_audit.mailchimp.live import member_statuses
+
+        items = self.vanished(items)
+        if items.empty:
+            return items
+        store, snapshots = self.session.store, self.snapshots
+        members = items["member_id"].dropna().tolist()
+        changed = (self.session.mailchimp_writer(self.plan.target_list).changed_members(
+            cutoff(snapshots["mailchimp"])) if members else {})
+        moved = moved_members(store, snapshots["mailchimp"].id, changed, members)
+        # A member deleted since the snapshot is in no listing of changes: each member the
+        # plan was made from is looked up.
+        had = items[items["mailchimp_status"].notna()]["member_id"].dropna().tolist()
+        deleted = {mid for mid, status in member_statuses(
+            self.session.mailchimp, self.plan.target_list, had).items() if status is None}
         ids = sorted({int(c) for c in items["contact_id"].dropna()})
         civi_changed = (civicrm_drift(self.session.civicrm, store, snapshots["civicrm"].id,
                                       self.plan.target_group, ids, cutoff(snapshots["civicrm"]),
@@ -259,7 +284,7 @@ class _Run:
         mc_changed = {mid: m["last_changed"] for mid, m in changed.items()}
         stale = []
         for row in items.to_dict("records"):
-            why = _drift_reasons(row, mc_changed, moved, civi_changed, owners)
+            why = _drift_reasons(row, mc_changed, moved, civi_changed, owners, deleted)
             if why:
                 stale.append({"item_id": row["item_id"], "state": "stale",
                               "title": "changed since the snapshot",
@@ -275,15 +300,16 @@ class _Run:
         writer = self.session.mailchimp_writer(self.plan.target_list)
         bar = tqdm(total=len(items), desc="Mailchimp", unit=" members", disable=not self.progress)
         for start in range(0, len(items), MAILCHIMP_CHUNK):
-            chunk = items.iloc[start:start + MAILCHIMP_CHUNK]
-            payloads = [json.loads(p) for p in chunk["payload"]]
-            refused = self._mailchimp_call(writer, chunk, payloads)
-            if refused is not None and not refused.empty:
-                pending = [{**json.loads(p), "status": "pending"} for p in refused["payload"]]
-                self._mailchimp_call(writer, refused, pending, title=COMPLIANCE,
-                                     detail="refused as subscribed; re-sent as pending "
-                                            "(Mailchimp emails a confirmation request)")
-            bar.update(len(chunk))
+            chunk = self.drift(items.iloc[start:start + MAILCHIMP_CHUNK])
+            if not chunk.empty:
+                payloads = [json.loads(p) for p in chunk["payload"]]
+                refused = self._mailchimp_call(writer, chunk, payloads)
+                if refused is not None and not refused.empty:
+                    pending = [{**json.loads(p), "status": "pending"} for p in refused["payload"]]
+                    self._mailchimp_call(writer, refused, pending, title=COMPLIANCE,
+                                         detail="refused as subscribed; re-sent as pending "
+                                                "(Mailchimp emails a confirmation request)")
+            bar.update(min(MAILCHIMP_CHUNK, len(items) - start))
         bar.close()
 
     def _mailchimp_call(self, writer, chunk: pd.DataFrame, payloads: list[dict], **note):
@@ -333,15 +359,16 @@ class _Run:
             return
         w = self.session.civicrm_writer
         bar = tqdm(total=len(items), desc="CiviCRM", unit=" contacts", disable=not self.progress)
-        for action in ("remove_from_group", "add_to_group"):
+        for action in ("remove_from_group", "add_to_group", "create_contact"):
             todo = items[items["action"] == action]
             for start in range(0, len(todo), CIVICRM_CHUNK):
-                chunk = todo.iloc[start:start + CIVICRM_CHUNK]
-                self._civicrm_call(w, action, chunk)
-                bar.update(len(chunk))
-        for _, row in items[items["action"] == "create_contact"].iterrows():
-            self._create(w, row)
-            bar.update(1)
+                chunk = self.drift(todo.iloc[start:start + CIVICRM_CHUNK])
+                if action == "create_contact":
+                    for _, row in chunk.iterrows():
+                        self._create(w, row)
+                elif not chunk.empty:
+                    self._civicrm_call(w, action, chunk)
+                bar.update(min(CIVICRM_CHUNK, len(todo) - start))
         bar.close()
 
     def _civicrm_call(self, w, action: str, chunk: pd.DataFrame) -> None:
@@ -391,7 +418,8 @@ class _Run:
         checkpoint("civicrm_before_call")
         try:
             cid = w.create_contact(payload["email"], payload.get("first_name"),
-                                   payload.get("last_name"), tracking=self.tracking)
+                                   payload.get("last_name"), tracking=self.tracking,
+                                   group_id=self.plan.target_group)
             w.add_to_group(self.plan.target_group, [cid], self.tracking)
         except CiviCRMError as exc:
             self._settle_failed(frame, str(exc))
@@ -418,14 +446,17 @@ def _settled(row: dict, detail: str) -> dict:
 
 
 def _drift_reasons(row: dict, mc_changed: dict, moved: dict, civi_changed: dict,
-                   owners: dict) -> list[str]:
+                   owners: dict, deleted: set) -> list[str]:
     """Why the person of an item changed since the snapshots (empty when they did not)."""
     why = []
-    if row["member_id"] and row["member_id"] in mc_changed:
-        when = mc_changed[row["member_id"]]
-        why.append(f"changed at Mailchimp on {when:%Y-%m-%d %H:%M:%S}Z")
-    elif row["member_id"] in moved:
+    if row["member_id"] in moved:
         why.append(f"email changed at Mailchimp to {moved[row['member_id']]}")
+    elif row["member_id"] in deleted:
+        why.append("the Mailchimp member no longer exists")
+    elif row["member_id"] and row["member_id"] in mc_changed:
+        when = mc_changed[row["member_id"]]
+        why.append(f"changed at Mailchimp on {when:%Y-%m-%d %H:%M:%S}Z" if when is not None
+                   else "changed at Mailchimp (on a date it did not say)")
     if not pd.isna(row["contact_id"]) and int(row["contact_id"]) in civi_changed:
         why.append(civi_changed[int(row["contact_id"])])
     if row["action"] == "create_contact" and owners.get(normalize_email(row["email"])):
@@ -457,7 +488,11 @@ def _latest_sent(store: Store, plan_id: int) -> dict[int, dict]:
 
 
 def load_frozen(store: Store, plan_id: int | None) -> Plan:
+    """The frozen plan to apply, refused when retention pruned its snapshots (said first: the
+    hash covers them, so it no longer matches either) or when it no longer matches its hash."""
     plan = get_plan(store, plan_id) if plan_id is not None else latest_frozen_plan(store)
+    if plan.frozen:
+        _snapshots_of(store, plan)
     check_frozen(store, plan)
     return plan
 
@@ -490,7 +525,8 @@ def apply_plan(config: Config, plan_id: int | None = None, *, execute: bool = Fa
         if not execute or open_items.empty:
             return result
         _execute(session, lock, result, snapshots, progress)
-        if verify_after:
+        # A target that is gone cannot be snapshotted again: its items are stale already.
+        if verify_after and not result.vanished:
             from civimc_audit.changes.verify import verify_in
 
             result.verify = verify_in(session, plan.id, progress=progress)
@@ -507,20 +543,23 @@ def _execute(session: ApplySession, lock: ApplyLock, result: ApplyResult, snapsh
     run_id = _start_run(store, plan, folder)
     lock.record(plan.id, run_id)
     result.run_id, result.folder = run_id, folder
-    run = _Run(session, plan, run_id, progress)
+    run = _Run(session, plan, run_id, progress, snapshots)
     status = "failed"
     try:
         backup_snapshots(store, [plan.civicrm_snapshot_id, plan.mailchimp_snapshot_id],
                          folder / "backup")
-        interrupted = open_items[open_items["journal_state"] == "sending"]
+        # Items of a target that is gone are not settled: nothing more is written there.
+        interrupted = run.vanished(open_items[open_items["journal_state"] == "sending"])
         resend = run.settle(interrupted, sent)
-        # Re-sent items are checked like fresh ones: what was not made may have changed since.
-        todo = run.drift(pd.concat([resend, open_items[open_items["journal_state"].isna()]]),
-                         snapshots).sort_values("item_id")
+        # Re-sent items are checked like fresh ones, batch by batch as they are sent: what was
+        # not made may have changed since.
+        todo = pd.concat([resend, open_items[open_items["journal_state"].isna()]]
+                         ).sort_values("item_id")
         run.send_mailchimp(todo[todo["target"] == "mailchimp"])
         run.send_civicrm(todo[todo["target"] == "civicrm"])
         status = "finished"
     finally:
+        result.vanished = dict(run.gone)
         result.items = approved_items(store, plan.id)
         _finish_run(store, run_id, status, result.counts())
         _write_run_files(result)

@@ -1,15 +1,15 @@
 """Review decisions on a plan: per item, by filter, through a CSV, and freezing.
 
 Decisions are appended (never updated) with who, when, how and an optional note; an item's
-current decision is its latest one. A frozen plan refuses every further decision. Freezing
-hashes the approved items (sha256 over their canonical JSON), so apply can prove that what it
-sends is exactly what was approved.
+current decision is its latest one, and withdrawing one appends an `undecided` decision. A
+frozen plan refuses every further decision. Freezing hashes the plan, its snapshots' registry
+rows and the approved items' whole rows (sha256, computed in the store), so apply can prove
+that what it sends, and what it checks against, is exactly what was approved.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -170,7 +170,10 @@ def export_csv(store: Store, plan_id: int | None, path: str | Path) -> int:
 
 
 def import_csv(store: Store, path: str | Path, reviewer: str, plan_id: int | None = None) -> dict:
-    """Record the decisions of an edited CSV; returns counts per decision.
+    """Record the decisions of an edited CSV; returns counts per decision: approved, rejected,
+    undecided (the rows left blank or `undecided`, each now undecided in the store) and
+    withdrawn (how many of those had an approval or rejection, now withdrawn: recorded as an
+    `undecided` decision with the reviewer and the time).
 
     All or nothing: a CSV from another plan, unknown item ids, repeated ids, edited payloads or
     unreadable decisions are refused with the first few problems named, and nothing is recorded.
@@ -180,7 +183,7 @@ def import_csv(store: Store, path: str | Path, reviewer: str, plan_id: int | Non
     rows = _read_decisions_csv(path)
     plan = _open_plan(store, _csv_plan_id(rows, path, plan_id))
     if rows.empty:
-        return {"approved": 0, "rejected": 0, "undecided": 0}
+        return {"approved": 0, "rejected": 0, "undecided": 0, "withdrawn": 0}
     if set(rows["plan_token"]) != {plan.token} or set(rows["plan_id"]) != {str(plan.id)}:
         raise UsageError(f"{path} comes from another plan (or another store), not plan "
                          f"{plan.id}; export plan {plan.id} with `civimc-audit review --export`")
@@ -190,7 +193,7 @@ def import_csv(store: Store, path: str | Path, reviewer: str, plan_id: int | Non
         raise UsageError(f"{path} refused, nothing recorded: {'; '.join(problems[:5])}{more}")
     _record_decisions(store, plan, reviewer, chosen)
     return {"approved": len(chosen["approved"]), "rejected": len(chosen["rejected"]),
-            "undecided": undecided}
+            "undecided": undecided, "withdrawn": len(chosen["undecided"])}
 
 
 def _read_decisions_csv(path: Path) -> pd.DataFrame:
@@ -221,20 +224,25 @@ def _csv_plan_id(rows: pd.DataFrame, path: Path, plan_id: int | None) -> int | N
 
 
 def _decisions_of(rows: pd.DataFrame, current: pd.DataFrame) -> tuple[dict, int, list[str]]:
-    """({"approved": [(item, note)], "rejected": [...]}, undecided count, problems) of the
-    CSV's rows checked against the plan's items (`current`, indexed by item id)."""
+    """({"approved": [(item, note)], "rejected": [...], "undecided": [...]}, undecided count,
+    problems) of the CSV's rows checked against the plan's items (`current`, indexed by item
+    id). A blank or `undecided` row withdraws the item's earlier approval or rejection (listed
+    under "undecided", to be recorded); one that was undecided already records nothing."""
     problems: list[str] = []
-    chosen: dict[str, list] = {"approved": [], "rejected": []}
+    chosen: dict[str, list] = {"approved": [], "rejected": [], "undecided": []}
     seen: set[int] = set()
     undecided = 0
     for n, row in enumerate(rows.to_dict("records"), start=2):
         item_id, decision, problem = _row_decision(n, row, current, seen)
+        note = (row.get("note") or "").strip() or None
         if problem:
             problems.append(problem)
         elif decision is None:
             undecided += 1
+            if current.loc[item_id, "decision"] in DECISIONS:
+                chosen["undecided"].append((item_id, note))
         else:
-            chosen[decision].append((item_id, (row.get("note") or "").strip() or None))
+            chosen[decision].append((item_id, note))
     return chosen, undecided, problems
 
 
@@ -278,20 +286,65 @@ def approved_items(store: Store, plan_id: int) -> pd.DataFrame:
     return frame[frame["decision"] == "approved"].sort_values("item_id")
 
 
+# The hash of a frozen plan, computed in the store: the plan's row (less what freezing itself
+# writes, and when the plan was made, which only retention reads), the registry rows of its two
+# snapshots (what drift's cut-off is read from), each approved item's whole plan_items row —
+# every column apply reads: payload, target, ids and the state it was planned from — hashed one
+# by one in item order, and the snapshot rows of the items' people (what drift compares the
+# live systems with), hashed one by one in hash order. A column added to any of these tables is
+# covered without changing this.
+_ROWS_HASH = "sha256(string_agg(sha256(to_json(r)::VARCHAR), '' ORDER BY sha256(to_json(r)::VARCHAR)))"
+_HASH_SQL = f"""
+WITH d AS (
+    SELECT item_id, decision FROM decisions WHERE plan_id = $plan
+    QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY seq DESC) = 1
+), p AS (
+    SELECT * FROM plans WHERE id = $plan
+), head AS (
+    SELECT to_json(h)::VARCHAR AS text FROM (
+        SELECT * EXCLUDE (created_at, status, frozen_at, frozen_hash, frozen_reviewers,
+                          frozen_by, allow_pending),
+               $allow_pending AS allow_pending
+        FROM p) h
+), snaps AS (
+    SELECT string_agg(to_json(s)::VARCHAR, '' ORDER BY s.id) AS text
+    FROM snapshots s
+    WHERE s.id IN (SELECT civicrm_snapshot_id FROM p UNION ALL SELECT mailchimp_snapshot_id FROM p)
+), approved AS (
+    SELECT i.* FROM plan_items i JOIN d USING (item_id)
+    WHERE i.plan_id = $plan AND d.decision = 'approved'
+), items AS (
+    SELECT string_agg(sha256(to_json(i)::VARCHAR), '' ORDER BY i.item_id) AS text FROM approved i
+), contacts AS (SELECT DISTINCT contact_id FROM approved WHERE contact_id IS NOT NULL
+), members AS (SELECT DISTINCT member_id FROM approved WHERE member_id IS NOT NULL
+), people AS (
+    SELECT concat_ws('|',
+        (SELECT {_ROWS_HASH} FROM civicrm_contact r SEMI JOIN contacts c ON c.contact_id = r.id
+         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p)),
+        (SELECT {_ROWS_HASH} FROM civicrm_email r SEMI JOIN contacts USING (contact_id)
+         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p)),
+        (SELECT {_ROWS_HASH} FROM civicrm_group_contact r SEMI JOIN contacts USING (contact_id)
+         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p)),
+        (SELECT {_ROWS_HASH} FROM civicrm_subscription_history r SEMI JOIN contacts
+         USING (contact_id) WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p)),
+        (SELECT {_ROWS_HASH} FROM mailchimp_member r SEMI JOIN members m ON m.member_id = r.id
+         WHERE r.snapshot_id = (SELECT mailchimp_snapshot_id FROM p))) AS text
+)
+SELECT sha256(concat('civimc-audit plan v2', chr(10), head.text, chr(10), snaps.text, chr(10),
+                     items.text, chr(10), people.text))
+FROM head, snaps, items, people
+"""
+
+
 def plan_hash(store: Store, plan: Plan, allow_pending: bool | None = None) -> str:
-    """sha256 of what apply would send: the plan's identity, its option, its approved items."""
-    items = approved_items(store, plan.id)
-    canonical = {
-        "plan": plan.id, "token": plan.token, "reconciliation": plan.reconciliation_id,
-        "snapshots": [plan.civicrm_snapshot_id, plan.mailchimp_snapshot_id],
-        "group_id": plan.group_id, "list_id": plan.list_id,
-        "allow_pending": bool(plan.allow_pending if allow_pending is None else allow_pending),
-        "items": [[int(r["item_id"]), r["target"], r["action"], r["email"],
-                   None if pd.isna(r["contact_id"]) else int(r["contact_id"]), r["member_id"],
-                   json.loads(r["payload"])] for r in items.to_dict("records")],
-    }
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """sha256 of everything apply relies on (see _HASH_SQL), computed in the store: the plan,
+    its snapshots' registry rows, every approved item's full row and its people's snapshot
+    rows."""
+    pending = bool(plan.allow_pending if allow_pending is None else allow_pending)
+    row = store.con.execute(_HASH_SQL, {"plan": plan.id, "allow_pending": pending}).fetchone()
+    if row is None or row[0] is None:
+        raise UsageError(f"plan {plan.id} is not in the store")
+    return str(row[0])
 
 
 def freeze(store: Store, plan_id: int | None, by: str, *, allow_pending: bool = False) -> Plan:
@@ -322,4 +375,6 @@ def check_frozen(store: Store, plan: Plan) -> None:
                          f"`civimc-audit approve --plan {plan.id} --freeze` first")
     if plan_hash(store, plan) != plan.frozen_hash:
         raise UsageError(f"plan {plan.id} no longer matches the hash it was frozen with: its "
-                         "items or decisions changed after freezing; refusing to apply it")
+                         "items, decisions or the snapshots it was planned from changed after "
+                         "freezing (or an earlier version froze it); refusing to apply it: "
+                         "build and freeze a new plan")

@@ -155,6 +155,18 @@ class LiveCiviCRM:
         return out
 
     # drift -----------------------------------------------------------------------------------
+    def group_problem(self, group_id: int) -> str | None:
+        """Why the group can no longer be written (it was deleted, or made a smart group), or
+        None when it is still a static group."""
+        with self._cursor("drift check") as cur:
+            cur.execute("SELECT saved_search_id FROM civicrm_group WHERE id = %s", (group_id,))
+            row = cur.fetchone()
+        if row is None:
+            return f"the CiviCRM group {group_id} no longer exists"
+        if row[0] is not None:
+            return f"the CiviCRM group {group_id} is now a smart group"
+        return None
+
     def history_since(self, group_id: int, contact_ids, since_utc) -> dict[int, set[str]]:
         """Contact -> the tracking notes ('' for none) of its group history rows dated after
         `since_utc`, for the contacts among `contact_ids` that have any."""

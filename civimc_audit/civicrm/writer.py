@@ -178,11 +178,14 @@ class CiviCRMWriter:
 
     # contacts --------------------------------------------------------------------------------
     def create_contact(self, email: str, first_name: str | None = None,
-                       last_name: str | None = None, *, tracking: str) -> int:
+                       last_name: str | None = None, *, tracking: str,
+                       group_id: int | None = None) -> int:
         """A new Individual with a primary email (default location type); returns its id.
 
         Idempotent per plan: if an earlier run already created a live contact for this email
         with the same source note (it died before recording the id), that contact is returned.
+        With `group_id` (the group it is created for), the group must still exist, checked in
+        the same transaction: no contact is created for a group that is gone.
         """
         email = email.strip()
         if not email:
@@ -193,6 +196,12 @@ class CiviCRMWriter:
         display, sort = display_names(first, last, email)
 
         def create(cur) -> int:
+            if group_id is not None:
+                cur.execute("SELECT id FROM civicrm_group WHERE id = %s AND saved_search_id IS NULL"
+                            " LOCK IN SHARE MODE", (group_id,))
+                if cur.fetchone() is None:
+                    raise CiviCRMError(f"CiviCRM group {group_id} does not exist (or is a smart "
+                                       "group): no contact created for it")
             cur.execute(
                 "SELECT c.id FROM civicrm_contact c JOIN civicrm_email e ON e.contact_id = c.id"
                 " WHERE e.email = %s AND c.source = %s AND c.is_deleted = 0"

@@ -42,6 +42,16 @@ EVIDENCE_FLAG_WORDS = {
 #: Flags that keep a row out of standing approvals whatever [schedule] auto_approve says.
 NEVER_AUTO_APPROVED_FLAGS = tuple(EVIDENCE_FLAG_WORDS)
 
+# The reason codes of a cannot_sync (reconcile/sql/07_rules.sql): the rules table's exceptions,
+# then the defects of a member record the rules cannot read safely (01_inputs.sql).
+REASON_CODES = ("other_email_subscribed", "no_usable_email", "email_shared_with_other_contact",
+                "email_on_hold", "cleaned_at_mailchimp", "no_history_date",
+                "no_member_id", "no_member_email", "unknown_member_status",
+                "no_member_change_date")
+# The member-record defects among them, in the order 01_inputs.sql tests them.
+MEMBER_DEFECT_CODES = ("no_member_id", "no_member_email", "unknown_member_status",
+                       "no_member_change_date")
+
 # The interest rows' outcomes (docs/design.md "Interest groups", reconcile/sql/11_interest_rules.sql).
 INTEREST_OUTCOME_CODES = (
     "no_change",

@@ -88,17 +88,24 @@ _STORE_COLUMNS = "id, email_address, status, last_changed, merge_fields, contact
 def _utc(column: str) -> str:
     """SQL turning one of Mailchimp's ISO 8601 times into a naive UTC TIMESTAMP ('' -> NULL).
     Mailchimp writes them in UTC as '2025-06-01T12:00:00+00:00'; those are cut and cast
-    directly, any other offset goes through TIMESTAMPTZ."""
-    return (f"CASE WHEN suffix({column}, '+00:00') THEN CAST(left({column}, -6) AS TIMESTAMP)"
-            f" ELSE CAST(CAST(NULLIF({column}, '') AS TIMESTAMPTZ) AS TIMESTAMP) END")
+    directly, any other offset goes through TIMESTAMPTZ. A text that is not a time is NULL:
+    the row is kept, and the rules hold a member without a readable date back (cannot_sync
+    no_member_change_date) rather than the snapshot failing on it."""
+    return (f"CASE WHEN suffix({column}, '+00:00')"
+            f" THEN TRY_CAST(left({column}, -6) AS TIMESTAMP)"
+            f" ELSE CAST(TRY_CAST(NULLIF({column}, '') AS TIMESTAMPTZ) AS TIMESTAMP) END")
 
 
 _FROM_SPOOL = f"""
-SELECT id, email_address, status, {_utc('last_changed')} AS last_changed, merge_fields,
+SELECT coalesce(id, '') AS id, email_address, status, {_utc('last_changed')} AS last_changed,
+       merge_fields,
        contact_id, interests
 FROM read_json($path, format = 'array', maximum_object_size = 268435456,
                columns = {_MEMBER_COLUMNS})
 """
+# A member Mailchimp sent without an id is kept with id '' (the rules hold it back, cannot_sync
+# no_member_id); where rows are told apart by id, such members are told apart by address.
+_KEY = "coalesce(nullif(id, ''), concat('@', email_address))"
 # A full pass's rows go straight into the snapshot as each spool file loads (parsing overlaps
 # the download), each loader inside one transaction: its appends fill whole row groups, which
 # DuckDB compresses once, where separate commits would leave partial row groups to compress
@@ -116,10 +123,11 @@ _LATER_SQL = """
 CREATE OR REPLACE TEMP TABLE _mc_later AS
 WITH later_by_id AS (
     SELECT * FROM _mc_rows
-    QUALIFY row_number() OVER (PARTITION BY id ORDER BY r DESC, last_changed DESC NULLS LAST) = 1
+    QUALIFY row_number() OVER (PARTITION BY """ + _KEY + """
+                               ORDER BY r DESC, last_changed DESC NULLS LAST) = 1
 )
 SELECT * FROM later_by_id
-QUALIFY row_number() OVER (PARTITION BY coalesce(contact_id, id)
+QUALIFY row_number() OVER (PARTITION BY coalesce(contact_id, """ + _KEY + """)
                            ORDER BY r DESC, last_changed DESC NULLS LAST) = 1
 """
 # The snapshot's rows start as the full pass's (or, for an incremental snapshot, the base
@@ -128,15 +136,17 @@ QUALIFY row_number() OVER (PARTITION BY coalesce(contact_id, id)
 _DEDUPE_SQL = """
 DELETE FROM mailchimp_member WHERE snapshot_id = $snap AND rowid IN (
     SELECT rowid FROM mailchimp_member WHERE snapshot_id = $snap
-    QUALIFY row_number() OVER (PARTITION BY id ORDER BY last_changed DESC NULLS LAST) > 1)
+    QUALIFY row_number() OVER (PARTITION BY """ + _KEY + """
+                               ORDER BY last_changed DESC NULLS LAST) > 1)
 """
 # - members re-read later replace their earlier copies (by id, or by contact_id across an email
 #   change), and the copies an earlier assembly put in;
 _REPLACE_SQL = (
     """
 DELETE FROM mailchimp_member WHERE snapshot_id = $snap AND (
-    id IN (SELECT id FROM _mc_later)
-    OR coalesce(contact_id, id) IN (SELECT coalesce(contact_id, id) FROM _mc_later))
+    """ + _KEY + """ IN (SELECT """ + _KEY + """ FROM _mc_later)
+    OR coalesce(contact_id, """ + _KEY + """) IN (SELECT coalesce(contact_id, """ + _KEY + """)
+                                                FROM _mc_later))
 """,
     _INTO_SNAPSHOT + "_mc_later")
 # - after an id-only pass (made after round $round), members read before it that it did not
@@ -241,8 +251,8 @@ class MemberPager:
             ms = doc.get("members") or []
             with lock:
                 totals.add(int(doc.get("total_items") or 0))
-                edges[offset] = (ms[0]["id"] if ms else None,
-                                 ms[STRIDE]["id"] if len(ms) > STRIDE else None)
+                edges[offset] = (ms[0].get("id") if ms else None,
+                                 ms[STRIDE].get("id") if len(ms) > STRIDE else None)
                 keep(ms[1:] if offset else ms)
 
         total, when, offsets = self.pages_of(params, fields, on_page)
@@ -251,6 +261,12 @@ class MemberPager:
     def count(self, **params) -> int:
         resp = self.get({**params, "count": 1, "fields": "total_items"})
         return int(orjson.loads(resp.content).get("total_items") or 0)
+
+
+def member_key(member: dict) -> str:
+    """A decoded member's id, or for one Mailchimp sent without an id, its address marked so
+    that it cannot be taken for one (the SQL's _KEY)."""
+    return member.get("id") or f"@{member.get('email_address')}"
 
 
 def read_changed(client: MailchimpClient, list_id: str, since: str,
@@ -262,7 +278,7 @@ def read_changed(client: MailchimpClient, list_id: str, since: str,
 
     def keep(members):
         for m in members:
-            out[m["id"]] = m
+            out[member_key(m)] = m
 
     params = {"since_last_changed": since, "sort_field": "last_changed", "sort_dir": "DESC"}
     pager.read(params, fields, keep)
@@ -397,8 +413,8 @@ def split_page(content: bytes, offset: int) -> Page:
             return page
     doc = orjson.loads(content)
     ms = doc.get("members") or []
-    return Page(int(doc.get("total_items") or 0), ms[0]["id"] if ms else None,
-                ms[STRIDE]["id"] if len(ms) > STRIDE else None, len(ms),
+    return Page(int(doc.get("total_items") or 0), ms[0].get("id") if ms else None,
+                ms[STRIDE].get("id") if len(ms) > STRIDE else None, len(ms),
                 member_text(ms[1:] if offset else ms))
 
 
@@ -601,8 +617,8 @@ class _Snapshotter:
 
         def keep(members):
             for m in members:
-                if self.seen.get(m["id"]) != m:
-                    self.seen[m["id"]] = m
+                if self.seen.get(member_key(m)) != m:
+                    self.seen[member_key(m)] = m
                     fresh.append(m)
 
         params = {"since_last_changed": _iso(since), "sort_field": "last_changed",
@@ -634,7 +650,7 @@ class _Snapshotter:
             present: set[str] = set()
 
             def keep(members, present=present):
-                present.update(m["id"] for m in members)
+                present.update(m.get("id") or "" for m in members)
 
             ok = self.small.read({}, ("id",), keep).consistent
             if self.archived_separately:

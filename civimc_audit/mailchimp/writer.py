@@ -212,7 +212,7 @@ class MailchimpWriter:
             raise
 
     # --- drift check ---------------------------------------------------------------------
-    def changed_since(self, since_utc: datetime) -> dict[str, datetime]:
+    def changed_since(self, since_utc: datetime) -> dict[str, datetime | None]:
         """Member id (md5) -> last_changed (naive UTC) for members changed after `since_utc`
         (naive means UTC), every status included, archived ones too."""
         return {mid: m["last_changed"] for mid, m in self.changed_members(since_utc).items()}
@@ -227,14 +227,19 @@ class MailchimpWriter:
         rows = read_changed(self.client, self.list_id, _as_utc_param(since_utc),
                             fields=("id", "last_changed", "contact_id", "email_address"),
                             archived_separately=True)
-        return {m["id"]: {"last_changed": _parse(m["last_changed"]),
-                          "contact_id": m.get("contact_id"),
-                          "email_address": m.get("email_address")} for m in rows.values()}
+        return {key: {"last_changed": _parse(m.get("last_changed")),
+                      "contact_id": m.get("contact_id"),
+                      "email_address": m.get("email_address")} for key, m in rows.items()}
 
 
 def _member_body(m: dict) -> dict:
     return {k: v for k, v in m.items() if v is not None}
 
 
-def _parse(value: str) -> datetime:
-    return parse_iso_utc(value)
+def _parse(value: str | None) -> datetime | None:
+    """A member's last_changed (naive UTC), or None when Mailchimp sent none or not a time: the
+    member still counts as changed (a false change is safe)."""
+    try:
+        return parse_iso_utc(value) if value else None
+    except ValueError:
+        return None

@@ -60,6 +60,17 @@ REASON_HELP = {
                        "zero date), so nobody knows whether CiviCRM or Mailchimp changed "
                        "later; nothing is removed or added on an unknown date. Fix the history "
                        "date in CiviCRM (or re-add/remove them there) and audit again.",
+    "no_member_id": "Mailchimp sent this member record without an id, so it cannot be "
+                    "addressed safely; nothing is changed for them. Look the address up in "
+                    "Mailchimp and audit again.",
+    "no_member_email": "Mailchimp sent this member record without an email address; nothing "
+                       "is changed for them. Look the member up in Mailchimp and audit again.",
+    "unknown_member_status": "Mailchimp gave the member a status the rules do not know, so "
+                             "nothing is removed, unsubscribed or added on it. Check the "
+                             "member in Mailchimp.",
+    "no_member_change_date": "Mailchimp sent no readable date of the member's last change "
+                             "(none, or not a date), so nobody knows which side changed "
+                             "later; nothing is changed for them. Audit again later.",
 }
 
 

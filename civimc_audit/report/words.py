@@ -37,6 +37,10 @@ REASON_WORDS = {
     "no_usable_email": "no usable email",
     "email_shared_with_other_contact": "email belongs to another contact",
     "no_history_date": "CiviCRM history has no usable date",
+    "no_member_id": "Mailchimp sent the member without an id",
+    "no_member_email": "Mailchimp sent the member without an email",
+    "unknown_member_status": "unknown Mailchimp status",
+    "no_member_change_date": "no readable Mailchimp change date",
 }
 
 HISTORY_VERBS = {"Added": "added", "Removed": "removed", "Pending": "pending",

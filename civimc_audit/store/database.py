@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from civimc_audit.common.crashpoints import checkpoint
 from civimc_audit.common.times import utcnow
 from civimc_audit.errors import StoreError
 
@@ -219,6 +220,9 @@ MIGRATIONS: list = [
     );
     ALTER TABLE outcomes ADD COLUMN mailchimp_status_changed TIMESTAMP;
     """,
+    # issue 20: a reviewer can withdraw a decision; the withdrawal is a decision row of its own
+    # ('undecided', with who and when), so the latest row stays the item's decision.
+    lambda con: _rebuild_tables(con, _DECISIONS_WITHDRAWABLE, "withdrawable"),
     # Interest groups (DESIGN "Interest groups"): each member's interests as Mailchimp sent
     # them (JSON text, interest id -> true/false), the audience's interest catalogue, and one
     # outcome row per person and mapped interest (rules I1–I6), its sentence in zstd as the
@@ -265,6 +269,18 @@ _OUTCOMES_V5: dict[str, tuple[str, str]] = {
         " civicrm_changed TIMESTAMP, civicrm_history_status VARCHAR, winner VARCHAR,"
         " outcome VARCHAR NOT NULL, rule VARCHAR NOT NULL, reason_code VARCHAR,"
         " reason VARCHAR{z} NOT NULL, flags VARCHAR NOT NULL, target_email VARCHAR{z}",
+        "*"),
+}
+
+
+# The decisions table once a decision can be withdrawn.
+_DECISIONS_WITHDRAWABLE: dict[str, tuple[str, str]] = {
+    "decisions": (
+        "seq BIGINT PRIMARY KEY DEFAULT nextval('decision_seq'), plan_id INTEGER NOT NULL,"
+        " item_id INTEGER NOT NULL,"
+        " decision VARCHAR NOT NULL CHECK (decision IN ('approved', 'rejected', 'undecided')),"
+        " reviewer VARCHAR NOT NULL, decided_at TIMESTAMP NOT NULL, note VARCHAR,"
+        " via VARCHAR NOT NULL",
         "*"),
 }
 
@@ -321,12 +337,43 @@ SNAPSHOT_TABLES = {
 def _new_file_config() -> dict:
     """New stores are made in a storage format that has zstd (DuckDB 1.2's or later); DuckDB
     1.x would otherwise make them readable by 0.10, without it."""
-    with duckdb.connect() as con:
+    with duckdb.connect(config={"autoinstall_known_extensions": False}) as con:
         default = scalar(con, "SELECT current_setting('storage_compatibility_version')")
     return {} if _has_zstd(default) else {"storage_compatibility_version": "v1.2.0"}
 
 
 _NEW_FILE_CONFIG = _new_file_config()
+
+#: Extensions are never downloaded when a store's write-ahead log is replayed. The store needs
+#: json (JSON columns, and json functions in table definitions that replaying the log of a
+#: store killed mid-write binds again). DuckDB's package has it built in, but with automatic
+#: installs on (DuckDB's default), replay tried to download it first, so a store whose first
+#: process was killed could not be opened without internet. Autoload stays on: it loads the
+#: built-in copy.
+OFFLINE_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": True}
+
+
+def _connect(path: Path, read_only: bool, config: dict) -> duckdb.DuckDBPyConnection:
+    """A connection to the store file, a left-over write-ahead log replayed offline first.
+
+    The replay runs on a connection of its own with OFFLINE_CONFIG and is checkpointed into the
+    file; the store's connection then asks for no setting beyond `config`, so a plain
+    connection in the same process (a notebook's) can open the file beside it. Where this
+    process has the file open already (its settings differ, DuckDB refuses a second set) there
+    is nothing to replay. A read-only store cannot checkpoint, so it keeps the replaying one.
+    """
+    if path.with_name(path.name + ".wal").exists():
+        try:
+            con = duckdb.connect(str(path), read_only=read_only,
+                                 config={**config, **OFFLINE_CONFIG})
+        except duckdb.ConnectionException:
+            con = None
+        if con is not None and read_only:
+            return con
+        if con is not None:
+            con.execute("CHECKPOINT")
+            con.close()
+    return duckdb.connect(str(path), read_only=read_only, config=config)
 
 
 @dataclass(frozen=True)
@@ -356,10 +403,13 @@ class Store:
             # The storage format is the file's own once made; asking for it again would stop
             # other connections in this process from opening the file with no settings.
             config = {} if self.path.exists() else _NEW_FILE_CONFIG
-            self.con = duckdb.connect(str(self.path), read_only=read_only, config=config)
+            self.con = _connect(self.path, read_only, config)
         except duckdb.IOException as exc:
             raise StoreError(f"cannot open audit store {self.path}: {exc}") from None
         self.con.execute("SET TimeZone = 'UTC'")
+        # Nor is anything downloaded later (set on the open database, so a plain connection in
+        # this process can still open the file).
+        self.con.execute("SET autoinstall_known_extensions = false")
         if not read_only:
             self.migrate()
 
@@ -370,6 +420,7 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        checkpoint("store_close")
         self.con.close()
 
     # schema ---------------------------------------------------------------------------------
@@ -386,6 +437,11 @@ class Store:
                 else:
                     self.con.execute(sql)
                 self.con.execute("INSERT INTO schema_version VALUES (?)", [version])
+            checkpoint("store_migrated")
+        if current < len(MIGRATIONS):
+            # The new schema goes into the file at once, so the write-ahead log never holds
+            # table definitions (replaying them needs the json extension; see _connect).
+            self.con.execute("CHECKPOINT")
 
     @contextmanager
     def transaction(self):

@@ -26,7 +26,7 @@ Choices where the real API's behaviour is unverified are listed in
 from civimc_sandbox.emulator.api import ApiResponse
 from civimc_sandbox.emulator.faults import Faults
 from civimc_sandbox.emulator.problems import ApiError
-from civimc_sandbox.emulator.records import member_hash
+from civimc_sandbox.emulator.records import GARBLED_ABSENT, member_hash
 from civimc_sandbox.emulator.server import EmulatorServer
 from civimc_sandbox.emulator.spec import SpecChecker
 from civimc_sandbox.emulator.state import DEFAULT_API_KEY, Emulator, RecordedRequest
@@ -60,4 +60,5 @@ EMULATOR_CHOICES = """\
 """
 
 __all__ = ["ApiError", "ApiResponse", "DEFAULT_API_KEY", "EMULATOR_CHOICES", "Emulator",
-           "EmulatorServer", "Faults", "RecordedRequest", "SpecChecker", "member_hash"]
+           "EmulatorServer", "Faults", "GARBLED_ABSENT", "RecordedRequest", "SpecChecker",
+           "member_hash"]

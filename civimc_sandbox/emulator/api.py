@@ -20,7 +20,7 @@ import orjson
 from civimc_sandbox.emulator import problems as P
 from civimc_sandbox.emulator import writes
 from civimc_sandbox.emulator.activity import FILTERS, feed
-from civimc_sandbox.emulator.records import STATUSES, iso, parse_time
+from civimc_sandbox.emulator.records import GARBLED_ABSENT, STATUSES, iso, parse_time
 from civimc_sandbox.emulator.render import (
     MEMBER_KEYS,
     link,
@@ -409,10 +409,10 @@ def h_members(call: Call):
         if want_members:
             ctx = lst.context(call.base)
             recs = view[offset:offset + count]
-            if mtree is not None and exclude is None and emu.render_cache:
+            if mtree is not None and exclude is None and emu.render_cache and not emu.garbled:
                 members = _cached_members(lst, call, ctx, mtree, recs)
             else:
-                members = [render_member(r, ctx, mtree) for r in recs]
+                members = [garble(emu, r, render_member(r, ctx, mtree)) for r in recs]
     coll = f"{call.base}/lists/{lst.id}/members"
     body = {}
     if want_members:
@@ -448,8 +448,23 @@ def _cached_members(lst, call: Call, ctx, mtree: dict, recs) -> list:
     return out
 
 
+def garble(emu, rec, body: dict) -> dict:
+    """The member as sent, with the keys ``emu.garbled`` overrides for it (only those the
+    response carries; ``GARBLED_ABSENT`` removes one)."""
+    over = emu.garbled.get(rec.id)
+    if not over:
+        return body
+    out = dict(body)
+    for key, value in over.items():
+        if key in out and value is GARBLED_ABSENT:
+            del out[key]
+        elif key in out:
+            out[key] = value
+    return out
+
+
 def _member_out(call: Call, lst, rec):
-    body = render_member(rec, lst.context(call.base))
+    body = garble(call.emu, rec, render_member(rec, lst.context(call.base)))
     return _shape(call, body, MEMBER_KEYS)
 
 

@@ -81,6 +81,9 @@ def parse_ts(value) -> int | None:
     return None if t is None else int(t // 1)
 
 
+#: A value of ``Emulator.garbled`` that leaves the key out of the member as sent.
+GARBLED_ABSENT = object()
+
 class Record:
     """One list member as stored by the emulator (the mutable state, nothing derived).
 

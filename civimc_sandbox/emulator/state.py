@@ -231,6 +231,10 @@ class Emulator:
     ``archived_in_default_listing``  GET /members without ``status`` includes archived
                            members (default; real behaviour unverified, False hides them)
     ``render_cache``       cache projected member JSON between pages (see ``api``)
+    ``garbled``            member id -> {key: value} sent in place of the member's own keys
+                           (``GARBLED_ABSENT`` leaves the key out): the malformed records a
+                           client must survive (an unknown status, no ``last_changed``, a
+                           null email, no id), in listings and single-member reads
     """
 
     def __init__(self, api_key: str = DEFAULT_API_KEY, *, seed: int | None = 0,
@@ -256,6 +260,7 @@ class Emulator:
         self.spec_checker = None  # a spec.SpecChecker to check all traffic against the spec
         self.archived_in_default_listing = True
         self.render_cache = True
+        self.garbled: dict[str, dict] = {}
         self.batch_polls_to_finish: int | None = 2
         self.batch_finish_after: float | None = 2.0
         self.batch_results_per_file = 200

@@ -290,3 +290,57 @@ def test_csv_export_defuses_spreadsheet_formulas_and_round_trips(civi_db, emulat
     item = items.loc["-dash@example.org"]
     assert item["decision"] == "approved" and item["note"] == "=looks odd but fine"
     assert item["display_name"].startswith("=HYPERLINK(")
+
+
+def test_a_csv_withdraws_decisions_with_who_and_when_and_says_what_it_stored(planned, run_cli,
+                                                                             tmp_path):
+    """Issue 20 point 2: blank or `undecided` clears an earlier approve/reject, recorded with
+    who and when; the summary the import prints matches what is stored; a withdrawn approval
+    is neither frozen nor applied."""
+    config, _ = planned
+    path = tmp_path / "decisions.csv"
+    code, _, err = run_cli("--config", config, "review", "--export", path)
+    assert code == 0, err
+    rows = read_csv(path)
+    for r in rows:
+        r["decision"] = "approve"
+    write_csv(path, rows)
+    code, out, err = run_cli("--config", config, "review", "--import", path, "--reviewer", "Ada")
+    assert code == 0 and "recorded 4 approved, 0 rejected (0 undecided)" in out, (out, err)
+    # Bea withdraws two approvals (blank, `undecided`), keeps one and turns one into a reject;
+    # the rows she leaves as they were exported again stay as they are.
+    code, _, err = run_cli("--config", config, "review", "--export", path)
+    rows = read_csv(path)
+    emails = [r["email"] for r in rows]
+    withdrawn = {emails[0]: "", emails[1]: "undecided"}
+    for r in rows:
+        r["decision"] = withdrawn.get(r["email"], r["decision"])
+        if r["email"] == emails[2]:
+            r["decision"] = "reject"
+    write_csv(path, rows)
+    code, out, err = run_cli("--config", config, "review", "--import", path, "--reviewer", "Bea")
+    assert code == 0, err
+    assert out.strip() == ("recorded 1 approved, 1 rejected (2 undecided, 2 of them withdrawn "
+                           "from an earlier decision)")
+    with store_of(config) as store:
+        items = items_frame(store, 1).set_index("email")
+        log = store.con.execute("SELECT item_id, decision, reviewer FROM decisions"
+                                " WHERE reviewer = 'Bea' ORDER BY item_id").fetchall()
+    stored = items["decision"].value_counts().to_dict()
+    assert stored == {"approved": 1, "rejected": 1, "undecided": 2}
+    for email in withdrawn:
+        row = items.loc[email]
+        assert (row["decision"], row["reviewer"]) == ("undecided", "Bea")
+        assert row["decided_at"] is not None
+    assert sorted(d for _, d, _ in log) == ["approved", "rejected", "undecided", "undecided"]
+    # Importing the same CSV again withdraws nothing more (they are undecided already).
+    code, out, err = run_cli("--config", config, "review", "--import", path, "--reviewer", "Bea")
+    assert "(2 undecided)" in out, (out, err)
+    # Frozen, only the one approval is in the plan; the withdrawn ones are never sent.
+    code, _, err = run_cli("--config", config, "approve", "--freeze", "--reviewer", "Bea")
+    assert code == 0, err
+    code, out, err = run_cli("--config", config, "apply")
+    assert code == 0, err
+    assert out.count("would send:") == 1
+    for email in withdrawn:
+        assert email not in out.split("would send:", 1)[1]

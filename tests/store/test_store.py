@@ -68,7 +68,7 @@ def test_an_older_store_keeps_its_rows_and_names_come_from_merge_fields(tmp_path
         assert store.con.execute("SELECT * FROM outcomes").fetchall() == [(
             1, 1, "ann@example.org", 7, "a1", "Ann Lee", "subscribed",
             datetime(2026, 1, 2, 3, 4, 5), "Added", None, "Added", "mailchimp", "no_change",
-            "R1", "", "Subscribed on both sides.", "", None)]
+            "R1", "", "Subscribed on both sides.", "", None, None)]  # + mailchimp_status_changed
         ddl = store.con.execute("SELECT sql FROM duckdb_tables()"
                                 " WHERE table_name = 'outcomes'").fetchone()[0]
         assert ("ZSTD" in ddl.upper()) == zstd_available(store.con)

@@ -23,10 +23,26 @@ WHERE snapshot_id = getvariable('civicrm_snapshot')
   AND contact_id IS NOT NULL AND email IS NOT NULL AND strip_email(email) <> '';
 
 -- Every member of the audience, any status (who gets a row). Unknown statuses are MC-out, so
--- a status Mailchimp adds later can never cause a subscribe (R8 catches it when CiviCRM wins).
+-- a status Mailchimp adds later can never cause a subscribe.
+-- member_defect: what makes a member record unsafe to act on, checked in this order — no id
+-- (kept with id '' by the snapshot; its row gets a stand-in member_id of its own here, and
+-- none in the outcome), no address, a status outside the six Mailchimp documents, no readable
+-- last_changed (missing or not a time; the snapshot keeps the row with NULL). Step 7 makes
+-- every row with such a member cannot_sync with the defect as its reason_code, whatever rule
+-- R1–R10 it falls under: nobody is removed, unsubscribed or added on a record the rules
+-- cannot read.
 CREATE OR REPLACE TEMP TABLE m_member AS
-SELECT id AS member_id, strip_email(email_address) AS email_address,
+SELECT CASE WHEN coalesce(id, '') = '' THEN concat('(no id) ', rowid) ELSE id END AS member_id,
+       strip_email(email_address) AS email_address,
        normalize_email(email_address) AS norm, status, last_changed,
-       coalesce(status IN ('subscribed', 'pending'), false) AS mc_in
+       coalesce(status IN ('subscribed', 'pending'), false) AS mc_in,
+       CASE
+           WHEN coalesce(id, '') = '' THEN 'no_member_id'
+           WHEN coalesce(strip_email(email_address), '') = '' THEN 'no_member_email'
+           WHEN status IS NULL OR status NOT IN ('subscribed', 'pending', 'unsubscribed',
+                                                 'cleaned', 'archived', 'transactional')
+               THEN 'unknown_member_status'
+           WHEN last_changed IS NULL THEN 'no_member_change_date'
+       END AS member_defect
 FROM mailchimp_member
 WHERE snapshot_id = getvariable('mailchimp_snapshot');

@@ -7,6 +7,7 @@
 --   best_email_is_member / best_email_added_for_other / shared_with
 --                                      R6 email_shared_with_other_contact
 --   member_on_hold                     R7 email_on_hold
+--   member_defect                      every rule: a member record unsafe to act on (step 1)
 --   duplicate_contacts, contact_deleted  the flags of the same names
 -- (Joins on small per-key aggregates rather than window functions: this is the step that sees
 -- every person, and it must stay close to the cost of one join at a million people.)
@@ -73,6 +74,7 @@ SELECT r.person_id,
        m.norm AS member_norm,
        m.status AS mailchimp_status,
        m.last_changed AS mailchimp_changed,
+       m.member_defect,
        coalesce(m.mc_in, false) AS mc_in,
        r.member_id IS NOT NULL AS has_member,
        s.display_name,

@@ -4,7 +4,8 @@
 --   member absent            => CiviCRM;
 --   otherwise the later date, compared as UTC instants to the second;
 --   a tie in the same second => CiviCRM (policy tie_winner may give ties to Mailchimp).
--- A member without last_changed (never seen from the real API) loses, as in the sync.
+-- A member without last_changed loses, as in the sync; step 7 then holds its row back
+-- (cannot_sync no_member_change_date), so nothing is done on that unknown date.
 -- other_in_wins (R9 other_email_subscribed): the contact's latest MC-in member wins against
 -- CiviCRM by the same test. On a row CiviCRM wins that member is another one.
 -- Date evidence (DESIGN "Date evidence: which change decided"; rows R2/R3, chosen by step 7b):

@@ -21,6 +21,9 @@
 --                                                      and wins: its row is R3)
 --   R10 CiviCRM wins,   Civi-out, MC-out / absent  -> no_change
 -- A member with no matching contact is Civi-out (R3/R4); Mailchimp always wins it (step 6).
+-- A member record the rules cannot read safely (step 1's member_defect: no_member_id,
+-- no_member_email, unknown_member_status, no_member_change_date) makes any of R1–R10
+-- cannot_sync with the defect as reason_code, before every other exception.
 -- no_history_date: the contact's newest history row (by id) has no usable date, so which side
 -- is later is unknown; Mailchimp wins as with no history, but R2 (a removal) and R3 (an addition)
 -- become cannot_sync rather than act on an unknown date. R1/R4 agree and need nothing.
@@ -44,6 +47,7 @@ WITH r AS (
 ), x AS (
     SELECT r.*,
         CASE
+            WHEN member_defect IS NOT NULL THEN member_defect
             WHEN rule IN ('R2', 'R3') AND history_undated THEN 'no_history_date'
             WHEN rule = 'R2' AND other_member_in THEN 'other_email_subscribed'
             WHEN rule = 'R6' AND best_email IS NULL THEN 'no_usable_email'

@@ -1,6 +1,7 @@
 -- Step 9 — the outcome rows (DESIGN "Outcome rows"): one per person, each with a reason a person
 -- can read without the rules table — which date decided (who wins, for R1–R10) and what happens,
--- or why nothing can (the cannot_sync codes of R2, R3, R6, R7, R8, R9; policy honor_civicrm_consent).
+-- or why nothing can (the cannot_sync codes of R2, R3, R6, R7, R8, R9, a member record that
+-- cannot be read safely; policy honor_civicrm_consent).
 -- When both dates fall on the same day, the time is shown too, so a decision to the second reads.
 -- person_id comes from step 5. Date evidence (step 6): a row a profile edit decided names all
 -- three dates (Mailchimp's last change, its last change of status, CiviCRM's) and what decides;
@@ -66,7 +67,7 @@ SELECT w.*,
                         'Mailchimp decides')
         WHEN mailchimp_changed IS NULL
             THEN concat('CiviCRM ', hverb, ' on ', cdate,
-                        ', and Mailchimp has no change date, so CiviCRM decides')
+                        ', and Mailchimp has no change date')
         WHEN profile_edit_decided
             THEN concat('Mailchimp''s last change on ', mdate, ' was not a change of status: ',
                         'they ', sverb, ' on ', sdate,
@@ -104,6 +105,16 @@ SELECT w.*,
         WHEN consent_applied
             THEN concat('leave them out of Mailchimp, because CiviCRM says ', consent_words,
                         ' (policy honor_civicrm_consent)')
+        WHEN reason_code = 'no_member_id'
+            THEN 'nothing can be done, because Mailchimp sent this member without an id'
+        WHEN reason_code = 'no_member_email'
+            THEN 'nothing can be done, because Mailchimp sent this member without an email address'
+        WHEN reason_code = 'unknown_member_status'
+            THEN concat('nothing can be done, because Mailchimp gave the member the status "',
+                        coalesce(mailchimp_status, '(none)'), '", which the rules do not know')
+        WHEN reason_code = 'no_member_change_date'
+            THEN 'nothing can be done, because Mailchimp sent no readable date of the '
+                 'member''s last change, so nobody knows which side changed later'
         WHEN reason_code = 'other_email_subscribed' AND rule = 'R9'
             THEN concat('cannot unsubscribe them in Mailchimp while their other address ',
                         latest_in_email, ' is subscribed at Mailchimp and changed there after ',
@@ -154,7 +165,7 @@ SELECT getvariable('reconciliation_id') AS reconciliation_id,
        person_id,
        coalesce(email_address, best_email) AS email,
        contact_id,
-       member_id,
+       CASE WHEN reason_code = 'no_member_id' THEN NULL ELSE member_id END AS member_id,
        display_name,
        mailchimp_status,
        mailchimp_changed,
