@@ -64,6 +64,7 @@ _EXPORTS = {
     "where_html": "civimc_audit.report.audit",
     "SECTIONS": "civimc_audit.report.audit",
     "run_report": "civimc_audit.report.audit",
+    "show_interests": "civimc_audit.report.interests",
     "ReviewTable": "civimc_audit.report.review_widget",
     "items_html": "civimc_audit.report.review_widget",
     "results_table": "civimc_audit.report.apply_results",
@@ -123,6 +124,7 @@ __all__ = [
     "where_html",
     "SECTIONS",
     "run_report",
+    "show_interests",
     "ReviewTable",
     "items_html",
     "results_table",
@@ -198,6 +200,7 @@ if TYPE_CHECKING:  # what a type checker and an IDE see
         run_report,
         where_html,
     )
+    from civimc_audit.report.interests import show_interests
     from civimc_audit.report.review_widget import ReviewTable, items_html
     from civimc_audit.runs.pipeline import RunResult, run_in_notebook, run_scheduled, show_run
     from civimc_audit.store import Snapshot, Store, open_store

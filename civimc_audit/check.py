@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 
 from civimc_audit.civicrm.db import connect
 from civimc_audit.civicrm.dump import find_client
-from civimc_audit.civicrm.reader import find_group
+from civimc_audit.civicrm.reader import find_group, find_mapped_groups
 from civimc_audit.config import Config
 from civimc_audit.errors import CiviCRMError, CivimcError
 from civimc_audit.mailchimp.client import MailchimpClient
+from civimc_audit.mailchimp.interests import read_catalogue
 
 CIVICRM_TABLES = ("civicrm_contact", "civicrm_email", "civicrm_group", "civicrm_group_contact",
                   "civicrm_subscription_history")
@@ -48,7 +49,7 @@ def check(config: Config) -> CheckResult:
     """Check CiviCRM's tables, group, transport and write account, then Mailchimp's API and
     audience."""
     result = CheckResult()
-    for step in (_civicrm, _writer, _mailchimp):
+    for step in (_civicrm, _writer, _mailchimp, _interests):
         try:
             step(config, result)
         except CivimcError as exc:
@@ -94,6 +95,32 @@ def _mailchimp(config: Config, result: CheckResult) -> None:
         client.close()
     result.add("mailchimp_audience", list_id=info["id"], name=info.get("name", ""),
                members=members.get("total_items", 0))
+
+
+def _interests(config: Config, result: CheckResult) -> None:
+    """Each [interests] mapping with the interest's name and category and the group's title;
+    a mapped interest the audience lacks is a warning (its rows get rule I1), a missing or smart
+    group an error."""
+    if not config.interests:
+        return
+    conn = connect(config.civicrm)
+    try:
+        with conn.cursor() as cur:
+            groups = find_mapped_groups(cur, config.civicrm.database, config.interests)
+    finally:
+        conn.close()
+    client = MailchimpClient(config.mailchimp)
+    try:
+        catalogue = {i["interest_id"]: i for i in read_catalogue(client, config.mailchimp.list_id)}
+    finally:
+        client.close()
+    for interest, gid in config.interests.items():
+        known = catalogue.get(interest)
+        facts = {"interest_id": interest, "group_id": gid, "group_title": groups[gid].title,
+                 "interest_name": known["interest_name"] if known else None,
+                 "category": known["category_title"] if known else None,
+                 "list_id": config.mailchimp.list_id}
+        result.add("interest_mapping", "ok" if known else "warning", **facts)
 
 
 # What the writer needs (README "Applying an approved plan"), table by table.

@@ -15,7 +15,12 @@ from pathlib import Path
 import click
 
 from civimc_audit import __version__
-from civimc_audit.common.codes import FLAG_CODES, OUTCOME_CODES, RULE_CODES
+from civimc_audit.common.codes import (
+    FLAG_CODES,
+    INTEREST_OUTCOME_CODES,
+    OUTCOME_CODES,
+    RULE_CODES,
+)
 from civimc_audit.config import load_config, one_line, redact
 from civimc_audit.errors import CivimcError, MailchimpError, exit_code_for
 
@@ -132,7 +137,8 @@ def snapshot(obj, civicrm_only, mailchimp_only, incremental, as_json):
     warnings = []
     with obj.writing("snapshot") as store:
         if not mailchimp_only:
-            civi = snapshot_civicrm(obj.config.civicrm, store, progress=progress)
+            civi = snapshot_civicrm(obj.config.civicrm, store, progress=progress,
+                                    interests=obj.config.interests)
             if civi.meta.get("is_mailing_list") is False:
                 warnings.append(mailing_list_warning(civi.meta.get("group_id"),
                                                      civi.meta.get("group_title")))
@@ -176,39 +182,64 @@ def _snapshot_line(snap) -> str:
 @click.pass_obj
 def reconcile(obj, civicrm_snapshot, mailchimp_snapshot):
     """Run the rules over the latest complete snapshots; print counts per outcome."""
-    from civimc_audit.common.codes import OUTCOME_ORDER
+    from civimc_audit.common.codes import INTEREST_OUTCOME_ORDER, OUTCOME_ORDER
+    from civimc_audit.reconcile import interest_counts
     from civimc_audit.reconcile import reconcile as run_reconcile
 
     with obj.writing("reconcile") as store:
         rec = run_reconcile(store, obj.config.policy, civicrm_snapshot_id=civicrm_snapshot,
                             mailchimp_snapshot_id=mailchimp_snapshot)
+        interests = interest_counts(store, rec["id"])
     click.echo(f"reconciliation {rec['id']} (civicrm snapshot {rec['civicrm_snapshot_id']}, "
                f"mailchimp snapshot {rec['mailchimp_snapshot_id']})")
     for outcome in OUTCOME_ORDER:
         click.echo(f"  {outcome:<27} {rec['counts'].get(outcome, 0)}")
+    if interests:  # [interests] mapped: the interest rows too (outcomes --interests)
+        click.echo("interest rows (civimc-audit outcomes --interests):")
+        for outcome in INTEREST_OUTCOME_ORDER:
+            click.echo(f"  {outcome:<27} {interests.get(outcome, 0)}")
+
+
+ALL_OUTCOME_CODES = tuple(dict.fromkeys((*OUTCOME_CODES, *INTEREST_OUTCOME_CODES)))
 
 
 @cli.command()
 @click.option("--run", "run_id", type=int, help="Reconciliation id (default: latest).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True)
-@click.option("--outcome", type=click.Choice(OUTCOME_CODES), help="Only this outcome.")
+@click.option("--outcome", type=click.Choice(ALL_OUTCOME_CODES), help="Only this outcome.")
+@click.option("--interests", is_flag=True,
+              help="The interest rows (one per person and mapped interest, rules I1-I6).")
 @json_option("the reconciliation and its rows")
 @click.pass_obj
-def outcomes(obj, run_id, fmt, outcome, as_json):
-    """Print the per-person outcome rows."""
-    from civimc_audit.reconcile import OUTCOME_COLUMNS, outcome_frame
+def outcomes(obj, run_id, fmt, outcome, interests, as_json):
+    """Print the per-person outcome rows (or, with --interests, the interest rows)."""
+    from civimc_audit.reconcile import (
+        INTEREST_COLUMNS,
+        OUTCOME_COLUMNS,
+        interest_frame,
+        outcome_frame,
+    )
 
+    codes = INTEREST_OUTCOME_CODES if interests else OUTCOME_CODES
+    if outcome and outcome not in codes:
+        raise click.UsageError(f"--outcome {outcome} is not an outcome of "
+                               f"{'interest' if interests else 'subscription'} rows; "
+                               f"one of: {', '.join(codes)}")
     with obj.reading() as store:
         rec = store.reconciliation(run_id)
-        frame = outcome_frame(store, rec["id"], outcome=outcome)
+        frame = (interest_frame if interests else outcome_frame)(store, rec["id"], outcome=outcome)
     if as_json:
         from civimc_audit.report.documents import dump, outcomes_document
 
-        click.echo(dump(outcomes_document(rec, outcome, frame, OUTCOME_COLUMNS)))
+        columns = INTEREST_COLUMNS if interests else OUTCOME_COLUMNS
+        click.echo(dump(outcomes_document(rec, outcome, frame, columns)))
         return
     from civimc_audit.store.export import outcome_text_frame, outcomes_csv_text
 
+    if interests and fmt != "json":  # true / false, or empty: the member has no entry (I1)
+        frame["mailchimp_interest"] = (frame["mailchimp_interest"].astype("boolean").astype(object)
+                                       .map({True: "true", False: "false"}).fillna(""))
     if fmt == "csv":
         click.echo(outcomes_csv_text(frame), nl=False)
         return

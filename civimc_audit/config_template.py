@@ -54,9 +54,13 @@ list_id = ""                    # REQUIRED: the audience id, e.g. "a1b2c3d4e5"
 # max_removals = 50             # unset by default: more removals (either side) than this => exit 1
 # max_removal_percent = 5.0     # unset by default: more than this % of the people in the group => exit 1
 # fail_on_cannot_sync = false   # true: any cannot_sync => exit 1
+# max_interest_removals = 20    # unset by default: more interest removals (group or interest) => exit 1
 # max_snapshot_age_hours = 24   # unset by default: a snapshot used is older than this => exit 1
 # keep_runs_days = 90           # unset by default (keep everything): prune older runs and snapshots
 # auto_approve = []             # standing approvals for `run --apply`, e.g. ["add_to_mailchimp"]
+
+# [interests]                   # optional: Mailchimp interest id (10 hex digits) = CiviCRM group id
+# "9f8e7d6c5b" = 17             # each mapping predicted by rules I1-I6 (`outcomes --interests`)
 '''
 
 

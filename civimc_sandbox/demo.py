@@ -41,6 +41,7 @@ from civimc_sandbox.civicrm.fixture import CiviFixture, create_database
 from civimc_sandbox.emulator import Emulator
 from civimc_sandbox.emulator.persist import save_state
 from civimc_sandbox.emulator.state import DEFAULT_API_KEY
+from civimc_sandbox.interest_people import load_interest_people
 from civimc_sandbox.localdb import Server, ensure_server, running_server
 from civimc_sandbox.population import generate, load_people
 from civimc_sandbox.seed import SEED, SeedPerson, jan, load_seed, seed_email
@@ -87,6 +88,7 @@ class Demo:
         self.emulator = BackgroundEmulator(self.folder)
         self.config_path = self.folder / "civimc-audit.toml"
         self.env_path = self.folder / "env.sh"
+        self.interests: dict[str, int] = {}  # the demo's [interests], set by `load`
 
     @property
     def is_default(self) -> bool:
@@ -130,8 +132,9 @@ class Demo:
 
     # --- set-up -----------------------------------------------------------------------------
     def load(self, server: Server, year: int) -> int:
-        """The seed and the generated crowd into a fresh database and the emulator's state file;
-        returns the CiviCRM group id."""
+        """The seed, the interest people (two mapped interests, every interest rule; kept in
+        `self.interests` for the config) and the generated crowd into a fresh database and the
+        emulator's state file; returns the CiviCRM group id."""
         conn = server.connect()
         try:
             create_database(conn, self.names.database)
@@ -140,6 +143,7 @@ class Demo:
             emu = Emulator(api_key=DEMO_API_KEY)
             emu.add_list(list_id=DEMO_LIST_ID, name="Bedrock Newsletter")
             load_seed(fixture, group_id, emu, DEMO_LIST_ID, year)
+            self.interests = load_interest_people(fixture, group_id, emu, DEMO_LIST_ID, year)
             # Besides the seed's five: a generated crowd with every rule, reason code and flag.
             load_people(fixture, group_id, emu, DEMO_LIST_ID, generate(GENERATED_PEOPLE, seed=1))
         finally:
@@ -188,7 +192,14 @@ base_url = "{base_url}"
 [store]
 path = "audit.duckdb"
 runs_dir = "runs"
-""", encoding="utf-8")
+""" + self._interests_table(), encoding="utf-8")
+
+    def _interests_table(self) -> str:
+        """The demo's [interests]: its two interests and their CiviCRM groups (none before
+        `load`, e.g. for a config written from an existing demo)."""
+        if not self.interests:
+            return ""
+        return "\n[interests]\n" + "".join(f'"{i}" = {g}\n' for i, g in self.interests.items())
 
     def environment(self, reader_pw: str, writer_pw: str) -> dict[str, str]:
         return {"CIVIMC_CONFIG": str(self.config_path), ENV_CIVICRM_PASSWORD: reader_pw,
@@ -240,7 +251,8 @@ def run_demo(demo: Demo, year: int | None = None) -> int:
     reset = demo.reset(server)
     if reset:
         print(reset)
-    print(f"Loading the seed's five people and {GENERATED_PEOPLE} generated ones into database "
+    print(f"Loading the seed's five people, eight for the interest rules and {GENERATED_PEOPLE} "
+          f"generated ones into database "
           f"{demo.names.database} on {server.host}:{server.port} and the Mailchimp emulator …",
           flush=True)
     group_id = demo.load(server, year)

@@ -98,7 +98,8 @@ def summary(demo: Demo, year: int, pid: int) -> str:
         "The seed's five people:",
         seed_table(frame, year),
         "",
-        f"All {len(frame)} people (the five and a generated crowd with every rule):",
+        f"All {len(frame)} people (the five, eight for the interest rules and a generated crowd "
+        "with every rule):",
         *count_lines(frame),
         "",
         f"The audit report: {shown(reports[-1])}",

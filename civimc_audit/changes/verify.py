@@ -5,7 +5,7 @@ this reports nothing left.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -31,6 +31,10 @@ class VerifyResult:
     plan_id: int | None
     applied: int
     remaining: pd.DataFrame
+    # Interest rows of the fresh reconciliation that would change something, per outcome
+    # (`outcomes --interests`); apply does not send interest changes yet, so they are reported
+    # and do not make verify fail.
+    interests: dict[str, int] = field(default_factory=dict)
 
     @property
     def needs_person(self) -> bool:
@@ -54,11 +58,11 @@ def verify_in(session: ApplySession, plan_id: int | None = None, *,
     from civimc_audit.civicrm.reader import snapshot_civicrm
     from civimc_audit.mailchimp.activity import gather_evidence
     from civimc_audit.mailchimp.reader import snapshot_mailchimp
-    from civimc_audit.reconcile import evidence_needed, reconcile
+    from civimc_audit.reconcile import evidence_needed, interest_counts, reconcile
 
     config, store = session.config, session.store
     civi = snapshot_civicrm(config.civicrm, store, progress=progress,
-                            conn=session.civicrm.connection())
+                            conn=session.civicrm.connection(), interests=config.interests)
     mc = snapshot_mailchimp(config.mailchimp, store, progress=progress, client=session.mailchimp)
     if civi.status == mc.status == "complete":  # date evidence, as after `snapshot`
         ids = evidence_needed(store, config.policy, civicrm_snapshot_id=civi.id,
@@ -68,12 +72,14 @@ def verify_in(session: ApplySession, plan_id: int | None = None, *,
                     mailchimp_snapshot_id=mc.id)
     if plan_id is None:
         plan_id = scalar(store.con, "SELECT max(plan_id) FROM journal")
+    interests = {o: n for o, n in interest_counts(store, rec["id"]).items() if o != "no_change"}
     if plan_id is None:
-        return VerifyResult(rec, None, 0, pd.DataFrame(columns=REMAINING_COLUMNS))
+        return VerifyResult(rec, None, 0, pd.DataFrame(columns=REMAINING_COLUMNS), interests)
     get_plan(store, plan_id)
     applied = scalar(store.con, "SELECT count(*) FROM journal WHERE plan_id = ? AND state = 'done'",
                      [plan_id])
-    return VerifyResult(rec, plan_id, int(applied), _remaining(store, plan_id, rec["id"]))
+    return VerifyResult(rec, plan_id, int(applied), _remaining(store, plan_id, rec["id"]),
+                        interests)
 
 
 def _remaining(store: Store, plan_id: int, reconciliation_id: int) -> pd.DataFrame:

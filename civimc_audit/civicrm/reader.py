@@ -86,6 +86,33 @@ def find_group(cur, settings: CiviCRMSettings, schema: Schema | None = None) -> 
     return group
 
 
+def find_mapped_groups(cur, database: str, interests: dict[str, int],
+                       schema: Schema | None = None) -> dict[int, GroupInfo]:
+    """Group id → GroupInfo for every group `interests` maps to; raises ConfigError naming the
+    first one that does not exist or is a smart group."""
+    if not interests:
+        return {}
+    schema = schema or Schema.read(cur, database)
+    cols = ", ".join(c if schema.has("civicrm_group", c) else f"NULL AS {c}"
+                     for c in GROUP_COLUMNS)
+    ids = sorted(set(interests.values()))
+    cur.execute(f"SELECT {cols} FROM civicrm_group WHERE id IN ({', '.join(['%s'] * len(ids))})",
+                tuple(ids))
+    found = {int(r[0]): GroupInfo(int(r[0]), r[1], r[2], r[3], r[4],
+                                  bool(r[5]) if r[5] is not None else True, bool(r[6]))
+             for r in cur.fetchall()}
+    for interest, gid in interests.items():
+        group = found.get(gid)
+        if group is None:
+            raise ConfigError(f"[interests] {interest} = {gid}: CiviCRM group {gid} not found in "
+                              f"database '{database}'")
+        if group.saved_search_id is not None:
+            raise ConfigError(f"[interests] {interest} = {gid}: CiviCRM group {gid} "
+                              f"('{group.title}') is a smart group; only normal (static) groups "
+                              "can be mapped to interests")
+    return found
+
+
 def table_reads(schema: Schema, settings: CiviCRMSettings) -> list[TableRead]:
     """What the rules need, per table, in the store's column names (missing columns → NULL)."""
 
@@ -112,11 +139,13 @@ def table_reads(schema: Schema, settings: CiviCRMSettings) -> list[TableRead]:
         TableRead("civicrm_group", "g", "g.id = %(g)s",
                   fields("civicrm_group", "g", "id:int name:text title:text group_type:text"
                          " saved_search_id:int is_active:bool is_hidden:bool"), bounded=True),
-        TableRead("civicrm_group_contact", "gc", "gc.group_id = %(g)s",
+        # The audited group's rows and those of every group [interests] maps (%(gs)s holds
+        # them all; the rules select each group by id).
+        TableRead("civicrm_group_contact", "gc", "gc.group_id IN %(gs)s",
                   fields("civicrm_group_contact", "gc",
                          "id:int group_id:int contact_id:int status:text"), bounded=True,
                   index=schema.index_on("civicrm_group_contact", "group_id")),
-        TableRead("civicrm_subscription_history", "h", "h.group_id = %(g)s",
+        TableRead("civicrm_subscription_history", "h", "h.group_id IN %(gs)s",
                   fields("civicrm_subscription_history", "h",
                          "id:int contact_id:int group_id:int date:time method:text status:text"),
                   time_zone=zone, bounded=True,
@@ -144,8 +173,13 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
                      lock_wait_timeout: int = 60,
                      on_chunk: Callable[[str, int], None] | None = None,
                      transport: str = "auto",
-                     conn: pymysql.connections.Connection | None = None) -> Snapshot:
+                     conn: pymysql.connections.Connection | None = None,
+                     interests: dict[str, int] | None = None) -> Snapshot:
     """Read the configured group and everyone relevant to it into a new, complete snapshot.
+
+    `interests` ([interests]: Mailchimp interest id → CiviCRM group id) adds the group_contact
+    and history rows of each mapped group, read in the same transaction; a mapped group that
+    is missing or smart is refused (ConfigError) before anything is stored.
 
     `lock_wait_timeout` bounds how long a read waits behind another session's table lock (DDL,
     LOCK TABLES) before failing; `on_chunk(table, rows so far)` is called as rows arrive;
@@ -174,6 +208,7 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             schema = Schema.read(cur, settings.database)
             group = find_group(cur, settings, schema)
+            mapped = find_mapped_groups(cur, settings.database, interests or {}, schema)
             reads = table_reads(schema, settings)
             cur.execute("SELECT UTC_TIMESTAMP(), VERSION()")
             server_time, version = cur.fetchone()
@@ -187,6 +222,8 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
                 else "TIMESTAMP",
                 "history_time_zone": next(r.time_zone for r in reads
                                           if r.name == "civicrm_subscription_history") or "UTC",
+                "interest_groups": [{"interest_id": i, "group_id": g, "title": mapped[g].title}
+                                    for i, g in (interests or {}).items()],
             })
             threads = scalar(store.con, "SELECT current_setting('threads')")
             # Packed chunks are inserted with one DuckDB thread: the server and the parser need
@@ -198,7 +235,9 @@ def snapshot_civicrm(settings: CiviCRMSettings, store: Store, progress: bool = F
             # rolls them all back, so no partial snapshot ever exists.
             with store.transaction() as con:
                 used = _read_rows(cur, con, client, transport, settings, reads,
-                                  params={"g": group.id}, constants={"snapshot_id": snap_id},
+                                  params={"g": group.id,
+                                          "gs": (group.id, *sorted(set(mapped) - {group.id}))},
+                                  constants={"snapshot_id": snap_id},
                                   session=_client_session(lock_wait_timeout, version),
                                   max_bytes=max_bytes, progress=progress, on_chunk=on_chunk)
                 _settle_group_row(con, snap_id, group)

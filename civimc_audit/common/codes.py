@@ -143,3 +143,21 @@ def code_help(code: str) -> tuple[str, str]:
     just added to the SQL) still gets a row, named by its code."""
     return REASON_HELP.get(code) or FLAG_HELP.get(code) or (
         code.replace("_", " "), f"No description yet for {code!r} (see docs/design.md).")
+
+# The interest rows' outcomes (docs/design.md "Interest groups", reconcile/sql/11_interest_rules.sql).
+INTEREST_OUTCOME_CODES = (
+    "no_change",
+    "add_to_civicrm_group",
+    "remove_from_civicrm_group",
+    "set_interest_in_mailchimp",
+    "clear_interest_in_mailchimp",
+    "cannot_sync",
+)
+
+# Removals first, as for the subscription outcomes.
+INTEREST_OUTCOME_ORDER = ["remove_from_civicrm_group", "clear_interest_in_mailchimp",
+                          "cannot_sync", "set_interest_in_mailchimp", "add_to_civicrm_group",
+                          "no_change"]
+
+# The interest rules I1..I6.
+INTEREST_RULE_CODES = tuple(f"I{n}" for n in range(1, 7))

@@ -109,6 +109,7 @@ class RunSummary(TypedDict, total=False):
     reconciliation_id: int | None
     outcomes: dict[str, int] | None
     reasons: dict[str, int] | None
+    interests: dict[str, int] | None  # interest rows per outcome; None when none is mapped
     group_size: int | None
     removals: int | None
     thresholds: dict[str, Threshold] | None
@@ -142,7 +143,7 @@ def new_run_summary(run: str, *, started_at: str, version: str, steps: tuple[str
         "finished_at": None, "version": version,
         "apply": apply, "reuse_snapshots": reuse_snapshots,
         "steps": {s: "pending" for s in steps}, "durations": {},
-        "reconciliation_id": None, "outcomes": None, "reasons": None,
+        "reconciliation_id": None, "outcomes": None, "reasons": None, "interests": None,
         "group_size": None, "removals": None, "thresholds": None,
         "changes_since_previous": None, "snapshots": {}, "plan": None, "applied": None,
         "waiting_for_review": None, "verify": None, "apply_folder": None,

@@ -174,6 +174,8 @@ class ScheduleSettings(BaseModel):
     max_removals: int | None = Field(None, ge=0)
     max_removal_percent: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
     fail_on_cannot_sync: bool = False
+    # Interest rows that take someone out of a mapped group or clear their interest (I4, I6).
+    max_interest_removals: int | None = Field(None, ge=0)
     max_snapshot_age_hours: float | None = Field(None, gt=0, allow_inf_nan=False)
     keep_runs_days: float | None = Field(None, gt=0, allow_inf_nan=False)
     auto_approve: Annotated[tuple[Outcome, ...], BeforeValidator(_list_as_tuple)] = Field(
@@ -254,7 +256,7 @@ class Config:
     lock_wait_seconds: float = 30.0
     base_dir: Path = field(default_factory=Path.cwd)
     source: Path | None = None
-    # Mailchimp interest id → CiviCRM group id ([interests]); not used by the audit yet.
+    # Mailchimp interest id → CiviCRM group id ([interests]): rules I1–I6.
     interests: dict[str, int] = field(default_factory=dict, hash=False)
 
     @property

@@ -52,6 +52,7 @@ from civimc_audit.common.times import iso_utc, utcnow
 from civimc_audit.config import MailchimpSettings
 from civimc_audit.errors import MailchimpError
 from civimc_audit.mailchimp.client import MailchimpClient
+from civimc_audit.mailchimp.interests import read_catalogue
 from civimc_audit.store import Snapshot, Store, scalar
 from civimc_audit.store.frames import insert_frame
 from civimc_audit.store.loading import ChunkLoader, file_load, remove_files
@@ -61,8 +62,10 @@ PAGE_SIZE = 1000
 STRIDE = PAGE_SIZE - 1  # pages overlap by one member, see MemberPager.read
 #: What the store keeps of a member, and so all a snapshot asks for: the rules need the status
 #: and its time, the address and its id, contact_id to follow an email change, and the merge
-#: fields to restore the audience from a backup. Nothing else about a person is kept.
-MEMBER_FIELDS = ("id", "email_address", "status", "last_changed", "merge_fields", "contact_id")
+#: fields to restore the audience from a backup, and the interests for the interest rules
+#: (I1–I6). Nothing else about a person is kept.
+MEMBER_FIELDS = ("id", "email_address", "status", "last_changed", "merge_fields", "contact_id",
+                 "interests")
 #: Re-read window before the server time a snapshot started at: Mailchimp's times have whole
 #: seconds and `since_last_changed` is exclusive, so a change in the same second must be covered.
 REREAD_OVERLAP = timedelta(seconds=2)
@@ -79,8 +82,9 @@ MAX_REPAIR_FETCHES = 2000
 # A spool file is one JSON array of members as Mailchimp sent them (see split_page); DuckDB parses
 # it into rows in store form.
 _MEMBER_COLUMNS = ("{id: 'VARCHAR', email_address: 'VARCHAR', status: 'VARCHAR',"
-                   " last_changed: 'VARCHAR', merge_fields: 'JSON', contact_id: 'VARCHAR'}")
-_STORE_COLUMNS = "id, email_address, status, last_changed, merge_fields, contact_id"
+                   " last_changed: 'VARCHAR', merge_fields: 'JSON', contact_id: 'VARCHAR',"
+                   " interests: 'JSON'}")
+_STORE_COLUMNS = "id, email_address, status, last_changed, merge_fields, contact_id, interests"
 
 
 def _utc(column: str) -> str:
@@ -97,7 +101,7 @@ def _utc(column: str) -> str:
 _FROM_SPOOL = f"""
 SELECT coalesce(id, '') AS id, email_address, status, {_utc('last_changed')} AS last_changed,
        merge_fields,
-       contact_id
+       contact_id, interests
 FROM read_json($path, format = 'array', maximum_object_size = 268435456,
                columns = {_MEMBER_COLUMNS})
 """
@@ -109,7 +113,7 @@ _KEY = "coalesce(nullif(id, ''), concat('@', email_address))"
 # DuckDB compresses once, where separate commits would leave partial row groups to compress
 # again. Rows decoded in Python (re-reads, repairs) wait in _mc_rows, tagged with their round.
 _ROW_COLUMNS = ("id VARCHAR, email_address VARCHAR, status VARCHAR, last_changed TIMESTAMP,"
-                " merge_fields VARCHAR, contact_id VARCHAR")
+                " merge_fields VARCHAR, contact_id VARCHAR, interests VARCHAR")
 _TABLES = (f"CREATE OR REPLACE TEMP TABLE _mc_rows (r INTEGER, {_ROW_COLUMNS})",)
 # Rows of snapshot $snap, from what follows.
 _INTO_SNAPSHOT = (f"INSERT INTO mailchimp_member (snapshot_id, {_STORE_COLUMNS})"
@@ -782,8 +786,10 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
                     "total_items": [total]},
                    schema=pa.schema([("id", pa.string()), ("name", pa.string()),
                                      ("member_count", pa.int64()), ("total_items", pa.int64())]))
+    catalogue = _catalogue_table(read_catalogue(client, settings.list_id))
     with store.transaction() as con:
         insert_frame(con, "mailchimp_list", lst, select=f"{int(snap_id)}, *")
+        insert_frame(con, "mailchimp_interest", catalogue, select=f"{int(snap_id)}, *")
     meta: dict = {"archived_listed_separately": run.archived_separately, "shifted": run.shifted,
             "rounds": run.rounds, "repaired": run.repaired,
             "rows_read": run.rows_read, "total_items": total,
@@ -816,6 +822,14 @@ def odd_members(store: Store, snap_id: int) -> dict[str, int]:
     are stored as sent; the rules say they cannot be synced, and `snapshot` says how many."""
     row = store.con.execute(_ODD_SQL, [snap_id]).fetchone() or ()
     return {words: int(n) for words, n in zip(ODD_WORDS, row, strict=True) if n}
+
+
+def _catalogue_table(catalogue: list[dict]) -> pa.Table:
+    """The interest catalogue in the columns of mailchimp_interest."""
+    columns = {"category_id": "category_id", "category_title": "category_title",
+               "id": "interest_id", "name": "interest_name"}
+    return pa.table({col: pa.array([c[key] for c in catalogue], pa.string())
+                     for col, key in columns.items()})
 
 
 def _read_until_counted(run: _Snapshotter, since: datetime) -> tuple[bool, int, int | None]:

@@ -75,6 +75,10 @@ def _set_variables(con, policy: PolicySettings, civi, mc, rid: int | None) -> No
         "tie_winner": policy.tie_winner,
         "honor_civicrm_consent": bool(policy.honor_civicrm_consent),
         "date_basis": policy.date_basis,
+        # The mapped interests' JSON paths (ids are 10 hex digits, checked at config load),
+        # a constant for step 10's one json_extract per member.
+        "interest_paths": [f'$."{g["interest_id"]}"'
+                           for g in civi.meta.get("interest_groups") or []],
     }
     for name, value in variables.items():
         con.execute(f"SET VARIABLE {name} = ?", [value])
@@ -140,3 +144,35 @@ def outcome_frame(store: Store, reconciliation_id: int | None = None,
 
 def con_df(store: Store, sql: str, args=None):
     return store.con.execute(sql, args or []).df()
+
+
+INTEREST_COLUMNS = ["email", "contact_id", "interest_id", "interest_name", "civicrm_group_id",
+                    "mailchimp_interest", "civicrm_status", "civicrm_changed",
+                    "mailchimp_changed", "winner", "outcome", "rule", "reason_code", "reason"]
+
+
+# What an interest row shows of its person, read from the person's outcome row.
+PERSON_COLUMNS = ("email", "member_id", "display_name")
+
+
+def interest_frame(store: Store, reconciliation_id: int | None = None,
+                   outcome: str | None = None, columns: list[str] | None = None):
+    """The interest rows of a reconciliation (one per person and mapped interest, rules
+    I1–I6) as a pandas DataFrame (dates as naive UTC), in person then mapping order."""
+    rec = store.reconciliation(reconciliation_id)
+    cols = [f"o.{c}" if c in PERSON_COLUMNS else f"i.{c}" for c in columns or INTEREST_COLUMNS]
+    sql = (f"SELECT {', '.join(cols)} FROM interest_outcomes i"
+           " JOIN outcomes o USING (reconciliation_id, person_id) WHERE i.reconciliation_id = ?")
+    args: list = [rec["id"]]
+    if outcome:
+        sql += " AND i.outcome = ?"
+        args.append(outcome)
+    return con_df(store, sql + " ORDER BY i.person_id, i.civicrm_group_id", args)
+
+
+def interest_counts(store: Store, reconciliation_id: int | None = None) -> dict[str, int]:
+    """Interest rows per outcome of a reconciliation."""
+    rec = store.reconciliation(reconciliation_id)
+    return dict(store.con.execute(
+        "SELECT outcome, count(*) FROM interest_outcomes WHERE reconciliation_id = ?"
+        " GROUP BY 1", [rec["id"]]).fetchall())

@@ -9,7 +9,7 @@ import pandas as pd
 
 from civimc_audit.changes.apply import ApplyResult
 from civimc_audit.changes.verify import VerifyResult
-from civimc_audit.common.codes import OUTCOME_ORDER
+from civimc_audit.common.codes import INTEREST_OUTCOME_ORDER, OUTCOME_ORDER
 
 
 def describe(row) -> str:
@@ -76,6 +76,12 @@ def verify_lines(result: VerifyResult) -> list[str]:
              f"{rec['civicrm_snapshot_id']}, mailchimp {rec['mailchimp_snapshot_id']}): "
              + (", ".join(f"{o} {todo[o]}" for o in OUTCOME_ORDER if o in todo)
                 or "nothing to do")]
+    if result.interests:
+        lines.append("  interest rows still to change: "
+                     + ", ".join(f"{o} {result.interests[o]}" for o in INTEREST_OUTCOME_ORDER
+                                 if result.interests.get(o))
+                     + " (see `civimc-audit outcomes --interests`; apply does not send "
+                       "interest changes yet)")
     if result.plan_id is None:
         lines.append("  no plan has been applied yet")
     elif result.remaining.empty:

@@ -74,7 +74,7 @@ ADDITIONS = ("add_to_mailchimp", "resubscribe_in_mailchimp", "add_to_civicrm_gro
 # heading cell and one code cell in notebooks/audit.ipynb; a new one is added here and there.
 SECTIONS = [("how-it-decides", "How it decides"), ("what-would-happen", "What would happen"),
             ("where-people-go", "Where people go"), ("the-people", "The people"),
-            ("review-buckets", "Review buckets")]
+            ("interest-groups", "Interest groups"), ("review-buckets", "Review buckets")]
 
 # Where a person stands on the CiviCRM side, in words (the picture of where people go).
 CIVICRM_STATE_SQL = """CASE WHEN contact_id IS NULL THEN '(does not exist)'
@@ -206,9 +206,14 @@ class AuditReport:
         title = dict(SECTIONS)[anchor]
         return f'<h2 id="{anchor}">{html.escape(title)}</h2>'
 
+    @property
+    def sections(self) -> list[tuple[str, str]]:
+        """The page's sections (anchor, title): interest groups only when [interests] maps any."""
+        return [(a, t) for a, t in SECTIONS if a != "interest-groups" or self.config.interests]
+
     def top_html(self) -> str:
         """The headline and the table of contents, for the top of the page."""
-        toc = "".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t in SECTIONS)
+        toc = "".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t in self.sections)
         return (REPORT_CSS + f'<p class="civimc-headline">{html.escape(self.headline())}</p>'
                 + f'<nav class="civimc-toc" aria-label="Contents"><b>Contents:</b> {toc}</nav>')
 

@@ -138,6 +138,16 @@ def mailing_list_warning(group_id, title) -> str:
             "Mailing List if this is the right group)")
 
 
+def interest_mapping_line(f: dict) -> str:
+    """One [interests] mapping as `check` reports it."""
+    group = f"CiviCRM group {f['group_id']} '{f['group_title']}'"
+    if f["interest_name"] is None:
+        return (f"warning: interest {f['interest_id']} does not exist in audience "
+                f"{f['list_id']}; its mapping to {group} is skipped (rule I1) until it does")
+    return (f"Interests: '{f['interest_name']}' ({f['category']}, {f['interest_id']}) "
+            f"= {group}")
+
+
 def check_line(entry) -> str:
     """One `check` entry (check.CheckEntry, not an error) in words."""
     from civimc_audit.config import ENV_CIVICRM_WRITE_PASSWORD
@@ -160,6 +170,8 @@ def check_line(entry) -> str:
                                f"({ENV_CIVICRM_WRITE_PASSWORD} is not set)",
                 "ok": f"CiviCRM: write account '{f['user']}' has the privileges apply needs",
                 }[f["state"]]
+    if entry.name == "interest_mapping":
+        return interest_mapping_line(f)
     if entry.name == "mailchimp_api":
         return f"Mailchimp: API at {f['url']} answers"
     return (f"Mailchimp: audience {f['list_id']} '{f['name']}' exists; "

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from civimc_audit import __version__
-from civimc_audit.common.codes import OUTCOME_ORDER
+from civimc_audit.common.codes import INTEREST_OUTCOME_ORDER, OUTCOME_ORDER
 from civimc_audit.common.summary import (
     SUMMARY_NAME,
     ChangesSincePrevious,
@@ -61,6 +61,8 @@ from civimc_audit.store.lock import writer_lock
 STEPS = ("snapshot_civicrm", "snapshot_mailchimp", "reconcile", "thresholds", "apply", "report",
          "prune", "index")
 REMOVALS = ("remove_from_civicrm_group", "unsubscribe_in_mailchimp")
+# Interest rows that take someone out of a mapped group (I4) or clear their interest (I6).
+INTEREST_REMOVALS = ("remove_from_civicrm_group", "clear_interest_in_mailchimp")
 
 NO_AUTO_APPROVE = ("`run --apply` applies only what [schedule] auto_approve lists, and it lists "
                    "nothing; add outcome codes to it (e.g. auto_approve = [\"add_to_mailchimp\"])"
@@ -75,8 +77,12 @@ def iso(when: datetime | None) -> str | None:
 
 # thresholds -----------------------------------------------------------------------------------
 def evaluate_thresholds(schedule: ScheduleSettings, counts: dict, group_size: int,
-                        snapshot_ages: dict[str, float]) -> tuple[dict, list[str]]:
-    """Each configured threshold with its value, and one phrase per threshold crossed."""
+                        snapshot_ages: dict[str, float],
+                        interests: dict | None = None) -> tuple[dict, list[str]]:
+    """Each configured threshold with its value, and one phrase per threshold crossed;
+    `interests` are the interest rows per outcome (max_interest_removals)."""
+    interest_removals = sum((interests or {}).get(o, 0) for o in INTEREST_REMOVALS)
+    limit = schedule.max_interest_removals
     removals = sum(counts.get(o, 0) for o in REMOVALS)
     # Removals out of an empty group (e.g. all Mailchimp-side) count as 100%.
     percent = round(100.0 * removals / group_size, 2) if group_size else float(bool(removals)) * 100
@@ -101,11 +107,26 @@ def evaluate_thresholds(schedule: ScheduleSettings, counts: dict, group_size: in
             and oldest > schedule.max_snapshot_age_hours,
             f"{oldest_side} snapshot is {oldest:.1f} hours old > max_snapshot_age_hours "
             f"{schedule.max_snapshot_age_hours}"),
+        "max_interest_removals": (
+            limit, interest_removals, limit is not None and interest_removals > limit,
+            f"{interest_removals} interest removals > max_interest_removals {limit}"),
     }
     table = {name: {"limit": limit, "value": value, "crossed": crossed}
              for name, (limit, value, crossed, _) in checks.items()}
     crossed = [phrase for (_, _, hit, phrase) in checks.values() if hit]
     return table, crossed
+
+
+def _interest_counts(store: Store, reconciliation_id: int) -> dict[str, int] | None:
+    """Interest rows per outcome (every outcome, zeros included), None when none is mapped."""
+    from civimc_audit.reconcile import interest_counts
+
+    snap_id = scalar(store.con, "SELECT civicrm_snapshot_id FROM reconciliations WHERE id = ?",
+                     [reconciliation_id])
+    if not store.snapshot(snap_id).meta.get("interest_groups"):
+        return None
+    counts = interest_counts(store, reconciliation_id)
+    return {o: int(counts.get(o, 0)) for o in INTEREST_OUTCOME_ORDER}
 
 
 # changes since the previous run -----------------------------------------------------------------
@@ -249,7 +270,8 @@ class ScheduledRun:
 
         def civicrm():
             with open_store(self.config.store_file) as store:
-                return snapshot_civicrm(self.config.civicrm, store, progress=self.progress)
+                return snapshot_civicrm(self.config.civicrm, store, progress=self.progress,
+                                        interests=self.config.interests)
 
         civi = self._step("snapshot_civicrm", civicrm)
         self.summary["snapshots"]["civicrm"] = {"id": civi.id, "mode": "full"}
@@ -291,12 +313,14 @@ class ScheduledRun:
                     snaps[side] = {"id": snap.id, "taken_at": iso(snap.taken_at), "mode": mode,
                                    "_taken_at": snap.taken_at}
                 changes = changes_since(store, previous, rec["id"], counts)
-            return rec, counts, reasons, group_size, snaps, changes
+                interests = _interest_counts(store, rec["id"])
+            return rec, counts, reasons, group_size, snaps, changes, interests
 
-        rec, counts, reasons, group_size, snaps, changes = self._step("reconcile", go)
+        rec, counts, reasons, group_size, snaps, changes, interests = self._step("reconcile", go)
         self._taken = {side: s.pop("_taken_at") for side, s in snaps.items()}
         self.summary.update({"reconciliation_id": rec["id"], "outcomes": counts,
-                             "reasons": reasons, "group_size": group_size, "snapshots": snaps,
+                             "reasons": reasons, "interests": interests,
+                             "group_size": group_size, "snapshots": snaps,
                              "changes_since_previous": changes})
 
     def _thresholds(self) -> None:
@@ -309,7 +333,8 @@ class ScheduledRun:
             counts, group_size = self.summary["outcomes"], self.summary["group_size"]
             assert counts is not None and group_size is not None, "set by the reconcile step"
             removals = sum(counts.get(o, 0) for o in REMOVALS)
-            table, crossed = evaluate_thresholds(self.config.schedule, counts, group_size, ages)
+            table, crossed = evaluate_thresholds(self.config.schedule, counts, group_size, ages,
+                                                 self.summary.get("interests"))
             self.summary["thresholds"] = table
             self.summary["removals"] = removals
             if crossed:

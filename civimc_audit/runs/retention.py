@@ -173,6 +173,8 @@ def prune_store(store: Store, cutoff: datetime, keep: Set[int] = frozenset(),
             " OR list_contains(?, mailchimp_snapshot_id) ORDER BY id", [ids, ids]).fetchall()]
         if recs:
             con.execute("DELETE FROM outcomes WHERE list_contains(?, reconciliation_id)", [recs])
+            con.execute("DELETE FROM interest_outcomes WHERE list_contains(?, reconciliation_id)",
+                        [recs])
             con.execute("DELETE FROM reconciliations WHERE list_contains(?, id)", [recs])
         for source in SNAPSHOT_TABLES:
             these = [i for i, src in doomed if src == source]

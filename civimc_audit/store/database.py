@@ -224,6 +224,12 @@ MIGRATIONS: list = [
     # issue 20: a reviewer can withdraw a decision; the withdrawal is a decision row of its own
     # ('undecided', with who and when), so the latest row stays the item's decision.
     lambda con: _rebuild_tables(con, _DECISIONS_WITHDRAWABLE, "withdrawable"),
+    # Interest groups (DESIGN "Interest groups"): each member's interests as Mailchimp sent
+    # them (JSON text, interest id -> true/false), the audience's interest catalogue, and one
+    # outcome row per person and mapped interest (rules I1–I6), its sentence in zstd as the
+    # outcomes' are. The person's address and name stay in their outcome row (person_id): writing
+    # them again per interest was half the cost of the interest rules.
+    lambda con: _interest_tables(con),
 ]
 
 # The snapshot tables as of migration 3; `{z}` marks the columns stored with zstd.
@@ -280,6 +286,22 @@ _DECISIONS_WITHDRAWABLE: dict[str, tuple[str, str]] = {
 }
 
 
+def _interest_tables(con) -> None:
+    z = " USING COMPRESSION zstd" if zstd_available(con) else ""
+    con.execute("ALTER TABLE mailchimp_member ADD COLUMN interests VARCHAR")
+    con.execute("CREATE TABLE mailchimp_interest (snapshot_id INTEGER NOT NULL,"
+                " category_id VARCHAR, category_title VARCHAR, id VARCHAR NOT NULL, name VARCHAR)")
+    con.execute(f"""
+    CREATE TABLE interest_outcomes (
+        reconciliation_id INTEGER NOT NULL, person_id INTEGER NOT NULL, contact_id BIGINT,
+        interest_id VARCHAR NOT NULL, interest_name VARCHAR, category_title VARCHAR,
+        civicrm_group_id BIGINT NOT NULL, civicrm_group_title VARCHAR,
+        mailchimp_interest BOOLEAN, civicrm_status VARCHAR, civicrm_changed TIMESTAMP,
+        mailchimp_changed TIMESTAMP, winner VARCHAR, outcome VARCHAR NOT NULL,
+        rule VARCHAR NOT NULL, reason_code VARCHAR, reason VARCHAR{z} NOT NULL
+    )""")
+
+
 def zstd_available(con) -> bool:
     """Can this database file store columns with zstd? (Files in DuckDB's pre-1.2 storage
     format cannot; DuckDB 1.x makes new files in that format unless told otherwise.)"""
@@ -309,7 +331,7 @@ def _rebuild_tables(con, tables: dict, version: str) -> None:
 SNAPSHOT_TABLES = {
     "civicrm": ["civicrm_group", "civicrm_contact", "civicrm_email", "civicrm_group_contact",
                 "civicrm_subscription_history"],
-    "mailchimp": ["mailchimp_list", "mailchimp_member"],
+    "mailchimp": ["mailchimp_list", "mailchimp_member", "mailchimp_interest"],
 }
 
 

@@ -308,6 +308,52 @@ def h_merge_fields(call: Call):
                          "_links": [link("self", me, "GET")]})
 
 
+# --- handlers: interest categories and interests --------------------------------
+
+def _category(call: Call, lst) -> dict:
+    cat = lst.catalogue.category(call.args[1])
+    if cat is None:
+        raise P.not_found()
+    return cat
+
+
+def h_interest_categories(call: Call):
+    lst = call.lst()
+    count, offset = _paging(call)
+    kind = _enum_param(call.query, "type", ("checkboxes", "dropdown", "radio", "hidden"))
+    me = f"{call.base}/lists/{lst.id}/interest-categories"
+    with call.emu.lock:
+        cats = [c for c in lst.catalogue.categories if kind is None or c["type"] == kind]
+        rows = [{"list_id": lst.id, "id": c["id"], "title": c["title"],
+                 "display_order": c["display_order"], "type": c["type"],
+                 "_links": [link("self", f"{me}/{c['id']}", "GET"),
+                            link("interests", f"{me}/{c['id']}/interests", "GET")]}
+                for c in cats[offset:offset + count]]
+    return _shape(call, {"list_id": lst.id, "categories": rows, "total_items": len(cats),
+                         "_links": [link("self", me, "GET")]})
+
+
+def h_interests(call: Call):
+    lst = call.lst()
+    count, offset = _paging(call)
+    with call.emu.lock:
+        cat = _category(call, lst)
+        me = f"{call.base}/lists/{lst.id}/interest-categories/{cat['id']}/interests"
+        items = cat["interests"]
+        rows = [{"category_id": cat["id"], "list_id": lst.id, "id": i["id"], "name": i["name"],
+                 "subscriber_count": str(_subscribers(lst, i["id"])),
+                 "display_order": i["display_order"],
+                 "_links": [link("self", f"{me}/{i['id']}", "GET")]}
+                for i in items[offset:offset + count]]
+    return _shape(call, {"interests": rows, "list_id": lst.id, "category_id": cat["id"],
+                         "total_items": len(items), "_links": [link("self", me, "GET")]})
+
+
+def _subscribers(lst, interest_id: str) -> int:
+    return sum(1 for r in lst.order
+               if r.status == "subscribed" and r.interests and r.interests.get(interest_id))
+
+
 # --- handlers: members -----------------------------------------------------------
 
 _COLLECTION_KEYS = frozenset(("members", "list_id", "total_items", "_links"))
@@ -565,6 +611,10 @@ ROUTES = [
     (re.compile(r"^/lists$"), "/lists", {"GET": h_lists}),
     (re.compile(rf"^/lists/{_SEG}$"), _L, {"GET": h_list, "POST": h_batch_subscribe}),
     (re.compile(rf"^/lists/{_SEG}/merge-fields$"), _L + "/merge-fields", {"GET": h_merge_fields}),
+    (re.compile(rf"^/lists/{_SEG}/interest-categories$"), _L + "/interest-categories",
+     {"GET": h_interest_categories}),
+    (re.compile(rf"^/lists/{_SEG}/interest-categories/{_SEG}/interests$"),
+     _L + "/interest-categories/{interest_category_id}/interests", {"GET": h_interests}),
     (re.compile(rf"^/lists/{_SEG}/members$"), _L + "/members",
      {"GET": h_members, "POST": h_member_post}),
     (re.compile(rf"^/lists/{_SEG}/members/{_SEG}$"), _M,

@@ -41,6 +41,7 @@ def _list_doc(lst: ListState) -> dict:
         "fields": lst.fields, "merge_fields": lst.merge_fields, "tag_ids": lst.tag_ids,
         "last_sub": lst.last_sub, "last_unsub": lst.last_unsub,
         "tombstones": sorted(lst.tombstones),
+        "interest_categories": lst.catalogue.to_doc(),
         "members": [[getattr(rec, f) for f in _RECORD_FIELDS] for rec in lst.order],
     }
 
@@ -72,6 +73,7 @@ def load_state(emu: Emulator, path: Path) -> int:
             lst.tag_ids.update(d["tag_ids"])
             lst.last_sub, lst.last_unsub = d["last_sub"], d["last_unsub"]
             lst.tombstones.update(d["tombstones"])
+            lst.catalogue.load_doc(d.get("interest_categories", []))
             for values in d["members"]:
                 rec = Record.__new__(Record)
                 rec.activity = None  # files saved before members had an activity feed

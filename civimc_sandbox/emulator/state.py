@@ -22,6 +22,7 @@ from typing import Any
 
 from civimc_sandbox.emulator.activity import fixture_events, note_status_change
 from civimc_sandbox.emulator.faults import Faults
+from civimc_sandbox.emulator.interests import Catalogue
 from civimc_sandbox.emulator.records import STATUSES, Record, member_hash, now_ts, parse_ts
 from civimc_sandbox.emulator.render import ListContext, render_member
 from civimc_sandbox.emulator.views import ViewCache
@@ -81,6 +82,7 @@ class ListState:
         self.web_id = web_id
         self.fields = fields  # overrides for the rendered list object
         self.merge_fields = _merge_field_defs(merge_fields)
+        self.catalogue = Catalogue(list_id)  # interest categories and interests
         self.mf_defaults = {m["tag"]: "" for m in self.merge_fields}
         self.index: dict[str, Record] = {}
         self.order: list[Record] = []
@@ -297,6 +299,28 @@ class Emulator:
             self.lists[list_id] = ListState(
                 list_id, name, created, 100_000 + len(self.lists) + 1,
                 DEFAULT_MERGE_FIELDS if merge_fields is None else merge_fields, fields)
+
+    def add_interest_category(self, list_id: str, title: str, interests=(), *,
+                              category_id: str | None = None, type: str = "checkboxes") -> dict:
+        """Create an interest category with `interests` (names, or (id, name) pairs) in an
+        audience; returns {"id", "title", "interests": {name: id}}. Members that exist already
+        get no entry for the new interests (see interests.py)."""
+        with self.lock:
+            lst = self.list_state(list_id)
+            cat = lst.catalogue.add_category(title, interests, category_id=category_id,
+                                             type=type)
+            lst.bulk_changed()
+            return {"id": cat["id"], "title": title,
+                    "interests": {i["name"]: i["id"] for i in cat["interests"]}}
+
+    def add_interest(self, list_id: str, category_id: str, name: str, *,
+                     interest_id: str | None = None) -> str:
+        """Add one interest to a category; returns its id."""
+        with self.lock:
+            lst = self.list_state(list_id)
+            iid = lst.catalogue.add_interest(category_id, name, interest_id=interest_id)
+            lst.bulk_changed()
+            return iid
 
     def list_state(self, list_id: str) -> ListState:
         try:

@@ -163,6 +163,7 @@ def apply_fields(lst, rec: Record, body: dict, now: int) -> None:
 
 def _create(emu, lst, email: str, status: str, body: dict, now: int) -> Record:
     rec = Record(email.strip(), member_hash(email), status, now, None, emu._next_seq())
+    rec.interests = lst.catalogue.defaults() or None  # every interest the audience has
     apply_fields(lst, rec, body, now)
     if status == "subscribed":
         if "timestamp_opt" not in body:
@@ -205,6 +206,7 @@ def _change_email(emu, lst, rec: Record, email: str) -> None:
 def add_member(emu, lst, body) -> Record:
     """POST /lists/{id}/members"""
     validate_member_body(body, {"status": WRITABLE_STATUSES}, allow_tags=True)
+    lst.catalogue.check(body)
     missing = [k for k in ("email_address", "status") if not body.get(k)]
     if missing:
         raise P.missing_fields(*missing)
@@ -224,6 +226,7 @@ def add_member(emu, lst, body) -> Record:
 def upsert_member(emu, lst, key: str, body) -> Record:
     """PUT /lists/{id}/members/{subscriber_hash}"""
     validate_member_body(body, {"status": WRITABLE_STATUSES, "status_if_new": WRITABLE_STATUSES})
+    lst.catalogue.check(body)
     now = emu.now()
     rec = lst.lookup(key)
     email = (body.get("email_address") or "").strip()
@@ -259,6 +262,7 @@ def update_member(emu, lst, key: str, body) -> Record:
     if rec is None:
         raise P.not_found()
     validate_member_body(body, {"status": PATCH_STATUSES})
+    lst.catalogue.check(body)
     email = (body.get("email_address") or "").strip()
     check_status_change(rec, body.get("status"))
     if email and email.lower() != rec.email.lower():
@@ -344,6 +348,7 @@ def batch_subscribe(emu, lst, body, skip_duplicates: bool = False):
         email = email.strip() if isinstance(email, str) else ""
         try:
             validate_member_body(item, {"status": WRITABLE_STATUSES})
+            lst.catalogue.check(item)
             if not email:
                 raise P.missing_fields("email_address")
             h = member_hash(email)

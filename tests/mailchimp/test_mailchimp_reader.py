@@ -41,8 +41,9 @@ def test_snapshot_reads_every_status_in_trimmed_pages_of_1000(mc):
     pages = [r for r in mc.member_requests() if "since_last_changed" not in r.query]
     assert sorted(int(r.query["offset"]) for r in pages) == [0, 999, 1998]  # 1 overlap
     assert all(r.query["count"] == "1000" and r.query["fields"] == TRIMMED for r in pages)
-    # Cost: the audience, ceil(N/1000) pages, one completeness re-read — nothing else.
-    assert len(mc.emu.requests) == 1 + math.ceil(2500 / 1000) + 1
+    # Cost: the audience, ceil(N/1000) pages, one completeness re-read, and the interest
+    # catalogue (one read of the categories; this audience has none) — nothing else.
+    assert len(mc.emu.requests) == 1 + math.ceil(2500 / 1000) + 1 + 1
     assert snap.meta["requests"] == len(mc.emu.requests)
     rereads = [r for r in mc.member_requests() if "since_last_changed" in r.query]
     assert len(rereads) == 1 and rereads[0].query["sort_dir"] == "DESC"
@@ -256,7 +257,7 @@ def test_incremental_without_changes_costs_a_few_requests(mc):
     mc.emu.clear_requests()
     snap = take(mc, store, incremental=True)
     assert snap.status == "complete" and snap.meta["rows_read"] == 0
-    assert len(mc.emu.requests) == 3  # the audience, the change read, the count
+    assert len(mc.emu.requests) == 4  # the audience, the change read, the count, the catalogue
     assert len(snapshot_state(store, snap.id)) == 3000
 
 

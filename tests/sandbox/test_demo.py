@@ -67,12 +67,19 @@ def test_the_demo_sandbox_works_as_printed_and_stays_up(tmp_path, mysql_server, 
         out = done.stdout
         assert done.stderr == ""
         assert "Resetting" not in out  # nothing to reset the first time
-        # The five, the counts and the report; not a 305-row table.
+        # The five, the counts and the report; not a 313-row table.
         assert len(out.splitlines()) < 50, out
         for person in SEED:
             row = next(line for line in out.splitlines() if line.startswith(person.first + " "))
             assert row.rstrip().endswith(person.expected), row
-        assert "All 305 people" in out and "would be added to Mailchimp" in out
+        assert "All 313 people" in out and "would be added to Mailchimp" in out
+        # Two mapped interests with people in every interest rule.
+        interests = sh("civimc-audit outcomes --interests --format json", tmp_path,
+                       printed_workflow(out)[0])
+        assert interests.returncode == 0, interests.stderr
+        rules = {r["rule"] for r in json.loads(interests.stdout)}
+        assert rules == {"I1", "I2", "I3", "I4", "I5", "I6"}, rules
+        assert len({r["interest_id"] for r in json.loads(interests.stdout)}) == 2
         report = next(line for line in out.splitlines() if line.startswith("The audit report"))
         assert (tmp_path / report.split(": ")[1]).is_file()
 
