@@ -365,12 +365,16 @@ def review(obj, plan_id, export_path, import_path, reviewer):
 @cli.command()
 @click.option("--plan", "plan_id", type=int, help="Plan id (default: latest).")
 @click.option("--all", "everything", is_flag=True, help="Every item of the plan.")
-@click.option("--outcome", multiple=True, type=click.Choice(OUTCOME_CODES), help="Items of this outcome.")
+@click.option("--outcome", multiple=True, type=click.Choice(ALL_OUTCOME_CODES),
+              help="Items of this outcome (an interest item has its interest outcome).")
 @click.option("--rule", multiple=True, type=click.Choice(RULE_CODES, case_sensitive=False),
               help="Items decided by this rule.")
 @click.option("--flag", multiple=True, type=click.Choice(FLAG_CODES), help="Items carrying this flag.")
 @click.option("--target", type=click.Choice(["mailchimp", "civicrm"]), help="Items for this system.")
 @click.option("--item", "items", multiple=True, type=int, help="This item id.")
+@click.option("--interest", "interest", multiple=True,
+              help="Items of this mapped Mailchimp interest (its id or name; `none` for the "
+                   "subscription group's items).")
 @click.option("--undecided", is_flag=True, help="Only items not decided yet.")
 @click.option("--reject", is_flag=True, help="Reject instead of approve.")
 @click.option("--note", help="A note stored with each decision.")
@@ -380,8 +384,8 @@ def review(obj, plan_id, export_path, import_path, reviewer):
               help="With --freeze: re-send Mailchimp compliance refusals of resubscribes "
                    "flagged needs_confirmation as pending (emails each a confirmation request).")
 @click.pass_obj
-def approve(obj, plan_id, everything, outcome, rule, flag, target, items, undecided, reject,
-            note, reviewer, do_freeze, allow_pending):
+def approve(obj, plan_id, everything, outcome, rule, flag, target, items, interest, undecided,
+            reject, note, reviewer, do_freeze, allow_pending):
     """Approve (or --reject) items by rule, or --freeze the plan."""
     import getpass
 
@@ -403,22 +407,25 @@ def approve(obj, plan_id, everything, outcome, rule, flag, target, items, undeci
         else:
             n = decide_matching(store, plan_id, decision, reviewer, everything=everything,
                                 note=note, outcome=outcome, rule=rule, flag=flag, target=target,
+                                interest=interest,
                                 decided_as=["undecided"] if undecided else None)
             if not n:
-                click.echo(f"no item of plan {get_plan(store, plan_id).id} matches "
-                           f"{_filter_words(everything, outcome, rule, flag, target, undecided)}"
+                words = _filter_words(everything, outcome, rule, flag, target, undecided,
+                                      interest)
+                click.echo(f"no item of plan {get_plan(store, plan_id).id} matches {words}"
                            f"; nothing {decision}")
                 return
         click.echo(f"{n} items {decision}")
 
 
-def _filter_words(everything, outcome, rule, flag, target, undecided) -> str:
+def _filter_words(everything, outcome, rule, flag, target, undecided, interest=()) -> str:
     """The filters given to approve, as they were typed."""
     if everything:
         return "--all"
     words = [f"--{name} {v}" for name, values in (("outcome", outcome), ("rule", rule),
                                                   ("flag", flag), ("target", [target] if target
-                                                                   else []))
+                                                                   else []),
+                                                  ("interest", interest))
              for v in values]
     return " ".join(words + (["--undecided"] if undecided else []))
 

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 if TYPE_CHECKING:
     from civimc_audit.changes.verify import VerifyResult
 
+from civimc_audit.changes.apply_interests import InterestApply, interest_items
 from civimc_audit.changes.plan import Plan, get_plan, latest_frozen_plan
 from civimc_audit.changes.review import approved_items, check_frozen
 from civimc_audit.changes.session import ApplySession
@@ -136,6 +137,12 @@ class _Run:
         """Journal `sending` items whose change is already made as done; returns the rest."""
         if items.empty:
             return items
+        interest = interest_items(items)
+        if interest.any():
+            done, resend = InterestApply(self).settle(items[interest], sent)
+            self.journal(done)
+            rest = self.settle(items[~interest], sent)
+            return items[items["item_id"].isin(resend) | items["item_id"].isin(rest["item_id"])]
         mc = items[items["target"] == "mailchimp"]
         groups = items[(items["target"] == "civicrm") & (items["action"] != "create_contact")]
         new = items[items["action"] == "create_contact"]
@@ -558,8 +565,13 @@ def _execute(session: ApplySession, lock: StoreLock, result: ApplyResult, snapsh
         # not made may have changed since.
         todo = pd.concat([resend, open_items[open_items["journal_state"].isna()]]
                          ).sort_values("item_id")
-        run.send_mailchimp(todo[todo["target"] == "mailchimp"])
-        run.send_civicrm(todo[todo["target"] == "civicrm"])
+        # Interest items go after every subscription item (apply_interests.py).
+        interest = interest_items(todo)
+        subscription = todo[~interest]
+        run.send_mailchimp(subscription[subscription["target"] == "mailchimp"])
+        run.send_civicrm(subscription[subscription["target"] == "civicrm"])
+        if interest.any():
+            InterestApply(run).send(todo[interest])
         status = "finished"
     finally:
         result.vanished = dict(run.gone)

@@ -32,11 +32,20 @@ ACTIONS = {
     "remove_from_civicrm_group": ("civicrm", "remove_from_group"),
 }
 REMOVALS = ("remove_from_civicrm_group", "unsubscribe_in_mailchimp")
+# interest outcome -> (target system, action): one item per person and mapped interest that
+# changes (DESIGN "Interest groups"); their items name the interest and the mapped group.
+INTEREST_ACTIONS = {
+    "set_interest_in_mailchimp": ("mailchimp", "set_interest"),
+    "clear_interest_in_mailchimp": ("mailchimp", "clear_interest"),
+    "add_to_civicrm_group": ("civicrm", "add_to_interest_group"),
+    "remove_from_civicrm_group": ("civicrm", "remove_from_interest_group"),
+}
+INTEREST_REMOVALS = ("clear_interest", "remove_from_interest_group")  # actions
 
 ITEM_COLUMNS = ["item_id", "person_id", "target", "action", "outcome", "rule", "reason_code",
                 "flags", "reason", "email", "contact_id", "member_id", "display_name",
                 "mailchimp_status", "mailchimp_changed", "civicrm_status", "civicrm_changed",
-                "payload"]
+                "payload", "interest_id", "interest_name", "civicrm_group_id"]
 
 
 @dataclass(frozen=True)
@@ -165,9 +174,12 @@ def build_plan(store: Store, reconciliation_id: int | None = None) -> Plan:
         " ORDER BY o.person_id",
         [civi.id, mc.id, rec["id"], list(ACTIONS)]).df()
     rows = []
+    joining = _new_member_interests(store, rec["id"], mc.id)
     for item_id, row in enumerate(frame.to_dict("records"), start=1):
         target = ACTIONS[row["outcome"]][0]
         action, payload = _payload(row, group_id)
+        if action == "subscribe" and joining.get(row["person_id"]):
+            payload["interests"] = joining[row["person_id"]]
         member_id = row["member_id"] if _present(row["member_id"]) else None
         if target == "mailchimp" and member_id is None:
             member_id = member_hash(payload["email_address"])
@@ -183,8 +195,12 @@ def build_plan(store: Store, reconciliation_id: int | None = None) -> Plan:
             "civicrm_status": row["civicrm_status"], "civicrm_changed": row["civicrm_changed"],
             "payload": json.dumps(payload, sort_keys=True),
         })
+    rows.extend(_interest_items(store, rec["id"], start=len(rows) + 1))
     items = pd.DataFrame(rows, columns=ITEM_COLUMNS)
-    items["contact_id"] = items["contact_id"].astype("Int64")
+    for col in ("contact_id", "civicrm_group_id"):
+        items[col] = items[col].astype("Int64")
+    for col in ("interest_id", "interest_name"):
+        items[col] = items[col].astype(object)
     with store.transaction() as con:
         plan_id = con.execute(
             "INSERT INTO plans (token, reconciliation_id, civicrm_snapshot_id,"
@@ -194,6 +210,76 @@ def build_plan(store: Store, reconciliation_id: int | None = None) -> Plan:
              utcnow()]).fetchone()[0]
         insert_frame(con, "plan_items", items, select=f"{plan_id}, {', '.join(ITEM_COLUMNS)}")
     return get_plan(store, plan_id)
+
+
+def _new_member_interests(store: Store, reconciliation_id: int, mailchimp_snapshot_id: int
+                          ) -> dict[int, dict[str, bool]]:
+    """person -> the interests a new member is subscribed with: for each mapped interest the
+    audience has, whether the contact is in its CiviCRM group (rule I1 leaves a person who is
+    not yet a member alone; a member Mailchimp creates without them would be in no interest, and
+    the next audit would take them out of every mapped group). Empty without mapped interests."""
+    rows = store.con.execute(
+        "SELECT i.person_id, i.interest_id, i.civicrm_status = 'Added'"
+        " FROM interest_outcomes i JOIN outcomes o"
+        " ON o.reconciliation_id = i.reconciliation_id AND o.person_id = i.person_id"
+        " WHERE i.reconciliation_id = ? AND o.outcome = 'add_to_mailchimp'"
+        " AND i.interest_id IN (SELECT id FROM mailchimp_interest WHERE snapshot_id = ?)"
+        " ORDER BY i.person_id, i.interest_id",
+        [reconciliation_id, mailchimp_snapshot_id]).fetchall()
+    out: dict[int, dict[str, bool]] = {}
+    for person, interest, civi_in in rows:
+        out.setdefault(int(person), {})[interest] = bool(civi_in)
+    return out
+
+
+def _interest_items(store: Store, reconciliation_id: int, start: int) -> list[dict]:
+    """One item per interest row that changes something, numbered from `start` (after the
+    subscription items, so they keep the numbers they had before interests were mapped).
+
+    A Mailchimp item PATCHes the member's one interest (`interests: {id: true|false}`, nothing
+    else: the member's status is the subscription items' business); a CiviCRM item sets the
+    contact's status in the mapped group as core writes it. A person the plan creates a
+    contact for (R3) has no contact id yet: the item names the address, and apply finds the
+    contact its plan created. Its civicrm_status and changed dates are the interest's, the
+    mailchimp_status the member's subscription status (as in the subscription items)."""
+    frame = store.con.execute(
+        "SELECT i.person_id, i.interest_id, i.interest_name, i.civicrm_group_id, i.outcome,"
+        " i.rule, i.reason_code, i.reason, i.civicrm_status, i.civicrm_changed,"
+        " i.mailchimp_changed, coalesce(i.contact_id, o.contact_id) AS contact_id, o.email,"
+        " o.target_email, o.member_id, o.display_name, o.mailchimp_status, o.flags"
+        " FROM interest_outcomes i JOIN outcomes o"
+        " ON o.reconciliation_id = i.reconciliation_id AND o.person_id = i.person_id"
+        " WHERE i.reconciliation_id = ? AND i.outcome IN (SELECT unnest(?))"
+        " ORDER BY i.person_id, i.interest_id",
+        [reconciliation_id, list(INTEREST_ACTIONS)]).df()
+    rows = []
+    for item_id, row in enumerate(frame.to_dict("records"), start=start):
+        target, action = INTEREST_ACTIONS[row["outcome"]]
+        email = row["target_email"] if _present(row["target_email"]) else row["email"]
+        contact_id = int(row["contact_id"]) if _present(row["contact_id"]) else None
+        member_id = row["member_id"] if _present(row["member_id"]) else None
+        if target == "mailchimp":
+            payload: dict = {"email_address": email,
+                             "interests": {row["interest_id"]: action == "set_interest"}}
+            member_id = member_id or member_hash(email)
+        else:
+            payload = {"contact_id": contact_id, "group_id": int(row["civicrm_group_id"])}
+            if contact_id is None:
+                payload["email"] = row["email"]
+        rows.append({
+            "item_id": item_id, "person_id": row["person_id"], "target": target,
+            "action": action, "outcome": row["outcome"], "rule": row["rule"],
+            "reason_code": row["reason_code"] or "", "flags": row["flags"] or "",
+            "reason": row["reason"], "email": row["email"], "contact_id": contact_id,
+            "member_id": member_id, "display_name": row["display_name"],
+            "mailchimp_status": row["mailchimp_status"],
+            "mailchimp_changed": row["mailchimp_changed"],
+            "civicrm_status": row["civicrm_status"], "civicrm_changed": row["civicrm_changed"],
+            "payload": json.dumps(payload, sort_keys=True), "interest_id": row["interest_id"],
+            "interest_name": row["interest_name"],
+            "civicrm_group_id": int(row["civicrm_group_id"]),
+        })
+    return rows
 
 
 def items_frame(store: Store, plan_id: int) -> pd.DataFrame:
@@ -214,10 +300,11 @@ def items_frame(store: Store, plan_id: int) -> pd.DataFrame:
                i.flags, i.reason, i.email, i.contact_id, i.member_id, i.display_name,
                i.mailchimp_status, i.mailchimp_changed, i.civicrm_status, i.civicrm_changed,
                greatest(i.mailchimp_changed, i.civicrm_changed) AS changed,
-               i.payload,
+               i.payload, i.interest_id, i.interest_name, i.civicrm_group_id,
                coalesce(d.decision, 'undecided') AS decision, d.reviewer, d.decided_at, d.note,
                j.state AS journal_state, j.title AS journal_title, j.detail AS journal_detail,
-               CASE WHEN i.outcome IN ('remove_from_civicrm_group', 'unsubscribe_in_mailchimp')
+               CASE WHEN i.action IN ('remove_from_group', 'unsubscribe', 'clear_interest',
+                                      'remove_from_interest_group')
                     THEN 0 WHEN i.flags <> '' THEN 1 ELSE 2 END AS priority
         FROM plan_items i
         LEFT JOIN d USING (item_id)
@@ -237,6 +324,8 @@ class PlanSummary:
     items: int
     removals: int
     flagged: int
+    interest_items: int = 0
+    interest_removals: int = 0
 
 
 def plan_summary(store: Store, plan_id: int | None = None) -> PlanSummary:
@@ -249,8 +338,11 @@ def plan_summary(store: Store, plan_id: int | None = None) -> PlanSummary:
         actions = [{"target": target, "action": action, "items": int(row.sum()),
                     **{d: int(row.get(d, 0)) for d in ("approved", "rejected", "undecided")}}
                    for (target, action), row in counts.iterrows()]
-    return PlanSummary(plan, actions, len(items), int(items["outcome"].isin(REMOVALS).sum()),
-                       int((items["flags"] != "").sum()))
+    interest = items["interest_id"].notna()
+    return PlanSummary(plan, actions, len(items),
+                       int((items["outcome"].isin(REMOVALS) & ~interest).sum()),
+                       int((items["flags"] != "").sum()), int(interest.sum()),
+                       int(items["action"].isin(INTEREST_REMOVALS).sum()))
 
 
 def summary_lines(store: Store, plan_id: int | None = None) -> list[str]:
@@ -275,4 +367,7 @@ def summary_lines(store: Store, plan_id: int | None = None) -> list[str]:
         lines.append(f"  {a['target']:<10} {a['action']:<18} {a['items']:>6} "
                      f"{a['approved']:>9} {a['rejected']:>9} {a['undecided']:>10}")
     lines.append(f"  {summary.items} items; {summary.removals} removals; {summary.flagged} flagged")
+    if summary.interest_items:
+        lines.append(f"  of them {summary.interest_items} interest items; "
+                     f"{summary.interest_removals} interest removals")
     return lines

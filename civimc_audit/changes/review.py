@@ -36,6 +36,8 @@ CSV_COLUMNS = ["plan_id", "plan_token", "item_id", "decision", "note", "target",
                "mailchimp_status", "mailchimp_changed", "civicrm_status", "civicrm_changed",
                "reason", "payload", "reviewer", "decided_at"]
 CHECKED_COLUMNS = ["target", "action", "email", "contact_id", "payload"]
+# Shown (before `outcome`) when the plan has interest items.
+INTEREST_CSV_COLUMNS = ["interest_id", "interest_name", "civicrm_group_id"]
 
 
 DECISION_COLUMNS = ["plan_id", "item_id", "decision", "reviewer", "decided_at", "note", "via"]
@@ -82,18 +84,23 @@ def decide(store: Store, plan_id: int | None, item_ids: Iterable[int], decision:
 
 
 def filter_items(frame: pd.DataFrame, *, outcome=None, rule=None, reason=None, flag=None,
-                 target=None, decided_as=None, since=None, until=None, text: str | None = None
-                 ) -> pd.DataFrame:
+                 target=None, decided_as=None, since=None, until=None, text: str | None = None,
+                 interest=None) -> pd.DataFrame:
     """The rows of an items frame matching every given filter.
 
-    Each of outcome/rule/reason/flag/target/decided_as is one value or a collection (any of them);
-    since/until bound the later change date; `text` matches name, email or reason.
+    Each of outcome/rule/reason/flag/target/decided_as/interest is one value or a collection (any
+    of them); `interest` is a Mailchimp interest id or name (its items only; "none" for the
+    subscription group's items); since/until bound the later change date; `text` matches name,
+    email or reason.
     """
     mask = pd.Series(True, index=frame.index)
 
     def among(col, values):
         values = [values] if isinstance(values, str) else list(values)
         return frame[col].isin(values)
+
+    if interest:
+        mask &= _interest_mask(frame, interest)
 
     for col, value in (("outcome", outcome), ("rule", rule), ("reason_code", reason),
                        ("target", target), ("decision", decided_as)):
@@ -115,6 +122,17 @@ def filter_items(frame: pd.DataFrame, *, outcome=None, rule=None, reason=None, f
     return frame[mask]
 
 
+def _interest_mask(frame: pd.DataFrame, interest) -> pd.Series:
+    wanted = [interest] if isinstance(interest, str) else list(interest)
+    keys = {str(w).strip().casefold() for w in wanted}
+    ids = frame["interest_id"].fillna("").astype(str).str.casefold()
+    names = frame["interest_name"].fillna("").astype(str).str.casefold()
+    mask = ids.isin(keys) | (names.isin(keys) & (names != ""))
+    if "none" in keys:
+        mask |= frame["interest_id"].isna()
+    return mask
+
+
 def decide_matching(store: Store, plan_id: int | None, decision: str, reviewer: str, *,
                     everything: bool = False, note: str | None = None, via: str = "rule",
                     **filters) -> int:
@@ -132,11 +150,17 @@ def decide_matching(store: Store, plan_id: int | None, decision: str, reviewer: 
 def _csv_frame(store: Store, plan: Plan) -> pd.DataFrame:
     items = items_frame(store, plan.id)
     out = items.assign(plan_id=plan.id, plan_token=plan.token)
+    columns = CSV_COLUMNS
+    if out["interest_id"].notna().any():  # (a plan without interest items keeps its columns)
+        at = CSV_COLUMNS.index("outcome")
+        columns = [*CSV_COLUMNS[:at], *INTEREST_CSV_COLUMNS, *CSV_COLUMNS[at:]]
+        out["civicrm_group_id"] = out["civicrm_group_id"].map(
+            lambda v: "" if pd.isna(v) else str(int(v)))
     out["decision"] = out["decision"].replace("undecided", "")
     for col in ("mailchimp_changed", "civicrm_changed", "decided_at"):
         out[col] = out[col].map(lambda v: "" if pd.isna(v) else iso_utc(v))
     out["contact_id"] = out["contact_id"].map(lambda v: "" if pd.isna(v) else str(int(v)))
-    return out[CSV_COLUMNS].fillna("")
+    return out[columns].fillna("")
 
 
 def export_csv(store: Store, plan_id: int | None, path: str | Path) -> int:

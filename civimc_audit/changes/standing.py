@@ -88,7 +88,10 @@ def approve_standing(store: Store, reconciliation_id: int,
     plan = build_plan(store, reconciliation_id)
     items = items_frame(store, plan.id)
     held = items["flags"].fillna("").str.split().apply(lambda fl: bool(set(fl) & set(HELD_FLAGS)))
-    chosen = items[items["outcome"].isin(approvable_outcomes(auto_approve)) & ~held]
+    # Interest items are never approved by a standing approval: auto_approve names the
+    # subscription group's outcomes, and an interest change is a person's call.
+    chosen = items[items["outcome"].isin(approvable_outcomes(auto_approve)) & ~held
+                   & items["interest_id"].isna()]
     if chosen.empty:
         return plan, 0
     n = decide(store, plan.id, chosen["item_id"].tolist(), "approved", REVIEWER, note=NOTE,
@@ -108,7 +111,10 @@ def counts_of(store: Store, plan_id: int) -> tuple[dict, dict]:
             applied[action]["not_finished"] = int(states.get("sending", 0)
                                                   + states.get("not sent", 0))
     undecided = items[items["decision"] == "undecided"]
-    waiting = {o: int(n) for o, n in undecided["outcome"].value_counts().sort_index().items()}
+    # An interest item waits under "interests:<outcome>", apart from the subscription group's.
+    keys = undecided["outcome"].where(undecided["interest_id"].isna(),
+                                      "interests:" + undecided["outcome"])
+    waiting = {o: int(n) for o, n in keys.value_counts().sort_index().items()}
     return applied, waiting
 
 

@@ -204,6 +204,17 @@ class MailchimpWriter:
             return _failed(new_email, exc)
         return MemberResult(new_email, True, m.get("status"), member_id=m.get("id"))
 
+    def set_interests(self, email: str, interests: dict[str, bool]) -> MemberResult:
+        """PATCH the member at `email` with these interests only (its status and everything
+        else stay as they are); a member that does not exist is a final failure."""
+        path = f"/lists/{self.list_id}/members/{member_hash(email)}"
+        try:
+            m = self.client.request("PATCH", path, json={"interests": interests}) or {}
+        except MailchimpError as exc:
+            _raise_if_auth(exc)
+            return _failed(email, exc)
+        return MemberResult(email, True, m.get("status"), member_id=m.get("id"))
+
     def _get(self, email: str) -> dict | None:
         try:
             return self.client.get(f"/lists/{self.list_id}/members/{member_hash(email)}",

@@ -60,6 +60,12 @@ def _when(status, changed) -> str:
     return " ".join(p for p in (_text(status), date) if p)
 
 
+def _outcome(r: dict) -> str:
+    """The outcome code, with the interest it is about for an interest item."""
+    name = _text(r.get("interest_name")) or _text(r.get("interest_id"))
+    return _codes(r.get("outcome")) + (f" (interest {name})" if name else "")
+
+
 def items_html(frame: pd.DataFrame, limit: int = 200) -> str:
     """The rows as an escaped HTML table that fits the notebook's width (names and emails are
     text, never markup; empty cells are blank)."""
@@ -67,7 +73,7 @@ def items_html(frame: pd.DataFrame, limit: int = 200) -> str:
     body = []
     for r in frame.head(limit).to_dict("records"):
         note = " — ".join(p for p in (_text(r.get("reviewer")), _text(r.get("note"))) if p)
-        cells = [_text(r.get("item_id")), _text(r.get("decision")), _codes(r.get("outcome")),
+        cells = [_text(r.get("item_id")), _text(r.get("decision")), _outcome(r),
                  _text(r.get("rule")), _text(r.get("display_name")), _text(r.get("email")),
                  _when(r.get("mailchimp_status"), r.get("mailchimp_changed")),
                  _when(r.get("civicrm_status"), r.get("civicrm_changed")),
@@ -113,6 +119,11 @@ class ReviewTable:
                                style=LABEL, layout=narrow)
         self.target = W.Dropdown(options=["", "mailchimp", "civicrm"], description="System",
                                  style=LABEL, layout=W.Layout(width="180px"))
+        interests = sorted(set(self.frame["interest_name"].dropna())
+                           | set(self.frame["interest_id"].dropna())) if "interest_id" in \
+            self.frame else []
+        self.interest = W.Dropdown(options=["", *interests], description="Interest",
+                                   style=LABEL, layout=narrow)
         self.decided = W.Dropdown(options=["", "undecided", "approved", "rejected"],
                                   description="Decision", style=LABEL,
                                   layout=W.Layout(width="190px"))
@@ -140,7 +151,8 @@ class ReviewTable:
             b.on_click(lambda _b, d=decision, s=scope: self.click(d, s))
             buttons.append(b)
         self.buttons = buttons
-        for w in (self.outcome, self.rule, self.reason, self.flag, self.target, self.decided,
+        for w in (self.outcome, self.rule, self.reason, self.flag, self.target, self.interest,
+                  self.decided,
                   self.since, self.until, self.text, self.sort, self.descending):
             w.observe(lambda _change: self.refresh(), names="value")
         self.refresh()
@@ -156,6 +168,7 @@ class ReviewTable:
             self.frame, outcome=list(self.outcome.value), rule=list(self.rule.value),
             reason=self.reason.value or None, flag=self.flag.value or None,
             target=self.target.value or None, decided_as=self.decided.value or None,
+            interest=self.interest.value or None,
             since=self.since.value, until=None if self.until.value is None
             else pd.Timestamp(self.until.value) + pd.Timedelta(days=1), text=self.text.value)
         return got.sort_values(SORTS[self.sort.value], ascending=not self.descending.value,
@@ -163,8 +176,9 @@ class ReviewTable:
 
     def refresh(self) -> None:
         rows = self.matching()
-        self.rows.options = [(f"#{r.item_id} {r.decision:<9} {r.outcome} {r.email or ''}",
-                              int(r.item_id)) for r in rows.itertuples()]
+        self.rows.options = [(f"#{r['item_id']} {r['decision']:<9} {_outcome(r)} "
+                              f"{r['email'] or ''}", int(r["item_id"]))
+                             for r in rows.to_dict("records")]
         self.table.value = items_html(rows)
         counts = self.frame["decision"].value_counts().to_dict()
         state = "frozen: no more decisions" if self.plan.frozen else "open"
@@ -191,12 +205,17 @@ class ReviewTable:
         self.status.value += html.escape(f" — saved: {n} {decision} by {self.reviewer.value}")
         return n
 
+    def _system_row(self) -> list:
+        """System, Interest (only when the plan has interest items) and Decision."""
+        shown = [self.interest] if len(self.interest.options) > 1 else []
+        return [self.target, *shown, self.decided]
+
     def widget(self) -> W.Widget:
         def row(*children):  # wraps onto the next line rather than overflowing
             return W.HBox(list(children), layout=W.Layout(flex_flow="row wrap", width="100%"))
 
         filters = W.VBox([row(self.outcome, self.rule, W.VBox([row(self.reason, self.flag),
-                                                               row(self.target, self.decided)])),
+                                                               row(*self._system_row())])),
                           row(self.since, self.until, self.text),
                           row(self.sort, self.descending)], layout=W.Layout(width="100%"))
         return W.VBox([self.reviewer, filters, self.status, self.rows, self.note,

@@ -230,6 +230,14 @@ MIGRATIONS: list = [
     # outcomes' are. The person's address and name stay in their outcome row (person_id): writing
     # them again per interest was half the cost of the interest rules.
     lambda con: _interest_tables(con),
+    # Interest groups in plans: an item of an interest change names the Mailchimp interest (id
+    # and name, as the snapshot's catalogue had it) and the CiviCRM group mapped to it; both stay
+    # NULL on the subscription group's items.
+    """
+    ALTER TABLE plan_items ADD COLUMN interest_id VARCHAR;
+    ALTER TABLE plan_items ADD COLUMN interest_name VARCHAR;
+    ALTER TABLE plan_items ADD COLUMN civicrm_group_id BIGINT;
+    """,
 ]
 
 # The snapshot tables as of migration 3; `{z}` marks the columns stored with zstd.
