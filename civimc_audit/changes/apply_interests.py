@@ -236,7 +236,7 @@ class InterestApply:
     def _mailchimp_call(self, chunk: pd.DataFrame) -> None:
         writer = self.session.mailchimp_writer(self.plan.target_list)
         self.run.sending(chunk)
-        checkpoint("mailchimp_before_call")
+        checkpoint("interest_mailchimp_before_call")
         rows, unknown = [], None
         for row in chunk.to_dict("records"):
             payload = json.loads(row["payload"])
@@ -250,9 +250,9 @@ class InterestApply:
             else:
                 rows.append({"item_id": row["item_id"], "state": "failed", "title": r.title,
                              "detail": r.detail})
-        checkpoint("mailchimp_after_call")
+        checkpoint("interest_mailchimp_after_call")
         self.run.journal(rows)
-        checkpoint("mailchimp_after_journal")
+        checkpoint("interest_mailchimp_after_journal")
         if unknown is not None:
             raise MailchimpError(f"apply stopped: a Mailchimp interest change failed "
                                  f"({unknown.title}: {unknown.detail}); its items are journaled "
@@ -271,14 +271,14 @@ class InterestApply:
             payloads = [{**json.loads(p), "contact_id": c}
                         for p, c in zip(rows["payload"], ids, strict=True)]
             self.run.sending(rows, payloads)
-            checkpoint("civicrm_before_call")
+            checkpoint("interest_civicrm_before_call")
             try:
                 write = w.remove_from_group if action == _REMOVE else w.add_to_group
                 result = write(int(group_id), ids, self.run.tracking)
             except CiviCRMError as exc:
                 self._failed(rows, str(exc))
                 continue
-            checkpoint("civicrm_after_call")
+            checkpoint("interest_civicrm_after_call")
             self.run.journal([
                 {"item_id": i, "state": "failed", "title": "contact missing",
                  "detail": f"contact {c} no longer exists in CiviCRM or is in the trash"}
@@ -286,7 +286,7 @@ class InterestApply:
                 {"item_id": i, "state": "done",
                  "detail": f"{result.get(c, 'done')} in the CiviCRM group {int(group_id)}"}
                 for i, c in zip(rows["item_id"], ids, strict=True)])
-            checkpoint("civicrm_after_journal")
+            checkpoint("interest_civicrm_after_journal")
 
     def _failed(self, rows: pd.DataFrame, error: str) -> None:
         """A database error: what is in place anyway is done, the rest failed with it."""

@@ -32,8 +32,8 @@ class VerifyResult:
     applied: int
     remaining: pd.DataFrame
     # Interest rows of the fresh reconciliation that would change something, per outcome
-    # (`outcomes --interests`); apply does not send interest changes yet, so they are reported
-    # and do not make verify fail.
+    # (`outcomes --interests`). Applied interest items still to change are in `remaining`; the
+    # rest (never planned or approved) are reported and do not make verify fail.
     interests: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -98,5 +98,15 @@ def _remaining(store: Store, plan_id: int, reconciliation_id: int) -> pd.DataFra
              AND lower(trim(o.email)) = lower(trim(i.email))
              AND (i.contact_id IS NULL OR o.contact_id = i.contact_id)
         WHERE i.plan_id = $1 AND j.state = 'done' AND o.outcome <> 'no_change'
-        ORDER BY i.item_id
+          AND i.interest_id IS NULL
+        UNION ALL
+        -- An interest item: the same person (as above) and interest still to change.
+        SELECT DISTINCT i.item_id, i.target, i.action, i.email, io.outcome, io.reason
+        FROM plan_items i JOIN j USING (item_id)
+        JOIN interest_outcomes io ON io.reconciliation_id = $2 AND io.interest_id = i.interest_id
+        JOIN outcomes o ON o.reconciliation_id = $2 AND o.person_id = io.person_id
+             AND lower(trim(o.email)) = lower(trim(i.email))
+             AND (i.contact_id IS NULL OR o.contact_id = i.contact_id)
+        WHERE i.plan_id = $1 AND j.state = 'done' AND io.outcome <> 'no_change'
+        ORDER BY item_id
         """, [plan_id, reconciliation_id]).df()

@@ -11,7 +11,8 @@ Points: civicrm_loading (CiviCRM snapshot, rows going into the store), mailchimp
 committed), freeze (hash computed, plan not yet frozen), apply_backup (backup half written),
 civicrm_creating (a new contact inserted, not committed), store_migrated and store_close
 (store/database.py), and apply's mailchimp_/civicrm_ before_call, after_call, after_journal
-(changes/apply.py).
+(changes/apply.py), and the same six with `interest_` before them for apply's interest items
+(changes/apply_interests.py).
 """
 
 from __future__ import annotations

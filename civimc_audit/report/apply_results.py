@@ -80,8 +80,8 @@ def verify_lines(result: VerifyResult) -> list[str]:
         lines.append("  interest rows still to change: "
                      + ", ".join(f"{o} {result.interests[o]}" for o in INTEREST_OUTCOME_ORDER
                                  if result.interests.get(o))
-                     + " (see `civimc-audit outcomes --interests`; apply does not send "
-                       "interest changes yet)")
+                     + " (see `civimc-audit outcomes --interests`; they are plan items to "
+                       "review, approve and apply like the subscription changes)")
     if result.plan_id is None:
         lines.append("  no plan has been applied yet")
     elif result.remaining.empty:

@@ -143,8 +143,10 @@ def test_an_applied_plan_with_interests_converges(world, run_cli, emulator, civi
     _plan(run_cli, config)
     cli_ok(run_cli, config, "approve", "--all", "--reviewer", "Ada")
     cli_ok(run_cli, config, "approve", "--freeze", "--reviewer", "Ada")
-    cli_ok(run_cli, config, "apply", "--execute", "--no-verify")
+    out = cli_ok(run_cli, config, "apply", "--execute")
     items = _items(config)
+    assert f"all {len(items)} applied items agree on both sides" in out
+    assert "interest rows still to change" not in out
     assert set(items["journal_state"]) == {"done"}, items[
         ["email", "action", "journal_state", "journal_detail"]].to_string()
     assert emulator.get_member(TEST_LIST_ID, "civisets@example.org")["interests"][VOL] is True
@@ -191,3 +193,56 @@ def test_an_interest_changed_since_the_snapshot_goes_stale(world, run_cli, emula
     assert state["civiclears@example.org"] == "done"
     # The contact R3 creates was not approved: its interest is left alone.
     assert state["created@example.org"] == "stale"
+
+
+def test_a_killed_interest_apply_resumes_without_sending_twice(world, run_cli, emulator,
+                                                               civi_db):
+    import signal
+    from collections import Counter
+
+    from support.apply import start_apply
+
+    mapping, _, config = world
+    _plan(run_cli, config)
+    cli_ok(run_cli, config, "approve", "--all", "--reviewer", "Ada")
+    cli_ok(run_cli, config, "approve", "--freeze", "--reviewer", "Ada")
+    # Killed right after the interest PATCHes (not journaled), then right after the interest
+    # group writes in CiviCRM (committed, not journaled).
+    for point in ("interest_mailchimp_after_call", "interest_civicrm_after_call"):
+        proc = start_apply(config, point)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == -signal.SIGKILL, (point, out, err)
+    cli_ok(run_cli, config, "apply", "--execute", "--no-verify")
+    items = _items(config)
+    assert set(items["journal_state"]) == {"done"}, items[
+        ["email", "action", "journal_state", "journal_detail"]].to_string()
+    patches = Counter(r.path for r in emulator.requests
+                      if r.method == "PATCH" and r.response is not None)
+    want = len(items[(items["target"] == "mailchimp") & items["interest_id"].notna()])
+    assert len(patches) == want and set(patches.values()) == {1}, patches
+    civi_db.conn.commit()
+    with civi_db.conn.cursor() as cur:
+        cur.execute("SELECT contact_id, group_id, count(*) FROM civicrm_subscription_history"
+                    " WHERE tracking = 'civimc-audit plan 1' AND group_id IN %s"
+                    " GROUP BY contact_id, group_id", (tuple(mapping.values()),))
+        rows = cur.fetchall()
+    want = len(items[(items["target"] == "civicrm") & items["interest_id"].notna()])
+    assert len(rows) == want and {n for _, _, n in rows} == {1}, rows
+    assert {r["outcome"] for r in _interest_rows(run_cli, config)} == {"no_change"}
+    calls = len(emulator.requests)
+    cli_ok(run_cli, config, "apply", "--execute", "--no-verify")
+    assert not [r for r in emulator.requests[calls:] if r.method in ("POST", "PATCH", "PUT")]
+
+
+def test_verify_lists_an_applied_interest_item_that_still_disagrees(world, run_cli, emulator):
+    _, _, config = world
+    _plan(run_cli, config)
+    cli_ok(run_cli, config, "approve", "--interest", VOL, "--reviewer", "Ada")
+    cli_ok(run_cli, config, "approve", "--freeze", "--reviewer", "Ada")
+    cli_ok(run_cli, config, "apply", "--execute", "--no-verify", code=1)  # created: stale
+    # Someone puts civiclears back in the interest after the apply, a day into the future.
+    emulator.update_member(TEST_LIST_ID, "civiclears@example.org",
+                           interests={VOL: True, CAMP: False}, last_changed="2030-01-01T00:00:00Z")
+    out = cli_ok(run_cli, config, "verify", code=1)
+    line = next(x for x in out.splitlines() if "civiclears@example.org" in x)
+    assert "clear_interest" in line and "now add_to_civicrm_group" in line

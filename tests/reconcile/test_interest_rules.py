@@ -250,4 +250,4 @@ def test_verify_reports_the_interest_changes_still_to_make(world, run_cli):
     line = next(x for x in out.splitlines() if "interest rows still to change" in x)
     assert f"remove_from_civicrm_group {want['remove_from_civicrm_group']}" in line
     assert f"clear_interest_in_mailchimp {want['clear_interest_in_mailchimp']}" in line
-    assert "apply does not send interest changes yet" in line
+    assert "plan items to review, approve and apply" in line
