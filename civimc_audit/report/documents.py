@@ -105,6 +105,10 @@ def outcomes_document(reconciliation: dict, outcome: str | None, frame: pd.DataF
 def plan_document(summary: PlanSummary, *, built: bool) -> dict:
     """The plan's registry row, its counts per action, and whether this command built it."""
     plan = summary.plan
+    # With interest items (only then): how many, and how many remove someone from an interest.
+    interests = ({"interest_items": summary.interest_items,
+                  "interest_removals": summary.interest_removals}
+                 if summary.interest_items else {})
     return {"plan_id": plan.id, "built": built, "status": plan.status,
             "reconciliation_id": plan.reconciliation_id,
             "civicrm_snapshot_id": plan.civicrm_snapshot_id,
@@ -115,7 +119,7 @@ def plan_document(summary: PlanSummary, *, built: bool) -> dict:
             "frozen_reviewers": list(plan.frozen_reviewers),
             "allow_pending": bool(plan.allow_pending),
             "items": summary.items, "removals": summary.removals, "flagged": summary.flagged,
-            "actions": summary.actions}
+            **interests, "actions": summary.actions}
 
 
 # apply / verify ----------------------------------------------------------------------------------

@@ -87,6 +87,13 @@ def test_the_plan_has_one_item_per_interest_change(world, run_cli, tmp_path):
                                        "remove_from_group", "unsubscribe")
     out = cli_ok(run_cli, config, "plan", "--show")
     assert "interest items" in out
+    doc = json.loads(cli_ok(run_cli, config, "plan", "--show", "--json"))
+    assert doc["interest_items"] == len(got)
+    assert doc["interest_removals"] == sum(1 for v in got.values() if v[3] in (
+        "clear_interest", "remove_from_interest_group"))
+    assert doc["removals"] == len(items[items["interest_id"].isna()
+                                        & items["action"].isin(["remove_from_group",
+                                                                "unsubscribe"])])
     # Approvable by interest (id or name); the CSV names the interest.
     out = cli_ok(run_cli, config, "approve", "--interest", "Volunteering", "--outcome",
                  "clear_interest_in_mailchimp", "--reviewer", "Ada")
