@@ -60,10 +60,12 @@ def _when(status, changed) -> str:
     return " ".join(p for p in (_text(status), date) if p)
 
 
-def _outcome(r: dict) -> str:
-    """The outcome code, with the interest it is about for an interest item."""
+def _outcome(r: dict, wrap: bool = True) -> str:
+    """The outcome code (breakable in a table cell when `wrap`), with the interest it is about
+    for an interest item."""
     name = _text(r.get("interest_name")) or _text(r.get("interest_id"))
-    return _codes(r.get("outcome")) + (f" (interest {name})" if name else "")
+    code = _codes(r.get("outcome")) if wrap else _text(r.get("outcome"))
+    return code + (f" (interest {name})" if name else "")
 
 
 def items_html(frame: pd.DataFrame, limit: int = 200) -> str:
@@ -176,7 +178,7 @@ class ReviewTable:
 
     def refresh(self) -> None:
         rows = self.matching()
-        self.rows.options = [(f"#{r['item_id']} {r['decision']:<9} {_outcome(r)} "
+        self.rows.options = [(f"#{r['item_id']} {r['decision']:<9} {_outcome(r, wrap=False)} "
                               f"{r['email'] or ''}", int(r["item_id"]))
                              for r in rows.to_dict("records")]
         self.table.value = items_html(rows)
