@@ -108,6 +108,16 @@ def test_the_plan_has_one_item_per_interest_change(world, run_cli, tmp_path):
     rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
     assert {"interest_id", "interest_name", "civicrm_group_id"} <= set(rows[0])
     assert any(r["interest_name"] == "Volunteering" for r in rows)
+    # The CSV comes back in: its Volunteering rows approved, the rest withdrawn.
+    for r in rows:
+        r["decision"] = "approve" if r["interest_name"] == "Volunteering" else ""
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    cli_ok(run_cli, config, "review", "--import", path, "--reviewer", "Bea")
+    items = _items(config)
+    assert set(items[items["decision"] == "approved"]["interest_name"]) == {"Volunteering"}
 
 
 def test_the_freeze_hash_covers_interest_items_and_their_snapshot_state(world, run_cli):
