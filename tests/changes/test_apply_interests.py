@@ -263,3 +263,36 @@ def test_verify_lists_an_applied_interest_item_that_still_disagrees(world, run_c
     out = cli_ok(run_cli, config, "verify", code=1)
     line = next(x for x in out.splitlines() if "civiclears@example.org" in x)
     assert "clear_interest" in line and "now add_to_civicrm_group" in line
+
+
+def test_an_interest_patch_without_an_answer_stays_sending_and_is_settled(world, run_cli,
+                                                                          emulator):
+    _, _, config = world
+    _plan(run_cli, config)
+    cli_ok(run_cli, config, "approve", "--interest", VOL, "--target", "mailchimp",
+           "--reviewer", "Ada")
+    cli_ok(run_cli, config, "approve", "--freeze", "--reviewer", "Ada")
+    # The first PATCH is made at Mailchimp, but its answer never comes back (and the client
+    # does not retry).
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        "[mailchimp]\n", "[mailchimp]\nretries = 0\n"), encoding="utf-8")
+    emulator.faults.configure(match=lambda method, path: method == "PATCH")
+    emulator.faults.queue("drop-after", 1)
+    code, out, err = run_cli("--config", config, "apply", "--execute", "--no-verify")
+    assert code != 0 and "journaled as sending" in out + err
+    items = _items(config)
+    mc = items[(items["interest_id"] == VOL) & (items["target"] == "mailchimp")]
+    assert "sending" in set(mc["journal_state"])
+    emulator.faults.reset()
+    calls = len(emulator.requests)
+    cli_ok(run_cli, config, "apply", "--execute", "--no-verify")
+    items = _items(config)
+    mc = items[(items["interest_id"] == VOL) & (items["target"] == "mailchimp")]
+    assert set(mc["journal_state"]) == {"done"}
+    settled = mc[mc["journal_detail"].str.contains("interrupted run")]
+    assert not settled.empty
+    again = {r.path for r in emulator.requests[calls:] if r.method == "PATCH"}
+    from civimc_audit.common.emails import member_hash
+
+    assert not again & {f"/3.0/lists/{TEST_LIST_ID}/members/{member_hash(e)}"
+                        for e in settled["email"]}
