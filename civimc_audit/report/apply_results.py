@@ -16,6 +16,16 @@ def describe(row) -> str:
     """One item as a line: system, action, person and what is sent."""
     payload = json.loads(row["payload"])
     who = row["email"] or ""
+    interest = row.get("interest_id")
+    if isinstance(interest, str) and interest:
+        name = row.get("interest_name") or interest
+        if row["target"] == "mailchimp":
+            return (f"mailchimp {row['action']:<17} {who} -> "
+                    f"{'in' if payload['interests'].get(interest) else 'not in'} '{name}'")
+        contact = (f"contact {payload['contact_id']}" if payload.get("contact_id") is not None
+                   else "the contact this plan creates")
+        return (f"civicrm   {row['action']:<17} {contact} {who} (group {payload['group_id']}, "
+                f"interest '{name}')")
     if row["target"] == "mailchimp":
         return f"mailchimp {row['action']:<17} {who} -> {payload['status']}"
     if row["action"] == "create_contact":

@@ -160,6 +160,9 @@ def test_an_applied_plan_with_interests_converges(world, run_cli, emulator, civi
     _plan(run_cli, config)
     cli_ok(run_cli, config, "approve", "--all", "--reviewer", "Ada")
     cli_ok(run_cli, config, "approve", "--freeze", "--reviewer", "Ada")
+    dry = cli_ok(run_cli, config, "apply")
+    assert "civisets@example.org -> in 'Volunteering'" in dry
+    assert "the contact this plan creates created@example.org" in dry
     out = cli_ok(run_cli, config, "apply", "--execute")
     items = _items(config)
     assert f"all {len(items)} applied items agree on both sides" in out
