@@ -155,7 +155,9 @@ def build_plan(store: Store, reconciliation_id: int | None = None) -> Plan:
     civi = store.snapshot(rec["civicrm_snapshot_id"])
     mc = store.snapshot(rec["mailchimp_snapshot_id"])
     group_id = civi.meta.get("group_id")
-    frame = store.con.execute(
+    # Rows as tuples straight from DuckDB (NULL as None): a DataFrame's to_dict over half a
+    # million arrow-backed rows took most of `plan`'s time (issue 18).
+    cursor = store.con.execute(
         "SELECT o.*, c.first_name, c.last_name, m.merge_fields->>'$.FNAME' AS fname,"
         " m.merge_fields->>'$.LNAME' AS lname"
         " FROM outcomes o"
@@ -163,9 +165,11 @@ def build_plan(store: Store, reconciliation_id: int | None = None) -> Plan:
         " LEFT JOIN mailchimp_member m ON m.snapshot_id = ? AND m.id = o.member_id"
         " WHERE o.reconciliation_id = ? AND o.outcome IN (SELECT unnest(?))"
         " ORDER BY o.person_id",
-        [civi.id, mc.id, rec["id"], list(ACTIONS)]).df()
+        [civi.id, mc.id, rec["id"], list(ACTIONS)])
+    names = [d[0] for d in cursor.description]
     rows = []
-    for item_id, row in enumerate(frame.to_dict("records"), start=1):
+    for item_id, values in enumerate(cursor.fetchall(), start=1):
+        row = dict(zip(names, values, strict=True))
         target = ACTIONS[row["outcome"]][0]
         action, payload = _payload(row, group_id)
         member_id = row["member_id"] if _present(row["member_id"]) else None
@@ -196,14 +200,8 @@ def build_plan(store: Store, reconciliation_id: int | None = None) -> Plan:
     return get_plan(store, plan_id)
 
 
-def items_frame(store: Store, plan_id: int) -> pd.DataFrame:
-    """Every item of a plan with its current decision and latest journal state.
-
-    `changed` is the later of the two change dates (what the date-range filter uses), and
-    `priority` orders removals first, then flagged items, then the rest.
-    """
-    return store.con.execute(
-        """
+# Every item of plan $1 with its current decision and latest journal state (items_frame).
+ITEMS_SQL = """
         WITH d AS (
             SELECT * FROM decisions WHERE plan_id = $1
             QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY seq DESC) = 1),
@@ -224,7 +222,16 @@ def items_frame(store: Store, plan_id: int) -> pd.DataFrame:
         LEFT JOIN j USING (item_id)
         WHERE i.plan_id = $1
         ORDER BY priority, i.item_id
-        """, [plan_id]).df()
+        """
+
+
+def items_frame(store: Store, plan_id: int) -> pd.DataFrame:
+    """Every item of a plan with its current decision and latest journal state.
+
+    `changed` is the later of the two change dates (what the date-range filter uses), and
+    `priority` orders removals first, then flagged items, then the rest.
+    """
+    return store.con.execute(ITEMS_SQL, [plan_id]).df()
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from civimc_audit.changes.apply import ApplyResult
 from civimc_audit.changes.verify import VerifyResult
 from civimc_audit.common.codes import INTEREST_OUTCOME_ORDER, OUTCOME_ORDER
 
-
 # The columns describe reads of an item.
 DESCRIBED = ("payload", "email", "target", "action")
 
