@@ -23,6 +23,7 @@ from civimc_audit.common.files import make_private
 from civimc_audit.common.times import iso_utc, utcnow
 from civimc_audit.errors import UsageError
 from civimc_audit.store import Store
+from civimc_audit.store.export import CSV_COPY_OPTIONS
 from civimc_audit.store.frames import insert_frame
 
 DECISIONS = ("approved", "rejected")
@@ -150,8 +151,8 @@ def export_csv(store: Store, plan_id: int | None, path: str | Path) -> int:
     tmp = path.with_name(path.name + ".tmp")
     quoted = str(tmp).replace("'", "''")
     try:
-        row = store.con.execute(f"COPY ({_csv_sql(plan)}) TO '{quoted}'"
-                                " (FORMAT csv, HEADER true, NEW_LINE '\r\n')").fetchone()
+        row = store.con.execute(
+            f"COPY ({_csv_sql(plan)}) TO '{quoted}' ({CSV_COPY_OPTIONS})").fetchone()
         make_private(tmp)
         tmp.replace(path)
     except (OSError, duckdb.IOException) as exc:

@@ -15,7 +15,7 @@ from civimc_audit.store import Store
 
 TRICKY = ["=SUM(A1:A9)", "+1", "-2", "@cmd", "\tTabbed", "\rReturned", "'quoted", "''two",
           "'=guarded", "plain", "", "=", "a,b", 'say "hi"', "two\nlines", "cr\r\nlf",
-          " leading", "Zoë 日本", None]
+          " leading", "# hash", "betty gen3#1", "a#", "Zoë 日本", None]
 OUTCOMES = ["add_to_mailchimp", "remove_from_civicrm_group", "unsubscribe_in_mailchimp",
             "add_to_civicrm_group"]
 

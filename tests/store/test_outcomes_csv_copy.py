@@ -13,7 +13,7 @@ from civimc_audit.store.export import outcomes_csv_text, write_outcomes_csv
 
 TRICKY = ["=SUM(A1:A9)", "+1", "-2", "@cmd", "\tTabbed", "\rReturned", "'quoted", "''two",
           "'=guarded", "plain", "", "=", "'", "a,b", 'say "hi"', "two\nlines", "cr\r\nlf",
-          " leading space", "trailing space ", "Zoë Ñandú 日本", None]
+          " leading space", "trailing space ", "# hash", "betty gen3#1", "a#", "Zoë Ñandú 日本", None]
 
 
 def _rows():
@@ -58,3 +58,19 @@ def test_people_csv_of_no_rows_is_the_header(tmp_path):
         target = tmp_path / "people.csv"
         assert write_outcomes_csv(store, 7, target, OUTCOME_COLUMNS) == 0
     assert target.read_bytes() == (",".join(OUTCOME_COLUMNS) + "\r\n").encode()
+
+
+def test_outcomes_csv_of_one_outcome_streams_the_same_text(tmp_path):
+    from civimc_audit.store.export import copy_outcomes_csv
+
+    with Store(tmp_path / "audit.duckdb") as store:
+        for row in _rows():
+            cols = ", ".join(row)
+            marks = ", ".join("?" for _ in row)
+            store.con.execute(f"INSERT INTO outcomes ({cols}) VALUES ({marks})", list(row.values()))
+        frame = store.con.execute(
+            f"SELECT {', '.join(OUTCOME_COLUMNS)} FROM outcomes WHERE reconciliation_id = 1"
+            " AND outcome = 'plain' ORDER BY person_id").df()
+        pieces: list[str] = []
+        assert copy_outcomes_csv(store, 1, OUTCOME_COLUMNS, pieces.append, outcome="plain") == 1
+    assert "".join(pieces) == outcomes_csv_text(frame)
