@@ -17,11 +17,10 @@ from datetime import datetime
 
 import pandas as pd
 
-from civimc_audit.common.emails import member_hash
+from civimc_audit.common.emails import install_sql_macros
 from civimc_audit.common.times import utcnow
 from civimc_audit.errors import StoreError
 from civimc_audit.store import Store
-from civimc_audit.store.frames import insert_frame
 
 # outcome -> (target system, action); the civicrm add becomes create_contact without a contact.
 ACTIONS = {
@@ -149,46 +148,80 @@ def _present(v) -> bool:
     return v is not None and not (isinstance(v, float) and v != v) and v is not pd.NA and v != ""
 
 
+def _json_text(expr: str) -> str:
+    """SQL: `expr` (text) as a JSON value, null when NULL."""
+    return f"coalesce(to_json({expr})::VARCHAR, 'null')"
+
+
+def _json_int(value: int | None) -> str:
+    return "null" if value is None else str(int(value))
+
+
+def _actions_values() -> str:
+    return ", ".join(f"('{outcome}', '{target}', '{action}')"
+                     for outcome, (target, action) in ACTIONS.items())
+
+
+# The plan's items from its reconciliation's outcome rows, as build_plan inserts them: payload
+# keys in sorted order, as json.dumps(…, sort_keys=True) writes them (see _payload).
+_ITEMS_INSERT = """
+INSERT INTO plan_items (plan_id, {columns})
+WITH o AS (
+    SELECT o.*, a.target, a.action AS base_action, nullif(c.first_name, '') AS first_name,
+           nullif(c.last_name, '') AS last_name,
+           nullif(m.merge_fields->>'$.FNAME', '') AS fname,
+           nullif(m.merge_fields->>'$.LNAME', '') AS lname,
+           coalesce(nullif(o.target_email, ''), o.email) AS mc_email
+    FROM outcomes o
+    JOIN (VALUES {actions}) a(outcome, target, action) USING (outcome)
+    LEFT JOIN civicrm_contact c ON c.snapshot_id = $civi AND c.id = o.contact_id
+    LEFT JOIN mailchimp_member m ON m.snapshot_id = $mc AND m.id = o.member_id
+    WHERE o.reconciliation_id = $rec
+)
+SELECT $plan, row_number() OVER (ORDER BY person_id) AS item_id, person_id, target,
+       CASE WHEN target = 'civicrm' AND contact_id IS NULL THEN 'create_contact'
+            ELSE base_action END AS action,
+       outcome, rule, coalesce(reason_code, '') AS reason_code, coalesce(flags, '') AS flags,
+       reason, email, contact_id,
+       CASE WHEN nullif(member_id, '') IS NOT NULL THEN member_id
+            WHEN target = 'mailchimp' THEN member_hash(mc_email) END AS member_id,
+       display_name, mailchimp_status, mailchimp_changed, civicrm_status, civicrm_changed,
+       CASE
+         WHEN target = 'mailchimp' THEN
+           '{{"email_address": ' || """ + _json_text("mc_email") + """
+           || CASE WHEN base_action = 'subscribe'
+                        AND (first_name IS NOT NULL OR last_name IS NOT NULL)
+                   THEN ', "merge_fields": {{' || concat_ws(', ',
+                          CASE WHEN first_name IS NOT NULL
+                               THEN '"FNAME": ' || to_json(first_name)::VARCHAR END,
+                          CASE WHEN last_name IS NOT NULL
+                               THEN '"LNAME": ' || to_json(last_name)::VARCHAR END) || '}}'
+                   ELSE '' END
+           || ', "status": "'
+           || CASE WHEN base_action = 'unsubscribe' THEN 'unsubscribed' ELSE 'subscribed' END
+           || '"}}'
+         WHEN contact_id IS NOT NULL THEN
+           '{{"contact_id": ' || contact_id || ', "group_id": {group}}}'
+         ELSE
+           '{{"email": ' || """ + _json_text("email") + """ || ', "first_name": '
+           || """ + _json_text("fname") + """ || ', "group_id": {group}, "last_name": '
+           || """ + _json_text("lname") + """ || '}}'
+       END AS payload
+FROM o
+"""
+
+
 def build_plan(store: Store, reconciliation_id: int | None = None) -> Plan:
     """Turn a reconciliation into a new plan: one undecided item per action."""
     rec = store.reconciliation(reconciliation_id)
     civi = store.snapshot(rec["civicrm_snapshot_id"])
     mc = store.snapshot(rec["mailchimp_snapshot_id"])
     group_id = civi.meta.get("group_id")
-    # Rows as tuples straight from DuckDB (NULL as None): a DataFrame's to_dict over half a
-    # million arrow-backed rows took most of `plan`'s time (issue 18).
-    cursor = store.con.execute(
-        "SELECT o.*, c.first_name, c.last_name, m.merge_fields->>'$.FNAME' AS fname,"
-        " m.merge_fields->>'$.LNAME' AS lname"
-        " FROM outcomes o"
-        " LEFT JOIN civicrm_contact c ON c.snapshot_id = ? AND c.id = o.contact_id"
-        " LEFT JOIN mailchimp_member m ON m.snapshot_id = ? AND m.id = o.member_id"
-        " WHERE o.reconciliation_id = ? AND o.outcome IN (SELECT unnest(?))"
-        " ORDER BY o.person_id",
-        [civi.id, mc.id, rec["id"], list(ACTIONS)])
-    names = [d[0] for d in cursor.description]
-    rows = []
-    for item_id, values in enumerate(cursor.fetchall(), start=1):
-        row = dict(zip(names, values, strict=True))
-        target = ACTIONS[row["outcome"]][0]
-        action, payload = _payload(row, group_id)
-        member_id = row["member_id"] if _present(row["member_id"]) else None
-        if target == "mailchimp" and member_id is None:
-            member_id = member_hash(payload["email_address"])
-        rows.append({
-            "item_id": item_id, "person_id": row["person_id"], "target": target,
-            "action": action, "outcome": row["outcome"], "rule": row["rule"],
-            "reason_code": row["reason_code"] or "", "flags": row["flags"] or "",
-            "reason": row["reason"], "email": row["email"],
-            "contact_id": int(row["contact_id"]) if _present(row["contact_id"]) else None,
-            "member_id": member_id, "display_name": row["display_name"],
-            "mailchimp_status": row["mailchimp_status"],
-            "mailchimp_changed": row["mailchimp_changed"],
-            "civicrm_status": row["civicrm_status"], "civicrm_changed": row["civicrm_changed"],
-            "payload": json.dumps(payload, sort_keys=True),
-        })
-    items = pd.DataFrame(rows, columns=ITEM_COLUMNS)
-    items["contact_id"] = items["contact_id"].astype("Int64")
+    # One INSERT … SELECT builds every item (issue 18: no per-item Python over the plan); the
+    # payloads are what _payload gives (tests/changes/test_plan_sql.py compares them).
+    install_sql_macros(store.con)
+    sql = _ITEMS_INSERT.format(actions=_actions_values(), group=_json_int(group_id),
+                               columns=", ".join(ITEM_COLUMNS))
     with store.transaction() as con:
         plan_id = con.execute(
             "INSERT INTO plans (token, reconciliation_id, civicrm_snapshot_id,"
@@ -196,7 +229,7 @@ def build_plan(store: Store, reconciliation_id: int | None = None) -> Plan:
             " VALUES (?, ?, ?, ?, ?, ?, ?, 'open') RETURNING id",
             [uuid.uuid4().hex, rec["id"], civi.id, mc.id, group_id, mc.meta.get("list_id"),
              utcnow()]).fetchone()[0]
-        insert_frame(con, "plan_items", items, select=f"{plan_id}, {', '.join(ITEM_COLUMNS)}")
+        con.execute(sql, {"plan": plan_id, "rec": rec["id"], "civi": civi.id, "mc": mc.id})
     return get_plan(store, plan_id)
 
 
