@@ -450,8 +450,9 @@ def apply_cmd(obj, plan_id, execute, no_verify, as_json):
 
         click.echo(dump(apply_document(result)))
     else:
-        for line in apply_lines(result):
-            click.echo(line)
+        lines = apply_lines(result)
+        if lines:  # one write: a dry run of a million items prints as many lines
+            click.echo("\n".join(lines))
     if result.needs_person:
         raise NeedsPerson(f"plan {result.plan.id}: some items were skipped, failed or still "
                           "disagree (listed above)")

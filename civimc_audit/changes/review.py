@@ -308,6 +308,19 @@ def approved_items(store: Store, plan_id: int) -> pd.DataFrame:
     return frame[frame["decision"] == "approved"].sort_values("item_id")
 
 
+def approved_reviewers(store: Store, plan_id: int) -> tuple[int, list[str]]:
+    """How many items of the plan are approved and who approved them (sorted), counted in the
+    store: the items themselves are not read (issue 18)."""
+    rows = store.con.execute(
+        "WITH d AS (SELECT item_id, decision, reviewer FROM decisions WHERE plan_id = $1"
+        " QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY seq DESC) = 1)"
+        " SELECT d.reviewer, count(*) FROM plan_items i JOIN d USING (item_id)"
+        " WHERE i.plan_id = $1 AND d.decision = 'approved' GROUP BY d.reviewer",
+        [plan_id]).fetchall()
+    return (sum(n for _, n in rows),
+            sorted({reviewer for reviewer, _ in rows if reviewer is not None}))
+
+
 # The hash of a frozen plan, computed in the store: the plan's row (less what freezing itself
 # writes, and when the plan was made, which only retention reads), the registry rows of its two
 # snapshots (what drift's cut-off is read from), each approved item's whole plan_items row —
@@ -378,11 +391,10 @@ def freeze(store: Store, plan_id: int | None, by: str, *, allow_pending: bool = 
     """
     by = _reviewer(by)
     plan = _open_plan(store, plan_id)
-    items = approved_items(store, plan.id)
-    if items.empty:
+    approved, reviewers = approved_reviewers(store, plan.id)
+    if not approved:
         raise UsageError(f"plan {plan.id} has no approved items; approve some before freezing")
     digest = plan_hash(store, plan, allow_pending)
-    reviewers = sorted(set(items["reviewer"].dropna()))
     with store.transaction() as con:
         con.execute(
             "UPDATE plans SET status = 'frozen', frozen_at = ?, frozen_hash = ?,"
