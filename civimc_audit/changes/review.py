@@ -124,10 +124,28 @@ def decide_matching(store: Store, plan_id: int | None, decision: str, reviewer: 
     plan = _open_plan(store, plan_id)
     if not everything and not any(filters.values()):
         raise UsageError("say which items: --all, or filters such as --outcome CODE")
+    if everything:
+        return _decide_all(store, plan, decision, reviewer, note=note, via=via)
     frame = items_frame(store, plan.id)
-    chosen = frame if everything else filter_items(frame, **filters)
+    chosen = filter_items(frame, **filters)
     return decide(store, plan.id, chosen["item_id"].tolist(), decision, reviewer, note=note,
                   via=via)
+
+
+def _decide_all(store: Store, plan: Plan, decision: str, reviewer: str, *, note: str | None,
+                via: str) -> int:
+    """decide() for every item of the plan, in one INSERT … SELECT (issue 18: the items are
+    not read into Python)."""
+    if decision not in DECISIONS:
+        raise UsageError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+    reviewer = _reviewer(reviewer, via)
+    with store.transaction() as con:
+        row = con.execute(
+            f"INSERT INTO decisions ({', '.join(DECISION_COLUMNS)})"
+            " SELECT plan_id, item_id, ?, ?, ?, ?, ? FROM plan_items WHERE plan_id = ?"
+            " ORDER BY item_id",
+            [decision, reviewer, utcnow(), note or None, via, plan.id]).fetchone()
+    return int(row[0]) if row else 0
 
 
 # CSV --------------------------------------------------------------------------------------------
