@@ -346,7 +346,10 @@ def approved_reviewers(store: Store, plan_id: int) -> tuple[int, list[str]]:
 # by one in item order, and the snapshot rows of the items' people (what drift compares the
 # live systems with), hashed one by one in hash order. A column added to any of these tables is
 # covered without changing this.
-_ROWS_HASH = "sha256(string_agg(sha256(to_json(r)::VARCHAR), '' ORDER BY sha256(to_json(r)::VARCHAR)))"
+# Each row's sha256 is computed once (a subquery), not again for the ORDER BY: the same value,
+# an eighth less time at a million people (issue 18).
+_ROWS_HASH = "sha256(string_agg(h, '' ORDER BY h))"
+_ROW_SHA = "sha256(to_json(r)::VARCHAR) AS h"
 _HASH_SQL = f"""
 WITH d AS (
     SELECT item_id, decision FROM decisions WHERE plan_id = $plan
@@ -372,16 +375,21 @@ WITH d AS (
 ), members AS (SELECT DISTINCT member_id FROM approved WHERE member_id IS NOT NULL
 ), people AS (
     SELECT concat_ws('|',
-        (SELECT {_ROWS_HASH} FROM civicrm_contact r SEMI JOIN contacts c ON c.contact_id = r.id
-         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p)),
-        (SELECT {_ROWS_HASH} FROM civicrm_email r SEMI JOIN contacts USING (contact_id)
-         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p)),
-        (SELECT {_ROWS_HASH} FROM civicrm_group_contact r SEMI JOIN contacts USING (contact_id)
-         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p)),
-        (SELECT {_ROWS_HASH} FROM civicrm_subscription_history r SEMI JOIN contacts
-         USING (contact_id) WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p)),
-        (SELECT {_ROWS_HASH} FROM mailchimp_member r SEMI JOIN members m ON m.member_id = r.id
-         WHERE r.snapshot_id = (SELECT mailchimp_snapshot_id FROM p))) AS text
+        (SELECT {_ROWS_HASH} FROM (SELECT {_ROW_SHA} FROM civicrm_contact r
+         SEMI JOIN contacts c ON c.contact_id = r.id
+         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p))),
+        (SELECT {_ROWS_HASH} FROM (SELECT {_ROW_SHA} FROM civicrm_email r
+         SEMI JOIN contacts USING (contact_id)
+         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p))),
+        (SELECT {_ROWS_HASH} FROM (SELECT {_ROW_SHA} FROM civicrm_group_contact r
+         SEMI JOIN contacts USING (contact_id)
+         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p))),
+        (SELECT {_ROWS_HASH} FROM (SELECT {_ROW_SHA} FROM civicrm_subscription_history r
+         SEMI JOIN contacts
+         USING (contact_id) WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p))),
+        (SELECT {_ROWS_HASH} FROM (SELECT {_ROW_SHA} FROM mailchimp_member r
+         SEMI JOIN members m ON m.member_id = r.id
+         WHERE r.snapshot_id = (SELECT mailchimp_snapshot_id FROM p)))) AS text
 )
 SELECT sha256(concat('civimc-audit plan v2', chr(10), head.text, chr(10), snaps.text, chr(10),
                      items.text, chr(10), people.text))
