@@ -97,7 +97,9 @@ def write_snapshots(store, n: int, k: int) -> tuple[int, int]:
                     f" {GROUP}, TIMESTAMP '2026-01-03 12:00:00', 'Admin', 'Added'"
                     " FROM range(?) t(i)", [n])
         con.execute(f"INSERT INTO mailchimp_list VALUES ({mc}, '{LIST}', 'Bench', ?, ?)", [n, n])
-        con.execute(f"INSERT INTO mailchimp_member SELECT {mc}, md5(e), e,"
+        con.execute("INSERT INTO mailchimp_member (snapshot_id, id, email_address, status,"
+                    " last_changed, merge_fields, contact_id)"
+                    f" SELECT {mc}, md5(e), e,"
                     " CASE WHEN i < ? THEN 'unsubscribed' ELSE 'subscribed' END,"
                     " TIMESTAMP '2026-01-05 12:00:00', '{{}}', NULL"
                     " FROM (SELECT i, 'person' || i || '@example.org' AS e FROM range(?) t(i))",

@@ -17,6 +17,7 @@ _EXPORTS = {
     # configuration and errors
     "Config": "civimc_audit.config",
     "load_config": "civimc_audit.config",
+    "NOTEBOOK_CONFIG_HINT": "civimc_audit.config",
     "find_config_path": "civimc_audit.config",
     "CivimcError": "civimc_audit.errors",
     "ConfigError": "civimc_audit.errors",
@@ -81,6 +82,7 @@ __all__ = [
     "__version__",
     "Config",
     "load_config",
+    "NOTEBOOK_CONFIG_HINT",
     "find_config_path",
     "CivimcError",
     "ConfigError",
@@ -173,7 +175,7 @@ if TYPE_CHECKING:  # what a type checker and an IDE see
     from civimc_audit.changes.verify import VerifyResult, verify
     from civimc_audit.check import CheckResult, check
     from civimc_audit.civicrm.reader import snapshot_civicrm
-    from civimc_audit.config import Config, find_config_path, load_config
+    from civimc_audit.config import NOTEBOOK_CONFIG_HINT, Config, find_config_path, load_config
     from civimc_audit.errors import (
         CiviCRMError,
         CivimcError,

@@ -21,6 +21,7 @@ from civimc_audit.common.codes import (
     OUTCOME_CODES,
     RULE_CODES,
 )
+from civimc_audit.common.files import private_umask
 from civimc_audit.config import load_config, one_line, redact
 from civimc_audit.errors import CivimcError, MailchimpError, exit_code_for
 
@@ -578,12 +579,6 @@ def main(argv=None) -> int:
                    f" (traceback in {where})", err=True)
         return code
     return 0
-
-
-def private_umask() -> None:
-    """Make what this process (and the report's kernel, which inherits it) creates owner-only:
-    every file the toolkit writes holds supporters' personal data."""
-    os.umask(os.umask(0o077) | 0o077)
 
 
 def write_traceback(exc: BaseException) -> Path:

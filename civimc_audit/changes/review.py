@@ -275,6 +275,8 @@ def _decisions_of(rows: pd.DataFrame, current: pd.DataFrame) -> tuple[dict, int,
     for n, row in enumerate(rows.to_dict("records"), start=2):
         item_id, decision, problem = _row_decision(n, row, current, seen)
         note = (row.get("note") or "").strip() or None
+        if not problem:
+            problem = _decided_since_export(n, row, item_id, decision, current)
         if problem:
             problems.append(problem)
         elif decision is None:
@@ -284,6 +286,20 @@ def _decisions_of(rows: pd.DataFrame, current: pd.DataFrame) -> tuple[dict, int,
         else:
             chosen[decision].append((item_id, note))
     return chosen, undecided, problems
+
+
+def _decided_since_export(n: int, row: dict, item_id: int | None, decision: str | None,
+                          current: pd.DataFrame) -> str | None:
+    """A problem when line `n` would change an item whose decision someone recorded after this
+    CSV was exported (its decided_at differs): the file is out of date for that item, and
+    importing it would silently overwrite a later approval or rejection."""
+    stored = current.loc[item_id]
+    now = stored["decision"] or None
+    if (decision or None) == now or str(row["decided_at"]).strip() == str(stored["decided_at"]):
+        return None
+    by = f" by {stored['reviewer']}" if stored["reviewer"] else ""
+    return (f"line {n}: item {item_id} was decided again since this CSV was exported "
+            f"({now or 'undecided'}{by} at {stored['decided_at']}); export again")
 
 
 def _row_decision(n: int, row: dict, current: pd.DataFrame, seen: set[int]

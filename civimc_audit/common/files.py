@@ -36,6 +36,13 @@ def private_dir(path: Path | str) -> Path:
     return path
 
 
+def private_umask() -> None:
+    """Make what this process creates from now on owner-only (and what its children create:
+    the report's kernel inherits it). Files written by libraries we do not control (DuckDB's
+    write-ahead log, which it recreates at will) can only be kept private this way."""
+    os.umask(os.umask(0o077) | 0o077)
+
+
 def make_private(path: Path | str) -> None:
     """Set an existing file to owner-only (0600), e.g. one a library wrote for us."""
     os.chmod(path, FILE_MODE)

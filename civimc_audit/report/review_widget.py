@@ -19,7 +19,7 @@ from civimc_audit.changes.review import decide, filter_items
 from civimc_audit.config import NOTEBOOK_CONFIG_HINT, load_config
 from civimc_audit.errors import CivimcError
 from civimc_audit.store import open_store
-from civimc_audit.store.lock import writer_lock
+from civimc_audit.store.lock import open_for_reading, writer_lock
 
 # The table's columns: (heading, width). The widths add up to 100% of the notebook's width, so
 # the table never scrolls sideways on a laptop; long text (the reason above all) wraps in its
@@ -87,7 +87,9 @@ class ReviewTable:
         # No path: found as the CLI finds it ($CIVIMC_CONFIG, the working directory, the
         # project root); a wrong one is reported in the notebook's words, not the CLI's flags.
         self.config = load_config(config_path, hint=NOTEBOOK_CONFIG_HINT)
-        with open_store(self.config.store_file) as store:
+        # Reads never wait for a writer (an apply, a scheduled run): they use the read copy.
+        store, _note = open_for_reading(self.config.store_file)
+        with store:
             self.plan = get_plan(store, plan_id)
         self.reviewer = W.Text(value=reviewer, description="Reviewer",
                                placeholder="your name (asked once)", style=LABEL,
@@ -147,7 +149,8 @@ class ReviewTable:
 
     # data ------------------------------------------------------------------------------------
     def reload(self) -> None:
-        with open_store(self.config.store_file) as store:
+        store, _note = open_for_reading(self.config.store_file)
+        with store:
             self.plan = get_plan(store, self.plan.id)
             self.frame = items_frame(store, self.plan.id)
 

@@ -18,7 +18,7 @@ import duckdb
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from civimc_audit.common.crashpoints import checkpoint
-from civimc_audit.common.files import make_private, private_dir
+from civimc_audit.common.files import make_private, private_dir, private_umask
 from civimc_audit.common.times import utcnow
 from civimc_audit.errors import StoreError
 
@@ -400,6 +400,10 @@ class Store:
             raise StoreError(f"audit store {self.path} does not exist yet: run `civimc-audit "
                              "snapshot` first")
         private_dir(self.path.parent)
+        if not read_only:
+            # A writer's write-ahead log (personal data, and left behind by a kill) is created
+            # by DuckDB with the process umask: from here on this process creates owner-only.
+            private_umask()
         try:
             # The storage format is the file's own once made; asking for it again would stop
             # other connections in this process from opening the file with no settings.

@@ -59,11 +59,13 @@ def test_people_changed_between_batches_are_left_alone(people, run_cli, emulator
 
     def between_batches(emu, list_id, offset):
         """Once the first batch has reached Mailchimp: d3 changes at Mailchimp (a batch still
-        to come), an admin adds d5 back to the group and touches c4 in CiviCRM."""
+        to come), an admin adds d5 back to the group and touches c4 in CiviCRM, and c6 (whose
+        removal from the CiviCRM group is still to come) re-subscribes at Mailchimp."""
         if changed_after or sent_batches(emu) == 0:
             return
         changed_after.append(sent_batches(emu))
         emu.update_member(list_id, email("d3"), merge_fields={"FNAME": "Changed"})
+        emu.update_member(list_id, email("c6"), status="subscribed")
         now = datetime.now(UTC)
         civi_db.fixture.add_to_group(ids["d5"], civi_db.group_id, now)
         civi_db.fixture.add_to_group(ids["c4"], civi_db.group_id, now)
@@ -79,7 +81,7 @@ def test_people_changed_between_batches_are_left_alone(people, run_cli, emulator
     assert changed_after == [1]  # the people were changed after the first batch went
     states = journal_states(config)
     stale = {e for e, s in states.items() if s == "stale"}
-    assert stale == {email("d3"), email("d5"), email("c4")}, states
+    assert stale == {email("d3"), email("d5"), email("c4"), email("c6")}, states
     assert {s for e, s in states.items() if e not in stale} == {"done"}
     # Left alone: d3 and d5 still subscribed, c4 still in the group.
     sent = posted(emulator)
@@ -87,6 +89,7 @@ def test_people_changed_between_batches_are_left_alone(people, run_cli, emulator
     assert {emulator.get_member(TEST_LIST_ID, email(n))["status"] for n in ("d3", "d5")} == {
         "subscribed"}
     assert group_status(civi_db, ids["c4"]) == "Added"
+    assert group_status(civi_db, ids["c6"]) == "Added"  # re-subscribed: not removed after all
     # The others were changed.
     assert emulator.get_member(TEST_LIST_ID, email("d4"))["status"] == "unsubscribed"
     assert group_status(civi_db, ids["c3"]) == "Removed"

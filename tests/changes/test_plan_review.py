@@ -344,3 +344,41 @@ def test_a_csv_withdraws_decisions_with_who_and_when_and_says_what_it_stored(pla
     assert out.count("would send:") == 1
     for email in withdrawn:
         assert email not in out.split("would send:", 1)[1]
+
+
+def test_an_out_of_date_csv_never_overwrites_a_later_decision(planned, run_cli, tmp_path):
+    """Ada exports; Bea then rejects one item and approves another; Ada's CSV (which approves
+    the first and leaves the second blank) is refused, naming both, and nothing is recorded.
+    Rows that agree with what is stored, or whose item nobody decided since, go through."""
+    config, _ = planned
+    path = tmp_path / "ada.csv"
+    code, _, err = run_cli("--config", config, "review", "--export", path)
+    assert code == 0, err
+    rows = read_csv(path)
+    first, second = int(rows[0]["item_id"]), int(rows[1]["item_id"])
+    with store_of(config) as store:
+        decide(store, 1, [first], "rejected", "Bea")
+        decide(store, 1, [second], "approved", "Bea")
+    rows[0]["decision"] = "approve"
+    for r in rows[2:]:
+        r["decision"] = "approve"
+    write_csv(path, rows)
+    code, out, err = run_cli("--config", config, "review", "--import", path, "--reviewer", "Ada")
+    assert code == 2, (out, err)
+    assert f"item {first} was decided again since this CSV was exported (rejected by Bea" in err
+    assert f"item {second} was decided again" in err and "export again" in err
+    with store_of(config) as store:
+        items = items_frame(store, 1).set_index("item_id")
+        assert items.loc[first, "decision"] == "rejected"
+        assert items.loc[second, "decision"] == "approved"
+        assert store.con.execute("SELECT count(*) FROM decisions WHERE reviewer = 'Ada'"
+                                 ).fetchone()[0] == 0
+    # Agreeing with Bea on those two, the rest of Ada's file is recorded.
+    rows[0]["decision"], rows[1]["decision"] = "reject", "approve"
+    write_csv(path, rows)
+    code, out, err = run_cli("--config", config, "review", "--import", path, "--reviewer", "Ada")
+    assert code == 0, (out, err)
+    with store_of(config) as store:
+        items = items_frame(store, 1).set_index("item_id")
+    assert items.loc[first, "decision"] == "rejected"
+    assert all(items.loc[int(r["item_id"]), "decision"] == "approved" for r in rows[2:])

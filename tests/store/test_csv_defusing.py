@@ -14,6 +14,7 @@ from support.values import TEST_LIST_ID
 from civimc_audit.changes.plan import items_frame
 from civimc_audit.common.csvcells import FORMULA_STARTS, defuse, defuse_sql, restore
 from civimc_audit.config import load_config
+from civimc_audit.report.audit import write_people_csv
 from civimc_audit.store import Store
 from civimc_sandbox.demo import jan
 
@@ -84,6 +85,11 @@ def test_every_csv_is_defused_and_review_round_trips(hostile, run_cli, tmp_path)
         emails = {r[0] or "" for r in store.con.execute("SELECT email FROM outcomes").fetchall()}
     assert {restore(r["email"]) for r in rows} == emails
     assert {e for _, _, e in PEOPLE} | {e for e, _ in MEMBERS} <= emails
+    # The report's people.csv (written beside audit.html) is the same rows, as defused.
+    people = tmp_path / "people.csv"
+    write_people_csv(load_config(config), None, people)
+    with people.open(newline="", encoding="utf-8") as fh:
+        assert list(csv.DictReader(fh)) == rows
 
     # review --export, then --import: decisions recorded, values unchanged.
     path = tmp_path / "review.csv"
