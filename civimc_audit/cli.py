@@ -229,6 +229,14 @@ def outcomes(obj, run_id, fmt, outcome, interests, as_json):
                                f"one of: {', '.join(codes)}")
     with obj.reading() as store:
         rec = store.reconciliation(run_id)
+        if fmt == "csv" and not interests and not as_json:
+            # Written by DuckDB (the same text as outcomes_csv_text; issue 18), never a
+            # million-row frame.
+            from civimc_audit.store.export import copy_outcomes_csv
+
+            copy_outcomes_csv(store, rec["id"], OUTCOME_COLUMNS,
+                              lambda piece: click.echo(piece, nl=False), outcome=outcome)
+            return
         frame = (interest_frame if interests else outcome_frame)(store, rec["id"], outcome=outcome)
     if as_json:
         from civimc_audit.report.documents import dump, outcomes_document
@@ -450,8 +458,9 @@ def apply_cmd(obj, plan_id, execute, no_verify, as_json):
 
         click.echo(dump(apply_document(result)))
     else:
-        for line in apply_lines(result):
-            click.echo(line)
+        lines = apply_lines(result)
+        if lines:  # one write: a dry run of a million items prints as many lines
+            click.echo("\n".join(lines))
     if result.needs_person:
         raise NeedsPerson(f"plan {result.plan.id}: some items were skipped, failed or still "
                           "disagree (listed above)")

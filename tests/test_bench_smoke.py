@@ -15,3 +15,13 @@ def test_the_evidence_benchmark_runs_at_a_tiny_size():
     assert done.returncode in (0, 1), done.stderr  # 1: a missed target on a busy machine
     assert "ratio evidence reads/raw:" in done.stdout
     assert "requests: 100 feeds for 100 contested rows, none for the other 1,900" in done.stdout
+
+
+def test_the_workflow_benchmark_runs_at_a_tiny_size():
+    done = subprocess.run([sys.executable, "-m", "bench", "workflow", "--people", "2000"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 1), done.stderr  # 1: a missed target on a busy machine
+    for step in ("reconcile", "report", "outcomes --format csv", "plan", "review --export",
+                 "approve --all", "approve --freeze", "apply (dry run)"):
+        assert f"\n{step}: " in done.stdout, (step, done.stdout)
+    assert "(target ≤ 5x, < 1.5 GB)" in done.stdout

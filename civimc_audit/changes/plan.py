@@ -17,7 +17,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from civimc_audit.common.emails import member_hash
+from civimc_audit.common.emails import install_sql_macros, member_hash
 from civimc_audit.common.times import utcnow
 from civimc_audit.errors import StoreError
 from civimc_audit.store import Store
@@ -46,6 +46,8 @@ ITEM_COLUMNS = ["item_id", "person_id", "target", "action", "outcome", "rule", "
                 "flags", "reason", "email", "contact_id", "member_id", "display_name",
                 "mailchimp_status", "mailchimp_changed", "civicrm_status", "civicrm_changed",
                 "payload", "interest_id", "interest_name", "civicrm_group_id"]
+# The columns the subscription group's items fill (interest columns stay NULL).
+SUBSCRIPTION_COLUMNS = ITEM_COLUMNS[:ITEM_COLUMNS.index("interest_id")]
 
 
 @dataclass(frozen=True)
@@ -158,49 +160,80 @@ def _present(v) -> bool:
     return v is not None and not (isinstance(v, float) and v != v) and v is not pd.NA and v != ""
 
 
+def _json_text(expr: str) -> str:
+    """SQL: `expr` (text) as a JSON value, null when NULL."""
+    return f"coalesce(to_json({expr})::VARCHAR, 'null')"
+
+
+def _json_int(value: int | None) -> str:
+    return "null" if value is None else str(int(value))
+
+
+def _actions_values() -> str:
+    return ", ".join(f"('{outcome}', '{target}', '{action}')"
+                     for outcome, (target, action) in ACTIONS.items())
+
+
+# The plan's items from its reconciliation's outcome rows, as build_plan inserts them: payload
+# keys in sorted order, as json.dumps(…, sort_keys=True) writes them (see _payload).
+_ITEMS_INSERT = """
+INSERT INTO plan_items (plan_id, {columns})
+WITH o AS (
+    SELECT o.*, a.target, a.action AS base_action, nullif(c.first_name, '') AS first_name,
+           nullif(c.last_name, '') AS last_name,
+           nullif(m.merge_fields->>'$.FNAME', '') AS fname,
+           nullif(m.merge_fields->>'$.LNAME', '') AS lname,
+           coalesce(nullif(o.target_email, ''), o.email) AS mc_email
+    FROM outcomes o
+    JOIN (VALUES {actions}) a(outcome, target, action) USING (outcome)
+    LEFT JOIN civicrm_contact c ON c.snapshot_id = $civi AND c.id = o.contact_id
+    LEFT JOIN mailchimp_member m ON m.snapshot_id = $mc AND m.id = o.member_id
+    WHERE o.reconciliation_id = $rec
+)
+SELECT $plan, row_number() OVER (ORDER BY person_id) AS item_id, person_id, target,
+       CASE WHEN target = 'civicrm' AND contact_id IS NULL THEN 'create_contact'
+            ELSE base_action END AS action,
+       outcome, rule, coalesce(reason_code, '') AS reason_code, coalesce(flags, '') AS flags,
+       reason, email, contact_id,
+       CASE WHEN nullif(member_id, '') IS NOT NULL THEN member_id
+            WHEN target = 'mailchimp' THEN member_hash(mc_email) END AS member_id,
+       display_name, mailchimp_status, mailchimp_changed, civicrm_status, civicrm_changed,
+       CASE
+         WHEN target = 'mailchimp' THEN
+           '{{"email_address": ' || """ + _json_text("mc_email") + """
+           || CASE WHEN base_action = 'subscribe'
+                        AND (first_name IS NOT NULL OR last_name IS NOT NULL)
+                   THEN ', "merge_fields": {{' || concat_ws(', ',
+                          CASE WHEN first_name IS NOT NULL
+                               THEN '"FNAME": ' || to_json(first_name)::VARCHAR END,
+                          CASE WHEN last_name IS NOT NULL
+                               THEN '"LNAME": ' || to_json(last_name)::VARCHAR END) || '}}'
+                   ELSE '' END
+           || ', "status": "'
+           || CASE WHEN base_action = 'unsubscribe' THEN 'unsubscribed' ELSE 'subscribed' END
+           || '"}}'
+         WHEN contact_id IS NOT NULL THEN
+           '{{"contact_id": ' || contact_id || ', "group_id": {group}}}'
+         ELSE
+           '{{"email": ' || """ + _json_text("email") + """ || ', "first_name": '
+           || """ + _json_text("fname") + """ || ', "group_id": {group}, "last_name": '
+           || """ + _json_text("lname") + """ || '}}'
+       END AS payload
+FROM o
+"""
+
+
 def build_plan(store: Store, reconciliation_id: int | None = None) -> Plan:
     """Turn a reconciliation into a new plan: one undecided item per action."""
     rec = store.reconciliation(reconciliation_id)
     civi = store.snapshot(rec["civicrm_snapshot_id"])
     mc = store.snapshot(rec["mailchimp_snapshot_id"])
     group_id = civi.meta.get("group_id")
-    frame = store.con.execute(
-        "SELECT o.*, c.first_name, c.last_name, m.merge_fields->>'$.FNAME' AS fname,"
-        " m.merge_fields->>'$.LNAME' AS lname"
-        " FROM outcomes o"
-        " LEFT JOIN civicrm_contact c ON c.snapshot_id = ? AND c.id = o.contact_id"
-        " LEFT JOIN mailchimp_member m ON m.snapshot_id = ? AND m.id = o.member_id"
-        " WHERE o.reconciliation_id = ? AND o.outcome IN (SELECT unnest(?))"
-        " ORDER BY o.person_id",
-        [civi.id, mc.id, rec["id"], list(ACTIONS)]).df()
-    rows = []
-    joining = _new_member_interests(store, rec["id"], mc.id)
-    for item_id, row in enumerate(frame.to_dict("records"), start=1):
-        target = ACTIONS[row["outcome"]][0]
-        action, payload = _payload(row, group_id)
-        if action == "subscribe" and joining.get(row["person_id"]):
-            payload["interests"] = joining[row["person_id"]]
-        member_id = row["member_id"] if _present(row["member_id"]) else None
-        if target == "mailchimp" and member_id is None:
-            member_id = member_hash(payload["email_address"])
-        rows.append({
-            "item_id": item_id, "person_id": row["person_id"], "target": target,
-            "action": action, "outcome": row["outcome"], "rule": row["rule"],
-            "reason_code": row["reason_code"] or "", "flags": row["flags"] or "",
-            "reason": row["reason"], "email": row["email"],
-            "contact_id": int(row["contact_id"]) if _present(row["contact_id"]) else None,
-            "member_id": member_id, "display_name": row["display_name"],
-            "mailchimp_status": row["mailchimp_status"],
-            "mailchimp_changed": row["mailchimp_changed"],
-            "civicrm_status": row["civicrm_status"], "civicrm_changed": row["civicrm_changed"],
-            "payload": json.dumps(payload, sort_keys=True),
-        })
-    rows.extend(_interest_items(store, rec["id"], start=len(rows) + 1))
-    items = pd.DataFrame(rows, columns=ITEM_COLUMNS)
-    for col in ("contact_id", "civicrm_group_id"):
-        items[col] = items[col].astype("Int64")
-    for col in ("interest_id", "interest_name"):
-        items[col] = items[col].astype(object)
+    # One INSERT … SELECT builds every item (issue 18: no per-item Python over the plan); the
+    # payloads are what _payload gives (tests/changes/test_plan_sql.py compares them).
+    install_sql_macros(store.con)
+    sql = _ITEMS_INSERT.format(actions=_actions_values(), group=_json_int(group_id),
+                               columns=", ".join(SUBSCRIPTION_COLUMNS))
     with store.transaction() as con:
         plan_id = con.execute(
             "INSERT INTO plans (token, reconciliation_id, civicrm_snapshot_id,"
@@ -208,8 +241,36 @@ def build_plan(store: Store, reconciliation_id: int | None = None) -> Plan:
             " VALUES (?, ?, ?, ?, ?, ?, ?, 'open') RETURNING id",
             [uuid.uuid4().hex, rec["id"], civi.id, mc.id, group_id, mc.meta.get("list_id"),
              utcnow()]).fetchone()[0]
-        insert_frame(con, "plan_items", items, select=f"{plan_id}, {', '.join(ITEM_COLUMNS)}")
+        con.execute(sql, {"plan": plan_id, "rec": rec["id"], "civi": civi.id, "mc": mc.id})
+        _add_interests(con, store, plan_id, rec["id"], mc.id)
     return get_plan(store, plan_id)
+
+
+def _add_interests(con, store: Store, plan_id: int, reconciliation_id: int,
+                   mailchimp_snapshot_id: int) -> None:
+    """Interest items after the subscription items, and a new member's interests in its
+    subscribe payload (nothing without mapped interests)."""
+    joining = _new_member_interests(store, reconciliation_id, mailchimp_snapshot_id)
+    if joining:
+        rows = con.execute("SELECT item_id, person_id, payload FROM plan_items WHERE plan_id = ?"
+                           " AND action = 'subscribe' AND person_id IN (SELECT unnest(?))",
+                           [plan_id, sorted(joining)]).fetchall()
+        for item_id, person, payload in rows:
+            merged = {**json.loads(payload), "interests": joining[int(person)]}
+            con.execute("UPDATE plan_items SET payload = ? WHERE plan_id = ? AND item_id = ?",
+                        [json.dumps(merged, sort_keys=True), plan_id, item_id])
+    start = (con.execute("SELECT coalesce(max(item_id), 0) FROM plan_items WHERE plan_id = ?",
+                         [plan_id]).fetchone() or (0,))[0] + 1
+    rows = _interest_items(store, reconciliation_id, start=start)
+    if not rows:
+        return
+    items = pd.DataFrame(rows, columns=ITEM_COLUMNS)
+    for col in ("contact_id", "civicrm_group_id"):
+        items[col] = items[col].astype("Int64")
+    for col in ("interest_id", "interest_name"):
+        items[col] = items[col].astype(object)
+    insert_frame(con, "plan_items", items, ["plan_id", *ITEM_COLUMNS],
+                 select=f"{plan_id}, {', '.join(ITEM_COLUMNS)}")
 
 
 def _new_member_interests(store: Store, reconciliation_id: int, mailchimp_snapshot_id: int
@@ -282,14 +343,8 @@ def _interest_items(store: Store, reconciliation_id: int, start: int) -> list[di
     return rows
 
 
-def items_frame(store: Store, plan_id: int) -> pd.DataFrame:
-    """Every item of a plan with its current decision and latest journal state.
-
-    `changed` is the later of the two change dates (what the date-range filter uses), and
-    `priority` orders removals first, then flagged items, then the rest.
-    """
-    return store.con.execute(
-        """
+# Every item of plan $1 with its current decision and latest journal state (items_frame).
+ITEMS_SQL = """
         WITH d AS (
             SELECT * FROM decisions WHERE plan_id = $1
             QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY seq DESC) = 1),
@@ -311,7 +366,16 @@ def items_frame(store: Store, plan_id: int) -> pd.DataFrame:
         LEFT JOIN j USING (item_id)
         WHERE i.plan_id = $1
         ORDER BY priority, i.item_id
-        """, [plan_id]).df()
+        """
+
+
+def items_frame(store: Store, plan_id: int) -> pd.DataFrame:
+    """Every item of a plan with its current decision and latest journal state.
+
+    `changed` is the later of the two change dates (what the date-range filter uses), and
+    `priority` orders removals first, then flagged items, then the rest.
+    """
+    return store.con.execute(ITEMS_SQL, [plan_id]).df()
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,17 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
-from civimc_audit.changes.plan import Plan, get_plan, items_frame
+from civimc_audit.changes.plan import ITEMS_SQL, Plan, get_plan, items_frame
 from civimc_audit.common.crashpoints import checkpoint
-from civimc_audit.common.csvcells import restore_frame
+from civimc_audit.common.csvcells import defuse_sql, restore_frame
+from civimc_audit.common.files import make_private
 from civimc_audit.common.times import iso_utc, utcnow
 from civimc_audit.errors import UsageError
 from civimc_audit.store import Store
-from civimc_audit.store.export import write_csv
+from civimc_audit.store.export import CSV_COPY_OPTIONS
 from civimc_audit.store.frames import insert_frame
 
 DECISIONS = ("approved", "rejected")
@@ -140,10 +142,28 @@ def decide_matching(store: Store, plan_id: int | None, decision: str, reviewer: 
     plan = _open_plan(store, plan_id)
     if not everything and not any(filters.values()):
         raise UsageError("say which items: --all, or filters such as --outcome CODE")
+    if everything:
+        return _decide_all(store, plan, decision, reviewer, note=note, via=via)
     frame = items_frame(store, plan.id)
-    chosen = frame if everything else filter_items(frame, **filters)
+    chosen = filter_items(frame, **filters)
     return decide(store, plan.id, chosen["item_id"].tolist(), decision, reviewer, note=note,
                   via=via)
+
+
+def _decide_all(store: Store, plan: Plan, decision: str, reviewer: str, *, note: str | None,
+                via: str) -> int:
+    """decide() for every item of the plan, in one INSERT … SELECT (issue 18: the items are
+    not read into Python)."""
+    if decision not in DECISIONS:
+        raise UsageError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+    reviewer = _reviewer(reviewer, via)
+    with store.transaction() as con:
+        row = con.execute(
+            f"INSERT INTO decisions ({', '.join(DECISION_COLUMNS)})"
+            " SELECT plan_id, item_id, ?, ?, ?, ?, ? FROM plan_items WHERE plan_id = ?"
+            " ORDER BY item_id",
+            [decision, reviewer, utcnow(), note or None, via, plan.id]).fetchone()
+    return int(row[0]) if row else 0
 
 
 # CSV --------------------------------------------------------------------------------------------
@@ -170,12 +190,59 @@ def export_csv(store: Store, plan_id: int | None, path: str | Path) -> int:
     if not path.parent.is_dir():
         raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
     plan = get_plan(store, plan_id)
-    frame = _csv_frame(store, plan)
+    tmp = path.with_name(path.name + ".tmp")
+    quoted = str(tmp).replace("'", "''")
     try:
-        write_csv(frame, path)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return len(frame)
+        row = store.con.execute(
+            f"COPY ({_csv_sql(plan, _csv_columns(store, plan))}) TO '{quoted}'"
+            f" ({CSV_COPY_OPTIONS})").fetchone()
+        make_private(tmp)
+        tmp.replace(path)
+    except (OSError, duckdb.IOException) as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}"
+                         ) from None
+    return int(row[0]) if row else 0
+
+
+_CSV_DATES = ("mailchimp_changed", "civicrm_changed", "decided_at")
+
+
+def _csv_columns(store: Store, plan: Plan) -> list[str]:
+    """The review CSV's columns: with the interest columns (before `outcome`) only when the
+    plan has interest items, so a plan without them keeps its columns."""
+    row = store.con.execute("SELECT count(*) FROM plan_items WHERE plan_id = ? AND"
+                            " interest_id IS NOT NULL", [plan.id]).fetchone()
+    if not row or not row[0]:
+        return CSV_COLUMNS
+    at = CSV_COLUMNS.index("outcome")
+    return [*CSV_COLUMNS[:at], *INTEREST_CSV_COLUMNS, *CSV_COLUMNS[at:]]
+
+
+def _csv_sql(plan: Plan, columns: list[str] = CSV_COLUMNS) -> str:
+    """The SELECT whose rows DuckDB writes as the review CSV: the same text as
+    frame_csv(_csv_frame(…)) (tests/changes/test_review_export_copy.py compares them), every
+    cell but the ids as text, defused in SQL, blanks for none; no row passes through Python."""
+    items = ITEMS_SQL.replace("$1", str(int(plan.id)))  # COPY takes no prepared parameters
+    token = plan.token.replace("'", "''")
+    inner = []
+    for col in columns:
+        if col == "plan_id":
+            inner.append(f"{int(plan.id)} AS plan_id")
+        elif col == "plan_token":
+            inner.append(f"'{token}' AS plan_token")
+        elif col == "item_id":
+            inner.append("item_id")
+        elif col == "decision":
+            inner.append("nullif(decision, 'undecided') AS decision")
+        elif col in _CSV_DATES:
+            inner.append(f"strftime({col}, '%Y-%m-%dT%H:%M:%SZ') AS {col}")
+        else:
+            inner.append(f"CAST({col} AS VARCHAR) AS {col}")
+    outer = ", ".join(col if col in ("plan_id", "item_id")
+                      else f"nullif({defuse_sql(col)}, '') AS {col}" for col in columns)
+    return (f"SELECT {outer} FROM (SELECT {', '.join(inner)}, priority AS _priority"
+            f" FROM ({items})) ORDER BY _priority, item_id")
 
 
 def import_csv(store: Store, path: str | Path, reviewer: str, plan_id: int | None = None) -> dict:
@@ -311,6 +378,19 @@ def approved_items(store: Store, plan_id: int) -> pd.DataFrame:
     return frame[frame["decision"] == "approved"].sort_values("item_id")
 
 
+def approved_reviewers(store: Store, plan_id: int) -> tuple[int, list[str]]:
+    """How many items of the plan are approved and who approved them (sorted), counted in the
+    store: the items themselves are not read (issue 18)."""
+    rows = store.con.execute(
+        "WITH d AS (SELECT item_id, decision, reviewer FROM decisions WHERE plan_id = $1"
+        " QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY seq DESC) = 1)"
+        " SELECT d.reviewer, count(*) FROM plan_items i JOIN d USING (item_id)"
+        " WHERE i.plan_id = $1 AND d.decision = 'approved' GROUP BY d.reviewer",
+        [plan_id]).fetchall()
+    return (sum(n for _, n in rows),
+            sorted({reviewer for reviewer, _ in rows if reviewer is not None}))
+
+
 # The hash of a frozen plan, computed in the store: the plan's row (less what freezing itself
 # writes, and when the plan was made, which only retention reads), the registry rows of its two
 # snapshots (what drift's cut-off is read from), each approved item's whole plan_items row —
@@ -318,7 +398,10 @@ def approved_items(store: Store, plan_id: int) -> pd.DataFrame:
 # by one in item order, and the snapshot rows of the items' people (what drift compares the
 # live systems with), hashed one by one in hash order. A column added to any of these tables is
 # covered without changing this.
-_ROWS_HASH = "sha256(string_agg(sha256(to_json(r)::VARCHAR), '' ORDER BY sha256(to_json(r)::VARCHAR)))"
+# Each row's sha256 is computed once (a subquery), not again for the ORDER BY: the same value,
+# an eighth less time at a million people (issue 18).
+_ROWS_HASH = "sha256(string_agg(h, '' ORDER BY h))"
+_ROW_SHA = "sha256(to_json(r)::VARCHAR) AS h"
 _HASH_SQL = f"""
 WITH d AS (
     SELECT item_id, decision FROM decisions WHERE plan_id = $plan
@@ -344,16 +427,21 @@ WITH d AS (
 ), members AS (SELECT DISTINCT member_id FROM approved WHERE member_id IS NOT NULL
 ), people AS (
     SELECT concat_ws('|',
-        (SELECT {_ROWS_HASH} FROM civicrm_contact r SEMI JOIN contacts c ON c.contact_id = r.id
-         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p)),
-        (SELECT {_ROWS_HASH} FROM civicrm_email r SEMI JOIN contacts USING (contact_id)
-         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p)),
-        (SELECT {_ROWS_HASH} FROM civicrm_group_contact r SEMI JOIN contacts USING (contact_id)
-         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p)),
-        (SELECT {_ROWS_HASH} FROM civicrm_subscription_history r SEMI JOIN contacts
-         USING (contact_id) WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p)),
-        (SELECT {_ROWS_HASH} FROM mailchimp_member r SEMI JOIN members m ON m.member_id = r.id
-         WHERE r.snapshot_id = (SELECT mailchimp_snapshot_id FROM p))) AS text
+        (SELECT {_ROWS_HASH} FROM (SELECT {_ROW_SHA} FROM civicrm_contact r
+         SEMI JOIN contacts c ON c.contact_id = r.id
+         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p))),
+        (SELECT {_ROWS_HASH} FROM (SELECT {_ROW_SHA} FROM civicrm_email r
+         SEMI JOIN contacts USING (contact_id)
+         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p))),
+        (SELECT {_ROWS_HASH} FROM (SELECT {_ROW_SHA} FROM civicrm_group_contact r
+         SEMI JOIN contacts USING (contact_id)
+         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p))),
+        (SELECT {_ROWS_HASH} FROM (SELECT {_ROW_SHA} FROM civicrm_subscription_history r
+         SEMI JOIN contacts
+         USING (contact_id) WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p))),
+        (SELECT {_ROWS_HASH} FROM (SELECT {_ROW_SHA} FROM mailchimp_member r
+         SEMI JOIN members m ON m.member_id = r.id
+         WHERE r.snapshot_id = (SELECT mailchimp_snapshot_id FROM p)))) AS text
 )
 SELECT sha256(concat('civimc-audit plan v2', chr(10), head.text, chr(10), snaps.text, chr(10),
                      items.text, chr(10), people.text))
@@ -381,11 +469,10 @@ def freeze(store: Store, plan_id: int | None, by: str, *, allow_pending: bool = 
     """
     by = _reviewer(by)
     plan = _open_plan(store, plan_id)
-    items = approved_items(store, plan.id)
-    if items.empty:
+    approved, reviewers = approved_reviewers(store, plan.id)
+    if not approved:
         raise UsageError(f"plan {plan.id} has no approved items; approve some before freezing")
     digest = plan_hash(store, plan, allow_pending)
-    reviewers = sorted(set(items["reviewer"].dropna()))
     with store.transaction() as con:
         con.execute(
             "UPDATE plans SET status = 'frozen', frozen_at = ?, frozen_hash = ?,"

@@ -111,6 +111,9 @@ def backup_snapshots(store: Store, snapshot_ids: list[int], folder: Path) -> lis
 
 # outcome rows as CSV: `outcomes --format csv` and the report's people.csv --------------------
 OUTCOME_DATES = ("mailchimp_changed", "mailchimp_status_changed", "civicrm_changed")
+#: How DuckDB writes a CSV with the text frame_csv gives: CRLF, and no comment character (by
+#: default DuckDB quotes every cell holding a `#`, which pandas does not).
+CSV_COPY_OPTIONS = "FORMAT csv, HEADER true, NEW_LINE '\r\n', COMMENT ''"
 
 
 def outcome_text_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -134,24 +137,53 @@ def outcomes_csv_text(frame: pd.DataFrame, header: bool = True) -> str:
 
 
 def write_outcomes_csv(store: Store, reconciliation_id: int, target: Path,
-                       columns: list[str], chunk_vectors: int = 50) -> int:
-    """Every outcome row of a reconciliation into `target` as `outcomes --format csv` writes
-    them, read from the store in chunks (a million rows never sit in one frame); returns the
-    number of rows."""
-    cursor = store.con.cursor()
-    cursor.execute(f"SELECT {', '.join(columns)} FROM outcomes WHERE reconciliation_id = ?"
-                   " ORDER BY person_id", [reconciliation_id])
-    rows = 0
+                       columns: list[str], outcome: str | None = None) -> int:
+    """Every outcome row of a reconciliation into `target`, the same text as `outcomes --format
+    csv` prints (outcomes_csv_text): written by DuckDB itself (COPY … TO), its text cells defused
+    in SQL (defuse_sql), dates as ISO 8601 UTC with a Z, blanks for none (an empty text cell is
+    written as NULL, so blank like pandas writes it), CRLF line ends. A million rows never pass
+    through Python; returns the number of rows."""
+    kinds = dict(store.con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns"
+        " WHERE table_name = 'outcomes'").fetchall())
+    select = ", ".join(_outcome_cell_sql(name, kinds.get(name, "VARCHAR")) for name in columns)
     tmp = target.with_name(target.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as out:
-        make_private(tmp)
-        out.write(",".join(columns) + "\r\n")
-        while True:
-            chunk = cursor.fetch_df_chunk(chunk_vectors)
-            if chunk.empty:
-                break
-            out.write(outcomes_csv_text(chunk, header=False))
-            rows += len(chunk)
+    path = str(tmp).replace("'", "''")
+    # COPY takes no prepared parameters; the id is an int from the registry, the outcome a
+    # quoted literal.
+    where = f"reconciliation_id = {int(reconciliation_id)}"
+    if outcome is not None:
+        where += " AND outcome = '" + outcome.replace("'", "''") + "'"
+    rows = store.con.execute(
+        f"COPY (SELECT {select} FROM outcomes WHERE {where}"
+        f" ORDER BY person_id) TO '{path}' ({CSV_COPY_OPTIONS})"
+    ).fetchone()
+    make_private(tmp)
     tmp.replace(target)
-    cursor.close()
+    return int(rows[0]) if rows else 0
+
+
+def copy_outcomes_csv(store: Store, reconciliation_id: int, columns: list[str], out,
+                      outcome: str | None = None) -> int:
+    """`outcomes --format csv`: the rows written by write_outcomes_csv into a private temporary
+    file, then passed to `out` (a function taking text) in pieces of a megabyte, so a million
+    rows never sit in memory; returns the number of rows."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="civimc-outcomes-") as tmp:
+        target = Path(tmp) / "outcomes.csv"
+        rows = write_outcomes_csv(store, reconciliation_id, target, columns, outcome=outcome)
+        with target.open(encoding="utf-8", newline="") as fh:
+            while piece := fh.read(1 << 20):
+                out(piece)
     return rows
+
+
+def _outcome_cell_sql(name: str, kind: str) -> str:
+    """The SQL of one outcome column as outcomes_csv_text writes its cells."""
+    quoted = '"' + name.replace('"', '""') + '"'
+    if name in OUTCOME_DATES or kind.startswith("TIMESTAMP"):
+        return f"strftime({quoted}, '%Y-%m-%dT%H:%M:%SZ') AS {quoted}"
+    if kind in ("VARCHAR", "JSON"):
+        return f"nullif({defuse_sql(name)}, '') AS {quoted}"
+    return quoted
