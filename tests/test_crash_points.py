@@ -11,10 +11,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections import Counter
 
 import pytest
-from support.apply import cli_ok, journal_states, plan_and_freeze
+from support.apply import changed_at_mailchimp, cli_ok, journal_states, plan_and_freeze
 from support.apply_population import load_every_rule
 from support.values import TEST_LIST_ID
 
@@ -102,14 +101,6 @@ def test_freeze_killed_leaves_the_plan_open(world, run_cli):
     assert scalar(config, "SELECT status FROM plans WHERE id = 1") == "frozen"
 
 
-def changes_at_mailchimp(emu) -> Counter:
-    got = Counter()
-    for r in emu.requests:
-        if r.method == "POST" and r.path.rstrip("/") == f"/3.0/lists/{TEST_LIST_ID}" and r.response:
-            refused = {e["email_address"].lower() for e in r.response["errors"]}
-            got.update(m["email_address"].lower() for m in r.body["members"]
-                       if m["email_address"].lower() not in refused)
-    return got
 
 
 def new_contacts(civi_db) -> int:
@@ -129,13 +120,13 @@ def test_an_apply_killed_in_its_backup_or_creating_a_contact(world, run_cli, emu
     registry(config)
     states = journal_states(config)
     if point == "apply_backup":  # nothing was sent before the backup was whole
-        assert set(states.values()) == {""} and not changes_at_mailchimp(emulator)
+        assert set(states.values()) == {""} and not changed_at_mailchimp(emulator)
     else:  # the contact's transaction died with the process: nothing half-made is left
         assert new_contacts(civi_db) == 0 and "sending" in states.values()
     code, out, err = run_cli("--config", config, "apply", "--execute", "--no-verify")
     assert code in (0, 1), (out, err)
     assert set(journal_states(config).values()) <= {"done", "failed", "stale"}
-    changed = changes_at_mailchimp(emulator)
+    changed = changed_at_mailchimp(emulator)
     assert changed and max(changed.values()) == 1, changed  # nothing sent twice
     assert new_contacts(civi_db) == 1  # created once
     out = cli_ok(run_cli, config, "apply", "--execute", "--no-verify")

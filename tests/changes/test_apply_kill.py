@@ -10,22 +10,15 @@ import signal
 from collections import Counter
 
 import pytest
-from support.apply import cli_ok, journal_states, plan_and_freeze, start_apply
+from support.apply import (
+    changed_at_mailchimp,
+    cli_ok,
+    journal_states,
+    plan_and_freeze,
+    start_apply,
+)
 from support.apply_population import load_every_rule
 from support.values import TEST_LIST_ID
-
-
-def changed_at_mailchimp(emu) -> Counter:
-    """email -> how many batch calls sent it a change Mailchimp did not refuse (a repeat of a
-    change already made counts, even though Mailchimp reports nothing new for it)."""
-    got = Counter()
-    for r in emu.requests:
-        if r.method == "POST" and r.path.rstrip("/") == f"/3.0/lists/{TEST_LIST_ID}" and r.response:
-            refused = {e["email_address"].lower() for e in r.response["errors"]}
-            for m in r.body["members"]:
-                if m["email_address"].lower() not in refused:
-                    got[m["email_address"].lower()] += 1
-    return got
 
 
 def plan_history_rows(civi_db) -> Counter:

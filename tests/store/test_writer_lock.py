@@ -10,10 +10,15 @@ import signal
 import subprocess
 import sys
 import threading
-from collections import Counter
 
 import pytest
-from support.apply import cli_ok, journal_states, plan_and_freeze, start_apply
+from support.apply import (
+    changed_at_mailchimp,
+    cli_ok,
+    journal_states,
+    plan_and_freeze,
+    start_apply,
+)
 from support.apply_population import load_every_rule
 from support.values import TEST_LIST_ID
 
@@ -25,15 +30,6 @@ from civimc_audit.store.lock import StoreLock, copy_path, lock_path, publish_cop
 WAIT = 1  # [store] lock_wait_seconds of these tests
 
 
-def changed_at_mailchimp(emu) -> Counter:
-    """email -> batch calls that made a change to it (a repeat counts)."""
-    got = Counter()
-    for r in emu.requests:
-        if r.method == "POST" and r.path.rstrip("/") == f"/3.0/lists/{TEST_LIST_ID}" and r.response:
-            refused = {e["email_address"].lower() for e in r.response["errors"]}
-            got.update(m["email_address"].lower() for m in r.body["members"]
-                       if m["email_address"].lower() not in refused)
-    return got
 
 
 def counts(config) -> dict:

@@ -91,3 +91,15 @@ def hold_apply_lock_in_child(config, plan_id: int) -> subprocess.Popen:
                               str(plan_id)], stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "held"
     return child
+
+
+def changed_at_mailchimp(emu) -> Counter:
+    """email -> how many batch calls sent it a change Mailchimp did not refuse (a repeat of a
+    change already made counts, even though Mailchimp reports nothing new for it)."""
+    got: Counter = Counter()
+    for r in emu.requests:
+        if r.method == "POST" and r.path.rstrip("/") == f"/3.0/lists/{TEST_LIST_ID}" and r.response:
+            refused = {e["email_address"].lower() for e in r.response["errors"]}
+            got.update(m["email_address"].lower() for m in r.body["members"]
+                       if m["email_address"].lower() not in refused)
+    return got
