@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import STORE_ONLY_CONFIG
 from civimc_audit.config import PolicySettings, load_config
 from civimc_audit.reconcile import reconcile
 from civimc_audit.report.audit import PEOPLE_CSV, run_report
@@ -24,19 +25,6 @@ from civimc_sandbox.population import generate, write_store
 BASE_PEOPLE = 10_000
 REPORT_MAX_BYTES = 10 * 1024 * 1024
 
-CONFIG = """[civicrm]
-host = "127.0.0.1"
-database = "unused"
-user = "unused"
-group_id = 1
-
-[mailchimp]
-list_id = "generated"
-
-[store]
-path = "{store}"
-runs_dir = "runs"
-"""
 
 
 def million_report(folder: Path, people: int = 1_000_000) -> tuple[Path, int, dict]:
@@ -54,7 +42,7 @@ def million_report(folder: Path, people: int = 1_000_000) -> tuple[Path, int, di
                         mailchimp_snapshot_id=mc)
         seconds["reconcile"] = time.perf_counter() - start
     config_path = folder / "civimc-audit.toml"
-    config_path.write_text(CONFIG.format(store="audit.duckdb"), encoding="utf-8")
+    config_path.write_text(STORE_ONLY_CONFIG.format(store="audit.duckdb"), encoding="utf-8")
     start = time.perf_counter()
     run = run_report(load_config(config_path))
     seconds["report"] = time.perf_counter() - start

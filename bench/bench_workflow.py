@@ -39,25 +39,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import STORE_ONLY_CONFIG
+
 BASE_PEOPLE = 10_000
 POST_AUDIT_RATIO = 5.0
 POST_AUDIT_MEMORY_MB = 1536
 RUN_MEMORY_MB = 2048
 RECONCILE_RATIO = 3.0
 
-CONFIG = """[civicrm]
-host = "127.0.0.1"
-database = "unused"
-user = "unused"
-group_id = 1
-
-[mailchimp]
-list_id = "generated"
-
-[store]
-path = "{store}"
-runs_dir = "runs"
-"""
 
 JOIN_SQL = """
 CREATE OR REPLACE TABLE bench_baseline AS
@@ -126,7 +115,7 @@ def build_store(folder: Path, people: int) -> tuple[int, int, int]:
     copies = max(1, round(people / base.people))
     with Store(folder / "audit.duckdb") as store:
         civi, mc = write_store(store, base, copies=copies)
-    (folder / "civimc-audit.toml").write_text(CONFIG.format(store="audit.duckdb"),
+    (folder / "civimc-audit.toml").write_text(STORE_ONLY_CONFIG.format(store="audit.duckdb"),
                                               encoding="utf-8")
     return civi, mc, base.people * copies
 
