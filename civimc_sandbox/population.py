@@ -280,16 +280,14 @@ def _memberships(population: Population, inst: Instance, c: ContactSpec, groups:
     """The contact's membership changes as (group id, Added|Removed|Pending|Deleted, when), and
     its group_contact rows without history as (group id, status). Without interests, the
     interest groups' rows are not written (nothing maps them)."""
-    def group(key: str) -> int:
-        if key not in groups:
-            raise ValueError(f"case {inst.case.name} uses interest {population.interest(key)}")
-        return groups[key]
-
     events = [(groups[""], ev, inst.at(m)) for ev, m in c.events]
     gc_only = [(groups[""], c.gc_only)] if c.gc_only else []
     if population.interests:
-        events += [(group(k), ev, inst.at(m)) for k, ev, m in c.interest_events]
-        gc_only += [(group(k), st) for k, st in c.interest_gc]
+        if unmapped := {k for k, *_ in (*c.interest_events, *c.interest_gc)} - set(groups):
+            raise ValueError(f"case {inst.case.name}: the population maps no interest "
+                             f"{', '.join(sorted(unmapped))}")
+        events += [(groups[k], ev, inst.at(m)) for k, ev, m in c.interest_events]
+        gc_only += [(groups[k], st) for k, st in c.interest_gc]
     return events, gc_only
 
 
@@ -414,13 +412,15 @@ def snapshot_frames(population: Population, group_id: int = 1, *,
             cid += 1
         for m in inst.case.members:
             address = _stored(inst.address(m.label), m)
-            rows["mailchimp_member"].append({
+            member = {
                 "id": member_hash(address),
                 "email_address": address, "status": m.status,
                 "last_changed": inst.at(m.last_changed).astimezone(UTC).replace(tzinfo=None),
-                "fname": inst.case.name, "lname": inst.slug,
-                "interests": (json.dumps(_interests_json(population, m), separators=(",", ":"))
-                              if m.interests and population.interests else None)})
+                "fname": inst.case.name, "lname": inst.slug}
+            if population.interests:
+                member["interests"] = (json.dumps(_interests_json(population, m),
+                                                  separators=(",", ":")) if m.interests else None)
+            rows["mailchimp_member"].append(member)
     return rows
 
 
@@ -488,13 +488,14 @@ def write_store(store, population: Population, group_id: int = 1, *,
                         f" FROM _copies, _f ORDER BY k")
             con.unregister("_f")
         if not frames["mailchimp_member"].empty:
+            interests = "interests" if population.interests else "NULL"
             con.register("_f", frames["mailchimp_member"])
             con.execute(
                 f"INSERT INTO mailchimp_member (snapshot_id, id, email_address, status,"
                 f" last_changed, merge_fields, interests) SELECT {mc},"
                 f" CASE WHEN k = 0 THEN id ELSE member_hash({prefix} || email_address) END,"
                 f" {prefix} || email_address, status, last_changed,"
-                f" json_object('FNAME', fname, 'LNAME', lname), interests::VARCHAR"
+                f" json_object('FNAME', fname, 'LNAME', lname), {interests}::VARCHAR"
                 f" FROM _copies, _f ORDER BY k")
             con.unregister("_f")
         for i in catalogue:
