@@ -21,7 +21,7 @@ from civimc_audit.common.emails import install_sql_macros, member_hash
 from civimc_audit.common.times import utcnow
 from civimc_audit.errors import StoreError
 from civimc_audit.store import Store
-from civimc_audit.store.frames import insert_frame
+from civimc_audit.store.frames import insert_frame, query_frame
 
 # outcome -> (target system, action); the civicrm add becomes create_contact without a contact.
 ACTIONS = {
@@ -375,7 +375,7 @@ def items_frame(store: Store, plan_id: int) -> pd.DataFrame:
     `changed` is the later of the two change dates (what the date-range filter uses), and
     `priority` orders removals first, then flagged items, then the rest.
     """
-    return store.con.execute(ITEMS_SQL, [plan_id]).df()
+    return query_frame(store.con, ITEMS_SQL, [plan_id])
 
 
 @dataclass(frozen=True)
