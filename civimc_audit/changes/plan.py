@@ -344,7 +344,7 @@ def _interest_items(store: Store, reconciliation_id: int, start: int) -> list[di
 
 
 # Every item of plan $1 with its current decision and latest journal state (items_frame).
-ITEMS_SQL = """
+_ITEMS_SELECT = """
         WITH d AS (
             SELECT * FROM decisions WHERE plan_id = $1
             QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY seq DESC) = 1),
@@ -365,8 +365,11 @@ ITEMS_SQL = """
         LEFT JOIN d USING (item_id)
         LEFT JOIN j USING (item_id)
         WHERE i.plan_id = $1
-        ORDER BY priority, i.item_id
         """
+ITEMS_SQL = _ITEMS_SELECT + "ORDER BY priority, i.item_id"
+#: The approved items only, in item order (what apply sends).
+APPROVED_ITEMS_SQL = (f"SELECT * FROM ({_ITEMS_SELECT}) WHERE decision = 'approved'"
+                      " ORDER BY item_id")
 
 
 def items_frame(store: Store, plan_id: int) -> pd.DataFrame:
