@@ -7,7 +7,6 @@ records the result; every decision is made in `sql/NN_*.sql`.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from importlib import resources
 
 from civimc_audit.common.crashpoints import checkpoint
@@ -55,9 +54,8 @@ def reconcile(store: Store, policy: PolicySettings | None = None, *,
             [civi.id, mc.id, utcnow(), json.dumps(policy.model_dump())])
         _set_variables(con, policy, civi, mc, rid)
         try:
-            with _unordered(con):
-                for _name, text in sql_steps():
-                    con.execute(text)
+            for _name, text in sql_steps():
+                con.execute(text)
         finally:
             _drop_temporaries(con)
         counts = dict(con.execute(
@@ -67,21 +65,6 @@ def reconcile(store: Store, policy: PolicySettings | None = None, *,
         con.execute("UPDATE reconciliations SET counts = ? WHERE id = ?",
                     [json.dumps(counts), rid])
     return store.reconciliation(rid)
-
-
-@contextmanager
-def _unordered(con):
-    """The steps run with `preserve_insertion_order` off: their tables are sets (every reader
-    of outcomes and of the temp tables orders or aggregates), and DuckDB then writes the
-    outcome rows with every thread instead of one (issue 18: about a quarter less wall time
-    at 300,000 people on two cores). The connection's setting is restored after (a notebook's
-    connection is shared)."""
-    before = scalar(con, "SELECT current_setting('preserve_insertion_order')")
-    con.execute("SET preserve_insertion_order = false")
-    try:
-        yield
-    finally:
-        con.execute(f"SET preserve_insertion_order = {'true' if before else 'false'}")
 
 
 def _set_variables(con, policy: PolicySettings, civi, mc, rid: int | None) -> None:
