@@ -21,7 +21,7 @@ from civimc_audit.common.emails import install_sql_macros, member_hash
 from civimc_audit.common.times import utcnow
 from civimc_audit.errors import StoreError
 from civimc_audit.store import Store
-from civimc_audit.store.frames import insert_frame
+from civimc_audit.store.frames import insert_frame, query_frame
 
 # outcome -> (target system, action); the civicrm add becomes create_contact without a contact.
 ACTIONS = {
@@ -344,7 +344,7 @@ def _interest_items(store: Store, reconciliation_id: int, start: int) -> list[di
 
 
 # Every item of plan $1 with its current decision and latest journal state (items_frame).
-ITEMS_SQL = """
+_ITEMS_SELECT = """
         WITH d AS (
             SELECT * FROM decisions WHERE plan_id = $1
             QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY seq DESC) = 1),
@@ -365,8 +365,11 @@ ITEMS_SQL = """
         LEFT JOIN d USING (item_id)
         LEFT JOIN j USING (item_id)
         WHERE i.plan_id = $1
-        ORDER BY priority, i.item_id
         """
+ITEMS_SQL = _ITEMS_SELECT + "ORDER BY priority, i.item_id"
+#: The approved items only, in item order (what apply sends).
+APPROVED_ITEMS_SQL = (f"SELECT * FROM ({_ITEMS_SELECT}) WHERE decision = 'approved'"
+                      " ORDER BY item_id")
 
 
 def items_frame(store: Store, plan_id: int) -> pd.DataFrame:
@@ -375,7 +378,7 @@ def items_frame(store: Store, plan_id: int) -> pd.DataFrame:
     `changed` is the later of the two change dates (what the date-range filter uses), and
     `priority` orders removals first, then flagged items, then the rest.
     """
-    return store.con.execute(ITEMS_SQL, [plan_id]).df()
+    return query_frame(store.con, ITEMS_SQL, [plan_id])
 
 
 @dataclass(frozen=True)
@@ -392,21 +395,45 @@ class PlanSummary:
     interest_removals: int = 0
 
 
+# Items per (target, action) and decision, and the totals plan_summary gives, counted in the
+# store: plan 1 of a million people has half a million items, which a DataFrame of every
+# column took most of `plan`'s memory to count (issue 18).
+_SUMMARY_SQL = """
+WITH d AS (
+    SELECT item_id, decision FROM decisions WHERE plan_id = $plan
+    QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY seq DESC) = 1
+), i AS (
+    SELECT i.target, i.action, i.outcome, i.flags, i.interest_id,
+           coalesce(d.decision, 'undecided') AS decision
+    FROM plan_items i LEFT JOIN d USING (item_id)
+    WHERE i.plan_id = $plan
+)
+SELECT target, action, count(*) AS items,
+       count(*) FILTER (WHERE decision = 'approved') AS approved,
+       count(*) FILTER (WHERE decision = 'rejected') AS rejected,
+       count(*) FILTER (WHERE decision = 'undecided') AS undecided,
+       count(*) FILTER (WHERE outcome IN $removals AND interest_id IS NULL) AS removals,
+       count(*) FILTER (WHERE flags <> '') AS flagged,
+       count(*) FILTER (WHERE interest_id IS NOT NULL) AS interest_items,
+       count(*) FILTER (WHERE action IN $interest_removals) AS interest_removals
+FROM i
+GROUP BY target, action
+ORDER BY target, action
+"""
+
+
 def plan_summary(store: Store, plan_id: int | None = None) -> PlanSummary:
     """The counts `plan --show` prints (and `plan --show --json` gives)."""
     plan = get_plan(store, plan_id)
-    items = items_frame(store, plan.id)
-    actions = []
-    if not items.empty:
-        counts = items.groupby(["target", "action", "decision"]).size().unstack(fill_value=0)
-        actions = [{"target": target, "action": action, "items": int(row.sum()),
-                    **{d: int(row.get(d, 0)) for d in ("approved", "rejected", "undecided")}}
-                   for (target, action), row in counts.iterrows()]
-    interest = items["interest_id"].notna()
-    return PlanSummary(plan, actions, len(items),
-                       int((items["outcome"].isin(REMOVALS) & ~interest).sum()),
-                       int((items["flags"] != "").sum()), int(interest.sum()),
-                       int(items["action"].isin(INTEREST_REMOVALS).sum()))
+    rows = store.con.execute(_SUMMARY_SQL, {
+        "plan": plan.id, "removals": list(REMOVALS),
+        "interest_removals": list(INTEREST_REMOVALS)}).fetchall()
+    actions = [{"target": target, "action": action, "items": int(items),
+                "approved": int(approved), "rejected": int(rejected),
+                "undecided": int(undecided)}
+               for target, action, items, approved, rejected, undecided, *_ in rows]
+    totals = [sum(int(r[k]) for r in rows) for k in range(6, 10)]
+    return PlanSummary(plan, actions, sum(a["items"] for a in actions), *totals)
 
 
 def summary_lines(store: Store, plan_id: int | None = None) -> list[str]:

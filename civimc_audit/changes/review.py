@@ -9,14 +9,23 @@ that what it sends, and what it checks against, is exactly what was approved.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
-from civimc_audit.changes.plan import ITEMS_SQL, Plan, get_plan, items_frame
+from civimc_audit.changes.plan import (
+    APPROVED_ITEMS_SQL,
+    ITEMS_SQL,
+    Plan,
+    get_plan,
+    items_frame,
+)
 from civimc_audit.common.crashpoints import checkpoint
 from civimc_audit.common.csvcells import defuse_sql, restore_frame
 from civimc_audit.common.files import make_private
@@ -24,7 +33,7 @@ from civimc_audit.common.times import iso_utc, utcnow
 from civimc_audit.errors import UsageError
 from civimc_audit.store import Store
 from civimc_audit.store.export import CSV_COPY_OPTIONS
-from civimc_audit.store.frames import insert_frame
+from civimc_audit.store.frames import insert_frame, query_frame
 
 DECISIONS = ("approved", "rejected")
 _DECISION_WORDS = {"approve": "approved", "approved": "approved", "yes": "approved",
@@ -374,8 +383,9 @@ def _record_decisions(store: Store, plan: Plan, reviewer: str, chosen: dict) -> 
 
 # freezing ---------------------------------------------------------------------------------------
 def approved_items(store: Store, plan_id: int) -> pd.DataFrame:
-    frame = items_frame(store, plan_id)
-    return frame[frame["decision"] == "approved"].sort_values("item_id")
+    """The plan's approved items (items_frame's columns) in item order, chosen and ordered in
+    the store: filtering and sorting every item in pandas copied the frame twice."""
+    return query_frame(store.con, APPROVED_ITEMS_SQL, [plan_id])
 
 
 def approved_reviewers(store: Store, plan_id: int) -> tuple[int, list[str]]:
@@ -391,73 +401,106 @@ def approved_reviewers(store: Store, plan_id: int) -> tuple[int, list[str]]:
             sorted({reviewer for reviewer, _ in rows if reviewer is not None}))
 
 
-# The hash of a frozen plan, computed in the store: the plan's row (less what freezing itself
-# writes, and when the plan was made, which only retention reads), the registry rows of its two
-# snapshots (what drift's cut-off is read from), each approved item's whole plan_items row —
-# every column apply reads: payload, target, ids and the state it was planned from — hashed one
-# by one in item order, and the snapshot rows of the items' people (what drift compares the
-# live systems with), hashed one by one in hash order. A column added to any of these tables is
-# covered without changing this.
-# Each row's sha256 is computed once (a subquery), not again for the ORDER BY: the same value,
-# an eighth less time at a million people (issue 18).
-_ROWS_HASH = "sha256(string_agg(h, '' ORDER BY h))"
-_ROW_SHA = "sha256(to_json(r)::VARCHAR) AS h"
-_HASH_SQL = f"""
+# The hash of a frozen plan: the plan's row (less what freezing itself writes, and when the plan
+# was made, which only retention reads), the registry rows of its two snapshots (what drift's
+# cut-off is read from), each approved item's whole plan_items row — every column apply reads:
+# payload, target, ids and the state it was planned from — in item order, and the snapshot rows
+# of the items' people (what drift compares the live systems with), each table's in id order
+# (rows of one id, which snapshots do not make, by the hash of their text: sorting on the text
+# itself cost a third more). A column added to any of these tables is covered without changing
+# this.
+# DuckDB writes each row as one line of JSON — an array of its columns in table order
+# (json_array(*COLUMNS(*))) for the many rows, an object for the plan and its snapshots — with
+# its part number in front, one sorted stream per part (one table's lines held at a time);
+# Python's sha256 (OpenSSL) reads the streams a batch of lines at a time, whole Arrow buffers,
+# never a row at a time. DuckDB's own
+# sha256 per row, then over the sorted row hashes, was most of `approve --freeze` and of
+# apply's check at a million people (issue 18): it hashes an eighth as fast (v3 of the hash;
+# a plan frozen by v2 no longer matches and must be frozen again).
+HASH_VERSION = b"civimc-audit plan v3\n"
+# The approved items' ids and people, read once into a temp table for every part below.
+_APPROVED_SQL = """
+CREATE OR REPLACE TEMP TABLE _hash_approved AS
 WITH d AS (
     SELECT item_id, decision FROM decisions WHERE plan_id = $plan
     QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY seq DESC) = 1
-), p AS (
-    SELECT * FROM plans WHERE id = $plan
-), head AS (
-    SELECT to_json(h)::VARCHAR AS text FROM (
-        SELECT * EXCLUDE (created_at, status, frozen_at, frozen_hash, frozen_reviewers,
-                          frozen_by, allow_pending),
-               $allow_pending AS allow_pending
-        FROM p) h
-), snaps AS (
-    SELECT string_agg(to_json(s)::VARCHAR, '' ORDER BY s.id) AS text
-    FROM snapshots s
-    WHERE s.id IN (SELECT civicrm_snapshot_id FROM p UNION ALL SELECT mailchimp_snapshot_id FROM p)
-), approved AS (
-    SELECT i.* FROM plan_items i JOIN d USING (item_id)
-    WHERE i.plan_id = $plan AND d.decision = 'approved'
-), items AS (
-    SELECT string_agg(sha256(to_json(i)::VARCHAR), '' ORDER BY i.item_id) AS text FROM approved i
-), contacts AS (SELECT DISTINCT contact_id FROM approved WHERE contact_id IS NOT NULL
-), members AS (SELECT DISTINCT member_id FROM approved WHERE member_id IS NOT NULL
-), people AS (
-    SELECT concat_ws('|',
-        (SELECT {_ROWS_HASH} FROM (SELECT {_ROW_SHA} FROM civicrm_contact r
-         SEMI JOIN contacts c ON c.contact_id = r.id
-         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p))),
-        (SELECT {_ROWS_HASH} FROM (SELECT {_ROW_SHA} FROM civicrm_email r
-         SEMI JOIN contacts USING (contact_id)
-         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p))),
-        (SELECT {_ROWS_HASH} FROM (SELECT {_ROW_SHA} FROM civicrm_group_contact r
-         SEMI JOIN contacts USING (contact_id)
-         WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p))),
-        (SELECT {_ROWS_HASH} FROM (SELECT {_ROW_SHA} FROM civicrm_subscription_history r
-         SEMI JOIN contacts
-         USING (contact_id) WHERE r.snapshot_id = (SELECT civicrm_snapshot_id FROM p))),
-        (SELECT {_ROWS_HASH} FROM (SELECT {_ROW_SHA} FROM mailchimp_member r
-         SEMI JOIN members m ON m.member_id = r.id
-         WHERE r.snapshot_id = (SELECT mailchimp_snapshot_id FROM p)))) AS text
 )
-SELECT sha256(concat('civimc-audit plan v2', chr(10), head.text, chr(10), snaps.text, chr(10),
-                     items.text, chr(10), people.text))
-FROM head, snaps, items, people
+SELECT i.item_id, i.contact_id, i.member_id FROM plan_items i JOIN d USING (item_id)
+WHERE i.plan_id = $plan AND d.decision = 'approved'
 """
+# Each part as (its rows as `k`, `line` — k orders them), one query a part, so DuckDB sorts
+# (and holds) one table's lines at a time.
+_PLAN_PART = """
+SELECT NULL AS k, to_json(h)::VARCHAR AS line FROM (
+    SELECT * EXCLUDE (created_at, status, frozen_at, frozen_hash, frozen_reviewers, frozen_by,
+                      allow_pending),
+           $allow_pending AS allow_pending
+    FROM plans WHERE id = $plan) h
+"""
+_SNAPSHOTS_PART = """
+SELECT s.id AS k, to_json(s)::VARCHAR AS line FROM snapshots s
+WHERE s.id IN (SELECT civicrm_snapshot_id FROM plans WHERE id = $plan
+               UNION ALL SELECT mailchimp_snapshot_id FROM plans WHERE id = $plan)
+"""
+_ITEMS_PART = """
+SELECT item_id AS k, json_array(*COLUMNS(*))::VARCHAR AS line FROM plan_items
+WHERE plan_id = $plan AND item_id IN (SELECT item_id FROM _hash_approved)
+"""
+_PEOPLE_PART = """
+SELECT r.id AS k, json_array(*COLUMNS(*))::VARCHAR AS line FROM {table} r
+WHERE r.snapshot_id = (SELECT {snapshot} FROM plans WHERE id = $plan)
+  AND r.{key} IN (SELECT {of} FROM _hash_approved WHERE {of} IS NOT NULL)
+"""
+_PARTS = (_PLAN_PART, _SNAPSHOTS_PART, _ITEMS_PART, *(
+    _PEOPLE_PART.format(table=table, snapshot=snapshot, key=key, of=of)
+    for table, snapshot, key, of in (
+        ("civicrm_contact", "civicrm_snapshot_id", "id", "contact_id"),
+        ("civicrm_email", "civicrm_snapshot_id", "contact_id", "contact_id"),
+        ("civicrm_group_contact", "civicrm_snapshot_id", "contact_id", "contact_id"),
+        ("civicrm_subscription_history", "civicrm_snapshot_id", "contact_id", "contact_id"),
+        ("mailchimp_member", "mailchimp_snapshot_id", "id", "member_id"))))
+_HASH_BATCH = 1 << 16  # lines per Arrow batch read
 
 
 def plan_hash(store: Store, plan: Plan, allow_pending: bool | None = None) -> str:
-    """sha256 of everything apply relies on (see _HASH_SQL), computed in the store: the plan,
-    its snapshots' registry rows, every approved item's full row and its people's snapshot
-    rows."""
+    """sha256 of everything apply relies on (see _PARTS): the plan, its snapshots' registry
+    rows, every approved item's full row and its people's snapshot rows, written as text by
+    DuckDB and hashed as it streams out."""
     pending = bool(plan.allow_pending if allow_pending is None else allow_pending)
-    row = store.con.execute(_HASH_SQL, {"plan": plan.id, "allow_pending": pending}).fetchone()
-    if row is None or row[0] is None:
-        raise UsageError(f"plan {plan.id} is not in the store")
-    return str(row[0])
+    con = store.con
+    digest = hashlib.sha256(HASH_VERSION)
+    con.execute(_APPROVED_SQL, {"plan": plan.id})
+    try:
+        for part, sql in enumerate(_PARTS):
+            params = {"plan": plan.id, **({"allow_pending": pending} if part == 0 else {})}
+            lines = 0
+            with warnings.catch_warnings():
+                # (con.sql(…), which DuckDB advises for a copy less, takes no parameter dict.)
+                warnings.simplefilter("ignore", UserWarning)
+                reader = con.execute(
+                    f"SELECT concat({part}, chr(9), line, chr(10)) AS line FROM ({sql})"
+                    " ORDER BY k, hash(line)", params).to_arrow_reader(_HASH_BATCH)
+            for batch in reader:
+                lines += _digest_text(digest, batch.column(0))
+            if part == 0 and not lines:
+                raise UsageError(f"plan {plan.id} is not in the store")
+    finally:
+        con.execute("DROP TABLE IF EXISTS temp.main._hash_approved")
+    return digest.hexdigest()
+
+
+def _digest_text(digest, column) -> int:
+    """Feed an Arrow text column's values, one after another, to `digest`: the slice of its
+    data buffer they fill (no NULLs: every line is a concat). Returns how many values."""
+    if not len(column):
+        return 0
+    offsets = column.buffers()[1]
+    width = 8 if column.type in (pa.large_string(), pa.large_binary()) else 4
+    first, last = (int.from_bytes(memoryview(offsets)[(column.offset + i) * width:
+                                                      (column.offset + i + 1) * width],
+                                  "little", signed=True) for i in (0, len(column)))
+    digest.update(memoryview(column.buffers()[2])[first:last])
+    return len(column)
 
 
 def freeze(store: Store, plan_id: int | None, by: str, *, allow_pending: bool = False) -> Plan:

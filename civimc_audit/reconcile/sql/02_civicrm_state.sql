@@ -23,7 +23,9 @@ WITH gc AS (
 ), h AS (
     SELECT contact_id,
            max(date) AS last_date,
-           arg_max(status, (date, id)) FILTER (WHERE date IS NOT NULL) AS last_status,
+           -- (the latest by (date, id) as one number: a struct key costs twice as much)
+           arg_max(status, epoch_us(date)::HUGEINT * 18446744073709551616 + id)
+               FILTER (WHERE date IS NOT NULL) AS last_status,
            arg_max(status, id) AS newest_status,
            arg_max(date IS NULL, id) AS undated
     FROM civicrm_subscription_history

@@ -22,23 +22,25 @@ FROM m_match mm JOIN m_member m USING (member_id)
 WHERE m.mc_in
 GROUP BY mm.contact_id;
 
--- The rows themselves, narrow, each with its person_id: a sort on the data alone (address,
--- then contact id, then member id), so the result does not depend on row order.
+-- The rows themselves, each with its person_id: a sort on the data alone (address, then contact
+-- id, then member id), so the result does not depend on row order. A row carries its member's
+-- columns and its contact's best email, read here once for the sort, so the `people` view below
+-- need not join m_member and c_best again (two of its costliest joins at a million people).
 CREATE OR REPLACE TEMP TABLE p_rows AS
 WITH rows AS (
-    SELECT m.member_id, mm.contact_id, mm.n_owners
+    SELECT m.member_id, mm.contact_id, mm.n_owners, m.email_address, m.norm, m.status,
+           m.last_changed, m.member_defect, m.mc_in
     FROM m_member m LEFT JOIN m_match mm USING (member_id)
     UNION ALL
-    SELECT NULL, s.contact_id, NULL
+    SELECT NULL, s.contact_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL
     FROM c_state s
     WHERE s.in_population
       AND NOT EXISTS (SELECT 1 FROM m_match mm WHERE mm.contact_id = s.contact_id)
 )
-SELECT r.member_id, r.contact_id, r.n_owners,
-       row_number() OVER (ORDER BY coalesce(m.norm, b.best_norm) NULLS LAST,
+SELECT r.*, b.best_email, b.best_norm,
+       row_number() OVER (ORDER BY coalesce(r.norm, b.best_norm) NULLS LAST,
                           r.contact_id NULLS LAST, r.member_id NULLS LAST) AS person_id
 FROM rows r
-LEFT JOIN m_member m USING (member_id)
 LEFT JOIN c_best b ON b.contact_id = r.contact_id;
 
 -- For the best addresses of contacts' own rows (the R6 candidates): how many live contacts own
@@ -48,9 +50,9 @@ LEFT JOIN c_best b ON b.contact_id = r.contact_id;
 -- email_shared_with_other_contact for the others: one address is one Mailchimp member).
 CREATE OR REPLACE TEMP TABLE c_addr_owner AS
 WITH wanted AS (
-    SELECT DISTINCT b.best_norm AS norm
-    FROM p_rows r JOIN c_best b USING (contact_id)
-    WHERE r.member_id IS NULL
+    SELECT DISTINCT best_norm AS norm
+    FROM p_rows
+    WHERE member_id IS NULL AND best_norm IS NOT NULL
 ), o AS (
     SELECT norm, count(*) AS n_owners FROM c_owner SEMI JOIN wanted USING (norm) GROUP BY norm
 ), mo AS (
@@ -58,10 +60,10 @@ WITH wanted AS (
     FROM m_member m SEMI JOIN wanted USING (norm) JOIN m_match mm USING (member_id)
     GROUP BY m.norm
 ), ad AS (
-    SELECT b.best_norm AS norm, min(r.contact_id) AS add_contact
-    FROM p_rows r JOIN c_best b USING (contact_id) JOIN c_state s USING (contact_id)
-    WHERE r.member_id IS NULL AND s.civi_in
-    GROUP BY b.best_norm
+    SELECT r.best_norm AS norm, min(r.contact_id) AS add_contact
+    FROM p_rows r JOIN c_state s USING (contact_id)
+    WHERE r.member_id IS NULL AND r.best_norm IS NOT NULL AND s.civi_in
+    GROUP BY r.best_norm
 )
 SELECT o.norm, o.n_owners, mo.member_contact, ad.add_contact
 FROM o LEFT JOIN mo USING (norm) LEFT JOIN ad USING (norm);
@@ -70,12 +72,12 @@ CREATE OR REPLACE TEMP VIEW people AS
 SELECT r.person_id,
        r.member_id,
        r.contact_id,
-       m.email_address,
-       m.norm AS member_norm,
-       m.status AS mailchimp_status,
-       m.last_changed AS mailchimp_changed,
-       m.member_defect,
-       coalesce(m.mc_in, false) AS mc_in,
+       r.email_address,
+       r.norm AS member_norm,
+       r.status AS mailchimp_status,
+       r.last_changed AS mailchimp_changed,
+       r.member_defect,
+       coalesce(r.mc_in, false) AS mc_in,
        r.member_id IS NOT NULL AS has_member,
        s.display_name,
        coalesce(s.civi_in, false) AS civi_in,
@@ -86,11 +88,11 @@ SELECT r.person_id,
        coalesce(s.history_undated, false) AS history_undated,
        coalesce(s.consent_withheld, false) AS consent_withheld,
        s.consent_words,
-       b.best_email,
-       b.best_norm,
+       r.best_email,
+       r.best_norm,
        -- R2: the contact's MC-in members, less this one if it is MC-in itself. R2 rows are
        -- MC-out, so in_email then names another member.
-       coalesce(ci.n_in - CASE WHEN m.mc_in THEN 1 ELSE 0 END > 0, false) AS other_member_in,
+       coalesce(ci.n_in - CASE WHEN r.mc_in THEN 1 ELSE 0 END > 0, false) AS other_member_in,
        ci.in_email AS other_in_email,
        ci.latest_in_changed,
        ci.latest_in_email,
@@ -109,9 +111,7 @@ SELECT r.person_id,
        END AS duplicate_contacts,
        coalesce(ad.trashed, false) AS contact_deleted
 FROM p_rows r
-LEFT JOIN m_member m USING (member_id)
 LEFT JOIN c_state s ON s.contact_id = r.contact_id
-LEFT JOIN c_best b ON b.contact_id = r.contact_id
 LEFT JOIN m_contact_in ci ON ci.contact_id = r.contact_id
-LEFT JOIN c_addr ad ON ad.norm = m.norm
-LEFT JOIN c_addr_owner ao ON r.member_id IS NULL AND ao.norm = b.best_norm;
+LEFT JOIN c_addr ad ON ad.norm = r.norm
+LEFT JOIN c_addr_owner ao ON r.member_id IS NULL AND ao.norm = r.best_norm;
