@@ -15,7 +15,6 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from civimc_audit.common.crashpoints import checkpoint
 from civimc_audit.common.files import make_private, private_dir, private_umask
@@ -565,10 +564,19 @@ class Store:
 def open_store(path: Path, wait: float = 60.0):
     """The store, waiting while another process holds DuckDB's file lock for a moment (up to
     `wait` seconds, checking again after 0.02 s, 0.04 s, … at most 0.5 s apart)."""
-    store = Retrying(stop=stop_after_delay(wait), wait=wait_exponential(multiplier=0.02, max=0.5),
-                     retry=retry_if_exception(lambda e: isinstance(e, StoreError)
-                                              and "lock" in str(e).lower()),
-                     reraise=True)(Store, path)
+    try:
+        store = Store(path)
+    except StoreError as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        # Imported only here: tenacity costs a command's start-up time every run.
+        from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+        store = Retrying(stop=stop_after_delay(wait),
+                         wait=wait_exponential(multiplier=0.02, max=0.5),
+                         retry=retry_if_exception(lambda e: isinstance(e, StoreError)
+                                                  and "lock" in str(e).lower()),
+                         reraise=True)(Store, path)
     try:
         yield store
     finally:
