@@ -350,7 +350,16 @@ def _new_file_config() -> dict:
     return {} if _has_zstd(default) else {"storage_compatibility_version": "v1.2.0"}
 
 
-_NEW_FILE_CONFIG = _new_file_config()
+#: The config a new store file is made with: _new_file_config(), asked once, when the first
+#: new file is made (it opens a database, which every command would otherwise pay at start-up).
+_NEW_FILE_CONFIG: dict | None = None
+
+
+def new_file_config() -> dict:
+    global _NEW_FILE_CONFIG
+    if _NEW_FILE_CONFIG is None:
+        _NEW_FILE_CONFIG = _new_file_config()
+    return _NEW_FILE_CONFIG
 
 #: Extensions are never downloaded when a store's write-ahead log is replayed. The store needs
 #: json (JSON columns, and json functions in table definitions that replaying the log of a
@@ -414,7 +423,7 @@ class Store:
         try:
             # The storage format is the file's own once made; asking for it again would stop
             # other connections in this process from opening the file with no settings.
-            config = {} if self.path.exists() else _NEW_FILE_CONFIG
+            config = {} if self.path.exists() else new_file_config()
             self.con = _connect(self.path, read_only, config)
         except duckdb.IOException as exc:
             raise StoreError(f"cannot open audit store {self.path}: {exc}") from None
