@@ -1,11 +1,16 @@
-"""CiviCRM snapshot speed: `snapshot_civicrm` of a generated database (1,000,000 contacts,
-1,200,000 emails, a 300,000-member group) against the baseline `mysql --batch --quick` dump of
-the same rows and columns to /dev/null, in the same run. Target: at most 1.5 times the baseline.
+"""CiviCRM snapshot speed: a generated database (1,000,000 contacts, 1,200,000 emails, a
+300,000-member group) snapshotted as the command a user runs (`civimc-audit --config …
+snapshot --civicrm-only`, a process timed start to exit, its peak memory from os.wait4) and
+in-process (`snapshot_civicrm`), each into a new store, against the baseline of what a user
+would do instead: a plain `mariadb --batch --quick` dump into a file of the needed columns of
+civicrm_contact and civicrm_email (whole tables) and the group's group_contact and history rows
+(no joins, no filter beyond the group), in the same run. Target: at most 1.5 times the baseline.
 
 Generation (server-side, from MariaDB's SEQUENCE engine) is not timed; the database is kept for
 the next run unless --drop. Options: --contacts N (scales everything), --repeat N (best of N,
-alternating baseline and snapshot so both see the same machine load), --regenerate, --drop,
---transport auto|client|server (how the snapshot moves rows; see civicrm/reader.py).
+the order of the contenders rotating each round so all see the same machine load),
+--regenerate, --drop, --transport auto|client|server (how the in-process snapshot moves rows;
+see civicrm/reader.py).
 """
 
 from __future__ import annotations
