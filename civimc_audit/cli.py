@@ -127,10 +127,6 @@ def check(obj, as_json):
 @click.pass_obj
 def snapshot(obj, civicrm_only, mailchimp_only, incremental, as_json):
     """Take a complete snapshot of each side into the store."""
-    from civimc_audit.civicrm.reader import snapshot_civicrm
-    from civimc_audit.mailchimp.reader import snapshot_mailchimp
-    from civimc_audit.report.words import mailing_list_warning
-
     if civicrm_only and mailchimp_only:
         raise click.UsageError("--civicrm-only and --mailchimp-only exclude each other")
     progress = sys.stderr.isatty()
@@ -138,9 +134,13 @@ def snapshot(obj, civicrm_only, mailchimp_only, incremental, as_json):
     warnings = []
     with obj.writing("snapshot") as store:
         if not mailchimp_only:
+            from civimc_audit.civicrm.reader import snapshot_civicrm
+
             civi = snapshot_civicrm(obj.config.civicrm, store, progress=progress,
                                     interests=obj.config.interests)
             if civi.meta.get("is_mailing_list") is False:
+                from civimc_audit.report.words import mailing_list_warning
+
                 warnings.append(mailing_list_warning(civi.meta.get("group_id"),
                                                      civi.meta.get("group_title")))
             if not as_json:
@@ -148,6 +148,8 @@ def snapshot(obj, civicrm_only, mailchimp_only, incremental, as_json):
                 for warning in warnings:
                     click.echo(warning, err=True)
         if not civicrm_only:
+            from civimc_audit.mailchimp.reader import snapshot_mailchimp
+
             mc = snapshot_mailchimp(obj.config.mailchimp, store, progress=progress,
                                     incremental=incremental)
             if not as_json:

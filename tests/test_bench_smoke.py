@@ -36,3 +36,13 @@ def test_the_interests_and_reconcile_benchmarks_run_at_a_tiny_size():
     assert "with 3 mapped interests" in done.stdout
     assert "people (outcomes written to the store)" in done.stdout
     assert "== summary ==" in done.stdout
+
+
+def test_the_civicrm_benchmark_runs_at_a_tiny_size():
+    done = subprocess.run([sys.executable, "-m", "bench", "civicrm", "--contacts", "2000",
+                           "--repeat", "1", "--drop"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode in (0, 1), done.stderr  # 1: a missed target on a busy machine
+    assert "civicrm snapshot command (2,000 contacts): " in done.stdout
+    assert "vs mariadb --batch --quick plain dump to a file" in done.stdout
+    assert "peak memory" in done.stdout

@@ -14,14 +14,16 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
-import pyarrow.csv as pacsv
-from tqdm.auto import tqdm
 
+from civimc_audit.common.progress import progress_bar
 from civimc_audit.store.frames import insert_frame
 from civimc_audit.store.loading import ChunkLoader, Load
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # The NULL marker, unquoted: numbers and dates never spell it and strings are always quoted.
 # Separators are written as CHAR(9)/CHAR(10) so the SQL means the same under sql_mode
@@ -55,12 +57,11 @@ class Field:
             value = f"CAST(CONCAT('\"', REPLACE({value}, '\"', '\"\"'), '\"') AS BINARY)"
         return f"IFNULL({value}, '{NULL}')" if self.nullable else value
 
-    def plain(self) -> str:
-        return f"{self.expr if self.expr is not None else 'NULL'} AS {self.name}"
-
     @property
     def arrow_type(self) -> pa.DataType:
         """How pyarrow's CSV reader parses the packed column (numbers natively, in C)."""
+        import pyarrow as pa  # only this transport needs it, and it is slow to import
+
         return {"int": pa.int64(), "bool": pa.int8()}.get(self.kind, pa.string())
 
     def typed(self, time_zone: str | None = None) -> str:
@@ -100,11 +101,6 @@ class TableRead:
         hint = f" FORCE INDEX (`{self.index}`)" if self.index else ""
         return f"{self.name} {self.alias}{hint}"
 
-    def plain_sql(self) -> str:
-        """The same rows and columns as one ordinary SELECT (for baselines and debugging)."""
-        cols = ", ".join(f.plain() for f in self.fields)
-        return f"SELECT {cols} FROM {self.source} WHERE {self.where}"
-
 
 def stream_table(cur, duck: duckdb.DuckDBPyConnection, read: TableRead, target: str,
                  params: dict, *, max_bytes: int, constants: dict[str, int] | None = None,
@@ -132,8 +128,8 @@ def stream_table(cur, duck: duckdb.DuckDBPyConnection, read: TableRead, target: 
     # other has a slow chunk.
     with ChunkLoader([duck], _unpacker(read, target, consts), max_waiting=1, commit=False,
                      name="civicrm-load") as loader, \
-            tqdm(total=high - low + 1, desc=f"CiviCRM {read.name}", unit="id", unit_scale=True,
-                 disable=not progress, leave=False) as bar:
+            progress_bar(progress, total=high - low + 1, desc=f"CiviCRM {read.name}", unit="id",
+                         unit_scale=True) as bar:
         for count, blob, keys in _packed_chunks(cur, read, params, low, high,
                                                 max_bytes=max_bytes, first_span=first_span):
             if count:
@@ -197,6 +193,8 @@ def _packed_chunks(cur, read: TableRead, params: dict, low: int, high: int, *, m
 def _unpacker(read: TableRead, target: str, constants: dict[str, int]) -> Load:
     """Loads chunks of packed text: pyarrow's CSV reader parses each (in C, on the loader's
     thread) and DuckDB types and inserts its columns into `target`."""
+    import pyarrow.csv as pacsv
+
     names = [f.name for f in read.fields]
     select = ", ".join([*(str(int(v)) for v in constants.values()),
                         *(f.typed(read.time_zone) for f in read.fields)])

@@ -15,7 +15,6 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from civimc_audit.common.crashpoints import checkpoint
 from civimc_audit.common.files import make_private, private_dir, private_umask
@@ -351,7 +350,16 @@ def _new_file_config() -> dict:
     return {} if _has_zstd(default) else {"storage_compatibility_version": "v1.2.0"}
 
 
-_NEW_FILE_CONFIG = _new_file_config()
+#: The config a new store file is made with: _new_file_config(), asked once, when the first
+#: new file is made (it opens a database, which every command would otherwise pay at start-up).
+_NEW_FILE_CONFIG: dict | None = None
+
+
+def new_file_config() -> dict:
+    global _NEW_FILE_CONFIG
+    if _NEW_FILE_CONFIG is None:
+        _NEW_FILE_CONFIG = _new_file_config()
+    return _NEW_FILE_CONFIG
 
 #: Extensions are never downloaded when a store's write-ahead log is replayed. The store needs
 #: json (JSON columns, and json functions in table definitions that replaying the log of a
@@ -415,7 +423,7 @@ class Store:
         try:
             # The storage format is the file's own once made; asking for it again would stop
             # other connections in this process from opening the file with no settings.
-            config = {} if self.path.exists() else _NEW_FILE_CONFIG
+            config = {} if self.path.exists() else new_file_config()
             self.con = _connect(self.path, read_only, config)
         except duckdb.IOException as exc:
             raise StoreError(f"cannot open audit store {self.path}: {exc}") from None
@@ -565,10 +573,19 @@ class Store:
 def open_store(path: Path, wait: float = 60.0):
     """The store, waiting while another process holds DuckDB's file lock for a moment (up to
     `wait` seconds, checking again after 0.02 s, 0.04 s, … at most 0.5 s apart)."""
-    store = Retrying(stop=stop_after_delay(wait), wait=wait_exponential(multiplier=0.02, max=0.5),
-                     retry=retry_if_exception(lambda e: isinstance(e, StoreError)
-                                              and "lock" in str(e).lower()),
-                     reraise=True)(Store, path)
+    try:
+        store = Store(path)
+    except StoreError as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        # Imported only here: tenacity costs a command's start-up time every run.
+        from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+        store = Retrying(stop=stop_after_delay(wait),
+                         wait=wait_exponential(multiplier=0.02, max=0.5),
+                         retry=retry_if_exception(lambda e: isinstance(e, StoreError)
+                                                  and "lock" in str(e).lower()),
+                         reraise=True)(Store, path)
     try:
         yield store
     finally:
