@@ -368,6 +368,9 @@ def main(argv: list[str]) -> int:
                   f"1 audience + {snap.meta['page_requests']} member pages "
                   f"(full pass ceil((N-1)/999) = {pages}, +1 completeness re-read) + 1 "
                   "interest catalogue", flush=True)
+            size = sum(f.stat().st_size for f in folder.glob("full.duckdb*"))
+            print(f"store file after one full snapshot: {size / 1e6:,.0f} MB "
+                  f"({size / n:.0f} bytes/member)", flush=True)
             missed |= measure_incremental(emu, args, n, folder, loop)
         print(f"load average {os.getloadavg()[0]:.2f} at end")
     finally:

@@ -127,10 +127,8 @@ def check(obj, as_json):
 @click.pass_obj
 def snapshot(obj, civicrm_only, mailchimp_only, incremental, as_json):
     """Take a complete snapshot of each side into the store."""
-    from civimc_audit.civicrm.reader import snapshot_civicrm
-    from civimc_audit.mailchimp.reader import snapshot_mailchimp
-    from civimc_audit.report.words import mailing_list_warning
-
+    # Imported where used: a Mailchimp-only snapshot (an incremental one takes a second or two)
+    # needs neither the CiviCRM reader nor pandas, which report.words brings.
     if civicrm_only and mailchimp_only:
         raise click.UsageError("--civicrm-only and --mailchimp-only exclude each other")
     progress = sys.stderr.isatty()
@@ -138,6 +136,9 @@ def snapshot(obj, civicrm_only, mailchimp_only, incremental, as_json):
     warnings = []
     with obj.writing("snapshot") as store:
         if not mailchimp_only:
+            from civimc_audit.civicrm.reader import snapshot_civicrm
+            from civimc_audit.report.words import mailing_list_warning
+
             civi = snapshot_civicrm(obj.config.civicrm, store, progress=progress,
                                     interests=obj.config.interests)
             if civi.meta.get("is_mailing_list") is False:
@@ -148,6 +149,8 @@ def snapshot(obj, civicrm_only, mailchimp_only, incremental, as_json):
                 for warning in warnings:
                     click.echo(warning, err=True)
         if not civicrm_only:
+            from civimc_audit.mailchimp.reader import snapshot_mailchimp
+
             mc = snapshot_mailchimp(obj.config.mailchimp, store, progress=progress,
                                     incremental=incremental)
             if not as_json:
