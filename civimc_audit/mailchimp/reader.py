@@ -54,7 +54,6 @@ from civimc_audit.errors import MailchimpError
 from civimc_audit.mailchimp.client import MailchimpClient
 from civimc_audit.mailchimp.interests import read_catalogue
 from civimc_audit.store import Snapshot, Store, scalar
-from civimc_audit.store.frames import insert_frame
 from civimc_audit.store.loading import ChunkLoader, file_load, remove_files
 from civimc_audit.store.lock import holds_lock
 
@@ -799,15 +798,19 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
                    "or moved while the snapshot ran)")
     else:
         message = None
-    lst = pa.table({"id": [settings.list_id], "name": [info.get("name")],
-                    "member_count": [(info.get("stats") or {}).get("member_count")],
-                    "total_items": [total]},
-                   schema=pa.schema([("id", pa.string()), ("name", pa.string()),
-                                     ("member_count", pa.int64()), ("total_items", pa.int64())]))
-    catalogue = _catalogue_table(read_catalogue(client, settings.list_id))
+    catalogue = read_catalogue(client, settings.list_id)
+    # Plain inserts of a row or a few: an Arrow table here would import pandas (pyarrow looks
+    # for it), a second of an incremental snapshot's start-up.
     with store.transaction() as con:
-        insert_frame(con, "mailchimp_list", lst, select=f"{int(snap_id)}, *")
-        insert_frame(con, "mailchimp_interest", catalogue, select=f"{int(snap_id)}, *")
+        con.execute("INSERT INTO mailchimp_list (snapshot_id, id, name, member_count,"
+                    " total_items) VALUES (?, ?, ?, ?, ?)",
+                    [snap_id, settings.list_id, info.get("name"),
+                     (info.get("stats") or {}).get("member_count"), total])
+        if catalogue:
+            con.executemany("INSERT INTO mailchimp_interest (snapshot_id, category_id,"
+                            " category_title, id, name) VALUES (?, ?, ?, ?, ?)",
+                            [[snap_id, c["category_id"], c["category_title"], c["id"],
+                              c["name"]] for c in catalogue])
     meta: dict = {"archived_listed_separately": run.archived_separately, "shifted": run.shifted,
             "rounds": run.rounds, "repaired": run.repaired,
             "rows_read": run.rows_read, "total_items": total,
@@ -840,14 +843,6 @@ def odd_members(store: Store, snap_id: int) -> dict[str, int]:
     are stored as sent; the rules say they cannot be synced, and `snapshot` says how many."""
     row = store.con.execute(_ODD_SQL, [snap_id]).fetchone() or ()
     return {words: int(n) for words, n in zip(ODD_WORDS, row, strict=True) if n}
-
-
-def _catalogue_table(catalogue: list[dict]) -> pa.Table:
-    """The interest catalogue in the columns of mailchimp_interest."""
-    columns = {"category_id": "category_id", "category_title": "category_title",
-               "id": "interest_id", "name": "interest_name"}
-    return pa.table({col: pa.array([c[key] for c in catalogue], pa.string())
-                     for col, key in columns.items()})
 
 
 def _read_until_counted(run: _Snapshotter, since: datetime) -> tuple[bool, int, int | None]:
