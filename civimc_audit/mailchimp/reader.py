@@ -809,8 +809,8 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
         if catalogue:
             con.executemany("INSERT INTO mailchimp_interest (snapshot_id, category_id,"
                             " category_title, id, name) VALUES (?, ?, ?, ?, ?)",
-                            [[snap_id, c["category_id"], c["category_title"], c["id"],
-                              c["name"]] for c in catalogue])
+                            [[snap_id, c["category_id"], c["category_title"], c["interest_id"],
+                              c["interest_name"]] for c in catalogue])
     meta: dict = {"archived_listed_separately": run.archived_separately, "shifted": run.shifted,
             "rounds": run.rounds, "repaired": run.repaired,
             "rows_read": run.rows_read, "total_items": total,
