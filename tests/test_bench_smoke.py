@@ -46,3 +46,16 @@ def test_the_civicrm_benchmark_runs_at_a_tiny_size():
     assert "civicrm snapshot command (2,000 contacts): " in done.stdout
     assert "vs mariadb --batch --quick plain dump to a file" in done.stdout
     assert "peak memory" in done.stdout
+
+
+def test_the_mailchimp_benchmark_runs_at_a_tiny_size():
+    done = subprocess.run([sys.executable, "-m", "bench", "mailchimp", "--members", "3000",
+                           "--rounds", "1", "--writes", "100"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr  # below a million members a miss does not fail
+    out = done.stdout
+    assert "latency 0 s: baseline" in out and "latency 0.1 s: baseline" in out
+    assert "(target ≥ 0.6)" in out and "(target ≥ 0.9)" in out
+    assert "CLI `snapshot --mailchimp-only` (process start to exit)" in out
+    assert "CLI `snapshot --mailchimp-only --incremental`" in out
+    assert out.count("(target ≤ 0.1)") == 4  # requests and time, in-process and CLI

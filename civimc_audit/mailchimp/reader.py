@@ -54,7 +54,6 @@ from civimc_audit.errors import MailchimpError
 from civimc_audit.mailchimp.client import MailchimpClient
 from civimc_audit.mailchimp.interests import read_catalogue
 from civimc_audit.store import Snapshot, Store, scalar
-from civimc_audit.store.frames import insert_frame
 from civimc_audit.store.loading import ChunkLoader, file_load, remove_files
 from civimc_audit.store.lock import holds_lock
 
@@ -78,6 +77,8 @@ LOADERS = 2
 #: Spool files (16 MB each) waiting for a loader before the page threads wait for DuckDB.
 SPOOL_WAITING = 8
 MAX_REPAIR_FETCHES = 2000
+#: See _writing.
+LOAD_UNCOMPRESSED = True
 
 # A spool file is one JSON array of members as Mailchimp sent them (see split_page); DuckDB parses
 # it into rows in store form.
@@ -459,21 +460,36 @@ def member_text(members: list[dict]) -> bytes:
 
 
 @contextmanager
-def _loading(con):
-    """DuckDB set for a full pass's loads, restored after: each statement on one thread (the
-    loads run beside the download, on a machine already busy with it, and threads sharing an
-    INSERT each leave a partly filled row group that the next checkpoint compresses again), and
-    each row group written out as soon as it is full, rather than five at a time, so the
-    commit after the download has one left to write."""
+def _settings(con, **values):
+    """DuckDB settings changed for a block, restored after."""
     old = dict(con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN"
-                           " ('threads', 'write_buffer_row_group_count')").fetchall())
-    con.execute("SET threads = 1")
-    con.execute("SET write_buffer_row_group_count = 1")
+                           " (SELECT unnest($names))", {"names": list(values)}).fetchall())
+    for name, value in values.items():
+        con.execute(f"SET {name} = $v", {"v": value})
     try:
         yield
     finally:
         for name, value in old.items():
-            con.execute(f"SET {name} = {int(value)}")
+            con.execute(f"SET {name} = $v", {"v": value})
+
+
+def _loading(con):
+    """DuckDB set for a full pass's loads, restored after: each statement on one thread (the
+    loads run beside the download, on a machine already busy with it, and threads sharing an
+    INSERT each leave a partly filled row group that the next checkpoint compresses again),
+    each row group written out as soon as it is full, rather than five at a time, so the
+    commit after the download has one left to write, and the member rows stored as they are
+    (see _writing)."""
+    return _settings(con, threads=1, write_buffer_row_group_count=1, **_writing())
+
+
+def _writing() -> dict:
+    """Member rows are written without dictionary/FSST string compression: analysing and
+    compressing a million unique ids, addresses and merge fields costs the snapshot more CPU
+    than parsing them (about 2 us a member, the difference between keeping up with the
+    download or not), for a store about 2.5 times larger per member row (~190 MB per million
+    members instead of ~70 MB)."""
+    return {"disabled_compression_methods": "dict_fsst"} if LOAD_UNCOMPRESSED else {}
 
 
 class _Snapshotter:
@@ -686,7 +702,8 @@ class _Snapshotter:
     # --- assembling ------------------------------------------------------------------------
     def start_from(self, base_id: int) -> None:
         """An incremental snapshot's rows start as a copy of its base snapshot's."""
-        with self.phase("store"), self.store.transaction():
+        with (self.phase("store"), _settings(self.con, **_writing()),
+              self.store.transaction()):
             self.con.execute(_BASE_SQL, {"snap": self.snap_id, "base": base_id})
 
     def assemble(self) -> int:
@@ -781,15 +798,19 @@ def _run(run: _Snapshotter, store: Store, snap_id: int, info: dict, started: dat
                    "or moved while the snapshot ran)")
     else:
         message = None
-    lst = pa.table({"id": [settings.list_id], "name": [info.get("name")],
-                    "member_count": [(info.get("stats") or {}).get("member_count")],
-                    "total_items": [total]},
-                   schema=pa.schema([("id", pa.string()), ("name", pa.string()),
-                                     ("member_count", pa.int64()), ("total_items", pa.int64())]))
-    catalogue = _catalogue_table(read_catalogue(client, settings.list_id))
+    catalogue = read_catalogue(client, settings.list_id)
+    # Plain inserts of a row or a few: an Arrow table here would import pandas (pyarrow looks
+    # for it), a second of an incremental snapshot's start-up.
     with store.transaction() as con:
-        insert_frame(con, "mailchimp_list", lst, select=f"{int(snap_id)}, *")
-        insert_frame(con, "mailchimp_interest", catalogue, select=f"{int(snap_id)}, *")
+        con.execute("INSERT INTO mailchimp_list (snapshot_id, id, name, member_count,"
+                    " total_items) VALUES (?, ?, ?, ?, ?)",
+                    [snap_id, settings.list_id, info.get("name"),
+                     (info.get("stats") or {}).get("member_count"), total])
+        if catalogue:
+            con.executemany("INSERT INTO mailchimp_interest (snapshot_id, category_id,"
+                            " category_title, id, name) VALUES (?, ?, ?, ?, ?)",
+                            [[snap_id, c["category_id"], c["category_title"], c["interest_id"],
+                              c["interest_name"]] for c in catalogue])
     meta: dict = {"archived_listed_separately": run.archived_separately, "shifted": run.shifted,
             "rounds": run.rounds, "repaired": run.repaired,
             "rows_read": run.rows_read, "total_items": total,
@@ -822,14 +843,6 @@ def odd_members(store: Store, snap_id: int) -> dict[str, int]:
     are stored as sent; the rules say they cannot be synced, and `snapshot` says how many."""
     row = store.con.execute(_ODD_SQL, [snap_id]).fetchone() or ()
     return {words: int(n) for words, n in zip(ODD_WORDS, row, strict=True) if n}
-
-
-def _catalogue_table(catalogue: list[dict]) -> pa.Table:
-    """The interest catalogue in the columns of mailchimp_interest."""
-    columns = {"category_id": "category_id", "category_title": "category_title",
-               "id": "interest_id", "name": "interest_name"}
-    return pa.table({col: pa.array([c[key] for c in catalogue], pa.string())
-                     for col, key in columns.items()})
 
 
 def _read_until_counted(run: _Snapshotter, since: datetime) -> tuple[bool, int, int | None]:
