@@ -8,6 +8,8 @@ Names come first (without the `bench_` prefix); everything from the first option
   `baseline_cpu_seconds` (process CPU time, steadier than wall-clock on a shared machine) and
   `notes`; this runner prints the ratios; or
 - `main(argv) -> int`: the module measures and prints its own figures and ratios.
+With more than one module, a summary at the end names each module that missed a target or
+failed; the exit status is 1 on any miss (2 when a module failed to run).
 Absolute times depend on the machine and its load; only the ratios mean anything.
 """
 
@@ -52,15 +54,36 @@ def main(argv: list[str]) -> int:
         print(f"no bench module matches {names}; have {', '.join(m[6:] for m in modules)}",
               file=sys.stderr)
         return 2
-    code = 0
+    outcomes: dict[str, int] = {}
     for name in chosen:
-        print(f"== {name.removeprefix('bench_')} ==", flush=True)
-        module = importlib.import_module(f"bench.{name}")
-        if hasattr(module, "run"):
-            code = max(code, 1 if _report(module.run(extra)) else 0)
-        else:
-            code = max(code, module.main(extra))
-    return code
+        short = name.removeprefix("bench_")
+        print(f"== {short} ==", flush=True)
+        try:
+            outcomes[short] = _run_module(importlib.import_module(f"bench.{name}"), extra)
+        except Exception as exc:  # one broken bench must not hide the others' figures
+            if len(chosen) == 1:
+                raise
+            print(f"{short}: failed: {type(exc).__name__}: {exc}", flush=True)
+            outcomes[short] = 2
+    if len(outcomes) > 1:
+        _summary(outcomes)
+    return max(outcomes.values())
+
+
+def _run_module(module, extra: list[str]) -> int:
+    """0 when every figure met its target, 1 on a miss."""
+    if hasattr(module, "run"):
+        return 1 if _report(module.run(extra)) else 0
+    return module.main(extra)
+
+
+def _summary(outcomes: dict[str, int]) -> None:
+    """One line per module at the end, so a long run's misses are not lost in its output."""
+    print("== summary ==")
+    for short, code in outcomes.items():
+        verdict = {0: "every target met", 1: "MISSED a target (see above)"}.get(
+            code, f"failed (exit {code})")
+        print(f"{short:<12} {verdict}")
 
 
 if __name__ == "__main__":

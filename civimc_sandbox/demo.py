@@ -1,13 +1,13 @@
 """`make demo`: the seed page's five people, end to end, in a sandbox that stays up afterwards.
 
 `python -m civimc_sandbox.demo [FOLDER]` (default `data/demo`) loads Wilma, Barney, Fred, Betty
-and Pebbles with the seed's dates, plus a generated population covering every rule, reason code
-and flag (civimc_sandbox.population), into a demo CiviCRM database (written the way CiviCRM core
-writes it) and into the Mailchimp emulator; starts the emulator in the background (its audience
-kept in FOLDER/emulator-state.json); runs the real CLI (snapshot, reconcile, report); and prints
-the five people's outcomes, the counts, the report, and the line to source and the commands to
-go on with. FOLDER/env.sh (mode 600) holds the demo's made-up key and its random passwords;
-the TOML holds no secret.
+and Pebbles with the seed's dates, plus a generated population covering every rule, reason
+code, flag and interest rule (civimc_sandbox.population), into a demo CiviCRM database (written
+the way CiviCRM core writes it) and into the Mailchimp emulator; starts the emulator in the
+background (its audience kept in FOLDER/emulator-state.json); runs the real CLI (snapshot,
+reconcile, report); and prints the five people's outcomes, the counts, the report, and the
+line to source and the commands to go on with. FOLDER/env.sh (mode 600) holds the demo's
+made-up key and its random passwords; the TOML holds no secret.
 
 The database and its two accounts are named for FOLDER's absolute path (`DemoNames`), so the
 demos of two checkouts on one server stay apart. Running the demo again resets that folder's
@@ -133,8 +133,9 @@ class Demo:
     # --- set-up -----------------------------------------------------------------------------
     def load(self, server: Server, year: int) -> int:
         """The seed, the interest people (two mapped interests, every interest rule; kept in
-        `self.interests` for the config) and the generated crowd into a fresh database and the
-        emulator's state file; returns the CiviCRM group id."""
+        `self.interests` for the config) and the generated crowd (with interests in the same
+        two) into a fresh database and the emulator's state file; returns the CiviCRM group
+        id."""
         conn = server.connect()
         try:
             create_database(conn, self.names.database)
@@ -144,8 +145,11 @@ class Demo:
             emu.add_list(list_id=DEMO_LIST_ID, name="Bedrock Newsletter")
             load_seed(fixture, group_id, emu, DEMO_LIST_ID, year)
             self.interests = load_interest_people(fixture, group_id, emu, DEMO_LIST_ID, year)
-            # Besides the seed's five: a generated crowd with every rule, reason code and flag.
-            load_people(fixture, group_id, emu, DEMO_LIST_ID, generate(GENERATED_PEOPLE, seed=1))
+            # Besides the seed's five: a generated crowd with every rule, reason code and flag,
+            # and every interest rule in the same two interests and groups.
+            load_people(fixture, group_id, emu, DEMO_LIST_ID,
+                        generate(GENERATED_PEOPLE, seed=1, interests=True),
+                        interest_groups=self.interests)
         finally:
             conn.close()
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """People for the interest rules (I1–I6): two Mailchimp interests mapped to two CiviCRM groups,
-and one named person per case, written the way CiviCRM core writes group changes.
+and one named person per case, written the way CiviCRM core writes group changes. The
+interests, their groups and their category are the generated population's (`population.INTERESTS`).
 
 The demo loads them beside the seed (its audience then has the category "Get involved" with
 "Volunteering" and "Quarry campaign", mapped in its [interests]), so `outcomes --interests` and
@@ -13,9 +14,9 @@ from datetime import UTC, datetime
 
 from civimc_sandbox.civicrm.fixture import CiviFixture
 from civimc_sandbox.emulator import Emulator
+from civimc_sandbox.population import INTERESTS, add_interest_catalogue, create_interest_groups
 
-VOLUNTEERING = "9f8e7d6c5b"
-QUARRY = "1a2b3c4d5e"
+VOLUNTEERING, QUARRY = (i.id for i in INTERESTS)
 
 #: name → (Mailchimp last_changed day, {interest: value (None: no entry)}, CiviCRM events per
 #: interest as [(Added|Removed|Pending|gc=Status, day)], the rule each interest gets)
@@ -47,10 +48,8 @@ def load_interest_people(fixture: CiviFixture, group_id: int, emu: Emulator, lis
     """The two groups, the interest category and the people of CASES; returns the [interests]
     mapping (interest id → CiviCRM group id). `None` events (Sandstone) means no contact at all:
     R3 creates one, and Mailchimp decides each interest."""
-    groups = {VOLUNTEERING: fixture.group("volunteers", "Volunteers"),
-              QUARRY: fixture.group("quarry_campaign", "Quarry campaigners")}
-    emu.add_interest_category(list_id, "Get involved", [(VOLUNTEERING, "Volunteering"),
-                                                        (QUARRY, "Quarry campaign")])
+    groups = create_interest_groups(fixture)
+    add_interest_catalogue(emu, list_id)
     for name, (day, interests, events, _) in CASES.items():
         email = f"{name.lower()}@bedrock.example.org"
         if events is not None:

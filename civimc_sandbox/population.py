@@ -1,207 +1,56 @@
 """Populations of people for the reconciliation: small named worlds, and generated crowds of them.
 
 A **case** is a small world — CiviCRM contacts and Mailchimp members — with the outcome rows the
-rules must give it, written in a compact notation so a table of cases reads like the rules table:
+rules must give it, written in a compact notation (civimc_sandbox.notation, re-exported here) so
+a table of cases reads like the rules table:
 
     Case("seed_barney", civi="a +1", mc="a unsubscribed 2",
          expect="a remove_from_civicrm_group R2")
-
-``civi`` — contacts separated by ``;``; each is space-separated tokens:
-  * an email: a one-letter label (``a``), optionally ``:`` and qualifiers — ``p`` primary,
-    ``b`` bulk-mail, ``h`` on hold (bounce), ``o`` on hold (opt-out), ``U`` stored upper-case,
-    ``S`` stored with surrounding spaces, ``W`` stored with other whitespace around it (a tab,
-    a no-break space, a line break: SQL's trim() keeps these). The first email is primary unless
-    another says ``p``.
-  * a membership change written the way core writes it: ``+D`` added, ``-D`` removed, ``?D``
-    pending, ``xD`` deleted (row gone, 'Deleted' history), where ``D`` is a day of January
-    (10:00 UTC) or ``D@HH:MM[:SS]``, or ``0``: a history row with no usable date (a zero date);
-  * ``gc=Added|Removed|Pending``: only a group_contact row, no history (a direct-SQL import);
-  * ``trashed``, ``do_not_email``, ``opt_out``, ``deceased``.
-``mc`` — members separated by ``;``: ``label[:U] status [D[@HH:MM[:SS]]]``.
-``expect`` — outcome rows separated by ``;``: ``who outcome rule [reason_code] [flag ...]
-[=#N] [->label]`` where ``who`` is a member's email label or ``#N`` (the N-th contact's own row,
-1-based), ``=#N`` says which contact the row is for and ``->label`` which address it names.
-``policy`` — ``""``, ``"tie_winner=mailchimp"`` or ``"honor_civicrm_consent"``.
 
 `generate(n, seed)` instantiates the `ARCHETYPES` (every rule, reason code and flag) into a
 deterministic population of at least n people, each instance with its own addresses and its
 dates shifted as a block (which keeps every comparison, so the expected outcome still holds).
 It loads into CiviCRM through `CiviFixture` and into the emulator with `load_people`, or
 straight into an audit store with `write_store` (benchmarks, property tests).
+`generate(..., interests=True)` adds the `INTEREST_ARCHETYPES` (every rule I1–I6) and the two
+mapped interests: the loaders then also write the interest catalogue, the members' interests
+and the mapped groups' rows, and `expected_interest_rows` gives every interest row's outcome.
 """
 
 from __future__ import annotations
 
+import json
 import random
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from tqdm.auto import tqdm
 
-from civimc_audit.common.codes import MEMBER_DEFECT_CODES
-from civimc_audit.common.codes import REASON_CODES as ALL_REASON_CODES
 from civimc_audit.common.emails import SQL_WHITESPACE_CLASS, install_sql_macros, member_hash
+from civimc_sandbox.notation import (  # noqa: F401  (re-exported: the population's notation)
+    FLAGS,
+    INTEREST_RULES,
+    INTEREST_RULES_FOR,
+    MC_STATUSES,
+    POLICIES,
+    REASON_CODES,
+    SUBSCRIBED_OUTCOMES,
+    YEAR,
+    Case,
+    ContactSpec,
+    EmailSpec,
+    Expected,
+    ExpectedInterest,
+    MemberSpec,
+    parse_civi,
+    parse_expect,
+    parse_iexpect,
+    parse_mc,
+    when,
+)
 
-YEAR = 2026
-#: The rules table's reason codes (a member record's defects cannot be written in the notation:
-#: the emulator sends those only when a test garbles a member, see Emulator.garbled).
-REASON_CODES = tuple(c for c in ALL_REASON_CODES if c not in MEMBER_DEFECT_CODES)
-FLAGS = ("duplicate_contacts", "contact_deleted", "consent_conflict", "civicrm_pending",
-         "no_civicrm_history", "needs_confirmation", "email_differs")
-MC_STATUSES = ("subscribed", "pending", "unsubscribed", "cleaned", "archived", "transactional")
-POLICIES = {"": {}, "tie_winner=mailchimp": {"tie_winner": "mailchimp"},
-            "honor_civicrm_consent": {"honor_civicrm_consent": True}}
-_EVENT = {"+": "Added", "-": "Removed", "?": "Pending", "x": "Deleted"}
-_CONTACT_WORDS = {"trashed", "do_not_email", "opt_out", "deceased"}
-
-
-# -- the notation ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class EmailSpec:
-    label: str
-    primary: bool = False
-    bulk: bool = False
-    on_hold: int = 0
-    upper: bool = False
-    spaced: bool = False
-    whitespace: bool = False
-
-
-@dataclass(frozen=True)
-class ContactSpec:
-    emails: tuple[EmailSpec, ...] = ()
-    events: tuple[tuple[str, datetime], ...] = ()   # (Added|Removed|Pending|Deleted, when)
-    gc_only: str | None = None                       # group_contact row without history
-    trashed: bool = False
-    do_not_email: bool = False
-    opt_out: bool = False
-    deceased: bool = False
-
-
-@dataclass(frozen=True)
-class MemberSpec:
-    label: str
-    status: str
-    last_changed: datetime
-    upper: bool = False
-
-
-@dataclass(frozen=True)
-class Expected:
-    """One outcome row the rules must give."""
-
-    who: str                      # member email label, or "#N" for contact N's own row
-    outcome: str
-    rule: str
-    reason_code: str = ""
-    flags: frozenset = frozenset()
-    contact: int | None = None    # 1-based contact index the row is for (None: not checked)
-    email: str | None = None      # label of the address the row names (None: not checked)
-
-    @property
-    def winner(self) -> str:
-        return "mailchimp" if self.rule in ("R1", "R2", "R3", "R4") else "civicrm"
-
-
-def when(token: str, year: int = YEAR) -> datetime | None:
-    """``D`` or ``D@HH:MM[:SS]`` as a UTC datetime in January of `year`; ``0`` is no date."""
-    if token == "0":
-        return None
-    day, _, clock = token.partition("@")
-    parts = [int(p) for p in (clock or "10:00").split(":")] + [0]
-    return datetime(year, 1, int(day), parts[0], parts[1], parts[2], tzinfo=UTC)
-
-
-def parse_civi(text: str) -> tuple[ContactSpec, ...]:
-    contacts = []
-    for chunk in (c.strip() for c in text.split(";")):
-        if not chunk:
-            continue
-        emails, events, kw = [], [], {}
-        for tok in chunk.split():
-            if tok in _CONTACT_WORDS:
-                kw["opt_out" if tok == "opt_out" else tok] = True
-            elif tok.startswith("gc="):
-                kw["gc_only"] = tok[3:]
-            elif tok[0] in _EVENT and len(tok) > 1 and tok[1].isdigit():
-                events.append((_EVENT[tok[0]], when(tok[1:])))
-            elif re.fullmatch(r"[a-z](:[pbhoUSW]+)?", tok):
-                label, _, q = tok.partition(":")
-                emails.append(EmailSpec(label, "p" in q, "b" in q,
-                                        1 if "h" in q else 2 if "o" in q else 0,
-                                        "U" in q, "S" in q, "W" in q))
-            else:
-                raise ValueError(f"bad CiviCRM token {tok!r} in {text!r}")
-        if emails and not any(e.primary for e in emails):
-            emails[0] = EmailSpec(**{**emails[0].__dict__, "primary": True})
-        contacts.append(ContactSpec(tuple(emails), tuple(events), **kw))
-    return tuple(contacts)
-
-
-def parse_mc(text: str) -> tuple[MemberSpec, ...]:
-    members = []
-    for chunk in (c.strip() for c in text.split(";")):
-        if not chunk:
-            continue
-        label, status, *rest = chunk.split()
-        if status not in MC_STATUSES:
-            raise ValueError(f"bad Mailchimp status {status!r} in {text!r}")
-        lab, _, q = label.partition(":")
-        members.append(MemberSpec(lab, status, when(rest[0] if rest else "1"), "U" in q))
-    return tuple(members)
-
-
-def parse_expect(text: str) -> tuple[Expected, ...]:
-    rows = []
-    for chunk in (c.strip() for c in text.split(";")):
-        if not chunk:
-            continue
-        who, outcome, rule, *rest = chunk.split()
-        reason, flags, contact, email = "", set(), None, None
-        for tok in rest:
-            if tok in REASON_CODES:
-                reason = tok
-            elif tok in FLAGS:
-                flags.add(tok)
-            elif tok.startswith("=#"):
-                contact = int(tok[2:])
-            elif tok.startswith("->"):
-                email = tok[2:]
-            else:
-                raise ValueError(f"bad expectation token {tok!r} in {text!r}")
-        rows.append(Expected(who, outcome, rule, reason, frozenset(flags), contact, email))
-    return tuple(rows)
-
-
-@dataclass(frozen=True)
-class Case:
-    """A named small world and the outcome rows it must get."""
-
-    name: str
-    civi: str = ""
-    mc: str = ""
-    expect: str = ""
-    policy: str = ""
-    contacts: tuple[ContactSpec, ...] = field(init=False)
-    members: tuple[MemberSpec, ...] = field(init=False)
-    expected: tuple[Expected, ...] = field(init=False)
-
-    def __post_init__(self):
-        if self.policy not in POLICIES:
-            raise ValueError(f"unknown policy {self.policy!r} in case {self.name}")
-        object.__setattr__(self, "contacts", parse_civi(self.civi))
-        object.__setattr__(self, "members", parse_mc(self.mc))
-        object.__setattr__(self, "expected", parse_expect(self.expect))
-
-    @classmethod
-    def of(cls, name: str, contacts: Sequence[ContactSpec], members: Sequence[MemberSpec]) -> Case:
-        """A world given as specs (e.g. drawn by hypothesis), with no expectation."""
-        case = cls(name)
-        object.__setattr__(case, "contacts", tuple(contacts))
-        object.__setattr__(case, "members", tuple(members))
-        return case
+_CATEGORY_ID = "c0a1b2c3d4"  # the interest category's id in a store written by write_store
 
 
 # -- the archetypes: every rule, reason code and flag ------------------------------------------
@@ -246,6 +95,73 @@ ARCHETYPES: tuple[Case, ...] = (
 )
 
 
+
+# -- interest groups: the mapped interests and the archetypes of I1–I6 -------------------------
+@dataclass(frozen=True)
+class Interest:
+    """A Mailchimp interest that a population maps to a CiviCRM group of its own."""
+
+    key: str            # its letter in the notation
+    id: str
+    name: str
+    group_name: str
+    group_title: str
+
+
+INTEREST_CATEGORY = "Get involved"
+INTERESTS = (Interest("V", "9f8e7d6c5b", "Volunteering", "volunteers", "Volunteers"),
+             Interest("Q", "1a2b3c4d5e", "Quarry campaign", "quarry_campaign",
+                      "Quarry campaigners"))
+
+#: Every interest rule, the per-group winner against the subscription's, Pending and Deleted
+#: memberships, a tie, an undated history, a contact R3 creates, a member R6 adds, and people
+#: left unsubscribed (no interest rows).
+INTEREST_ARCHETYPES: tuple[Case, ...] = (
+    Case("i_agree", "a +1 V+2", "a subscribed 5 V=1 Q=0", "a no_change R1",
+         iexpect="a V no_change I2; a Q no_change I2"),
+    Case("i_mc_adds", "a +1 V+1 V-2", "a subscribed 5 V=1 Q=0", "a no_change R1",
+         iexpect="a V add_to_civicrm_group I3; a Q no_change I2"),
+    Case("i_mc_removes", "a +1 V+2 Q=Added", "a subscribed 5 V=0 Q=0", "a no_change R1",
+         iexpect="a V remove_from_civicrm_group I4; a Q remove_from_civicrm_group I4"),
+    Case("i_civi_decides", "a +1 V+5 Q+1 Q-6", "a subscribed 2 V=0 Q=1", "a no_change R1",
+         iexpect="a V set_interest_in_mailchimp I5; a Q clear_interest_in_mailchimp I6"),
+    Case("i_civi_pending", "a +1 V?5", "a subscribed 2 V=1 Q=0", "a no_change R1",
+         iexpect="a V clear_interest_in_mailchimp I6; a Q no_change I2"),
+    Case("i_civi_deleted", "a +1 V+1 Vx3", "a subscribed 2 V=1 Q=0", "a no_change R1",
+         iexpect="a V clear_interest_in_mailchimp I6; a Q no_change I2"),
+    Case("i_mapped_since", "a +1 V+1", "a subscribed 3 V=1", "a no_change R1",
+         iexpect="a V no_change I2"),
+    Case("i_new_member", "a +1 Q+3", "", "#1 add_to_mailchimp R6"),
+    Case("i_new_contact", "", "a subscribed 4 V=1 Q=0", "a add_to_civicrm_group R3",
+         iexpect="a V add_to_civicrm_group I3; a Q no_change I2"),
+    Case("i_tie", "a +1 V-5@10:00", "a subscribed 5@10:00 V=1 Q=0", "a no_change R1",
+         iexpect="a V clear_interest_in_mailchimp I6; a Q no_change I2"),
+    Case("i_undated", "a +1 V+0", "a subscribed 5 V=0 Q=0", "a no_change R1",
+         iexpect="a V cannot_sync I4 no_history_date; a Q no_change I2"),
+    Case("i_resubscribe", "a +3 V+4", "a unsubscribed 2 V=0 Q=0",
+         "a resubscribe_in_mailchimp R7 needs_confirmation",
+         iexpect="a V set_interest_in_mailchimp I5; a Q no_change I2"),
+    Case("i_civi_later_mc_decides", "a +5 V+1", "a subscribed 3 V=0 Q=1", "a no_change R5",
+         iexpect="a V remove_from_civicrm_group I4; a Q add_to_civicrm_group I3"),
+    Case("i_leaving", "a +1 V+1", "a unsubscribed 5 V=1 Q=1", "a remove_from_civicrm_group R2"),
+    Case("i_civi_leaves", "a +1 -5 V+1", "a subscribed 2 V=0", "a unsubscribe_in_mailchimp R9"),
+)
+
+
+def create_interest_groups(fixture, interests: Sequence[Interest] = INTERESTS) -> dict[str, int]:
+    """One CiviCRM group per interest, through `CiviFixture`; returns interest id → group id."""
+    return {i.id: fixture.group(i.group_name, i.group_title) for i in interests}
+
+
+def add_interest_catalogue(emulator, list_id: str,
+                           interests: Sequence[Interest] = INTERESTS) -> None:
+    """The audience's category `INTEREST_CATEGORY` with those of `interests` it lacks."""
+    known = set(emulator.list_state(list_id).catalogue.ids())
+    missing = [(i.id, i.name) for i in interests if i.id not in known]
+    if missing:
+        emulator.add_interest_category(list_id, INTEREST_CATEGORY, missing)
+
+
 # -- instances ---------------------------------------------------------------------------------
 @dataclass
 class Instance:
@@ -269,14 +185,36 @@ class Instance:
 
 @dataclass
 class Population:
-    """Case instances, in a deterministic order."""
+    """Case instances, in a deterministic order, and the interests they map (none: no interest
+    data is written); `interest_groups` (interest id → CiviCRM group id) is filled on loading."""
 
     instances: list[Instance]
     seed: int = 0
+    interests: tuple[Interest, ...] = ()
+    interest_groups: dict[str, int] = field(default_factory=dict)
 
     @property
     def people(self) -> int:
         return sum(i.people for i in self.instances)
+
+    def interest(self, key: str) -> Interest:
+        for i in self.interests:
+            if i.key == key:
+                return i
+        raise ValueError(f"the population maps no interest {key!r}")
+
+    def interests_toml(self) -> str:
+        """The config's ``[interests]`` table for the loaded population ("" without interests)."""
+        if not self.interests:
+            return ""
+        return "[interests]\n" + "".join(f'"{i.id}" = {self.interest_groups[i.id]}\n'
+                                         for i in self.interests)
+
+    def expected_interest_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _, e in expected_interest_rows(self):
+            counts[e.outcome] = counts.get(e.outcome, 0) + 1
+        return counts
 
     def expected_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -287,29 +225,34 @@ class Population:
 
 
 def instantiate(cases: Sequence[Case], *, prefix: str = "p", seed: int = 0,
-                shift_days: int = 0) -> Population:
-    """Each case once, with slug ``<prefix><index>`` and (with `shift_days`) a random block shift."""
+                shift_days: int = 0, interests: Sequence[Interest] = ()) -> Population:
+    """Each case once, with slug ``<prefix><index>`` and (with `shift_days`) a random block
+    shift; `interests` are the interests the population maps."""
     rng = random.Random(seed)
     instances = []
     for i, case in enumerate(cases):
         shift = (timedelta(days=rng.randrange(shift_days), seconds=rng.randrange(86_400))
                  if shift_days else timedelta(0))
         instances.append(Instance(case, f"{prefix}{i:06d}", shift))
-    return Population(instances, seed)
+    return Population(instances, seed, tuple(interests))
 
 
 def generate(n: int, seed: int = 0, cases: Sequence[Case] = ARCHETYPES,
-             prefix: str = "gen") -> Population:
+             prefix: str = "gen", *, interests: bool = False) -> Population:
     """At least `n` people: every case once, then cases drawn at random (deterministic in
-    `seed`), each shifted by up to 300 days so dates spread over the year."""
+    `seed`), each shifted by up to 300 days so dates spread over the year. With `interests`,
+    the cases include the `INTEREST_ARCHETYPES` and the population maps `INTERESTS`."""
     rng = random.Random(seed)
+    if interests:
+        cases = (*cases, *INTEREST_ARCHETYPES)
     chosen = list(cases)
     people = sum(len(c.expected) for c in chosen)
     while people < n:
         case = rng.choice(cases)
         chosen.append(case)
         people += len(case.expected)
-    return instantiate(chosen, prefix=prefix, seed=seed, shift_days=300)
+    return instantiate(chosen, prefix=prefix, seed=seed, shift_days=300,
+                       interests=INTERESTS if interests else ())
 
 
 # -- loading through the real systems ----------------------------------------------------------
@@ -326,10 +269,40 @@ def _stored(address: str, spec: EmailSpec | MemberSpec) -> str:
     return address
 
 
+def _groups_of(population: Population, group_id: int) -> dict[str, int]:
+    """Notation key → CiviCRM group id: "" the audited group, each mapped interest's letter its
+    group (from the population's `interest_groups`)."""
+    return {"": group_id, **{i.key: population.interest_groups[i.id]
+                             for i in population.interests}}
+
+
+def _memberships(population: Population, inst: Instance, c: ContactSpec, groups: dict):
+    """The contact's membership changes as (group id, Added|Removed|Pending|Deleted, when), and
+    its group_contact rows without history as (group id, status). Without interests, the
+    interest groups' rows are not written (nothing maps them)."""
+    events = [(groups[""], ev, inst.at(m)) for ev, m in c.events]
+    gc_only = [(groups[""], c.gc_only)] if c.gc_only else []
+    if population.interests:
+        if unmapped := {k for k, *_ in (*c.interest_events, *c.interest_gc)} - set(groups):
+            raise ValueError(f"case {inst.case.name}: the population maps no interest "
+                             f"{', '.join(sorted(unmapped))}")
+        events += [(groups[k], ev, inst.at(m)) for k, ev, m in c.interest_events]
+        gc_only += [(groups[k], st) for k, st in c.interest_gc]
+    return events, gc_only
+
+
 def load_civicrm(fixture, group_id: int, population: Population, *,
-                 progress: bool = False) -> None:
+                 progress: bool = False, interest_groups: dict[str, int] | None = None) -> None:
     """Write every instance's contacts through `CiviFixture`, the way CiviCRM core writes them;
-    fills each instance's `contact_ids`."""
+    fills each instance's `contact_ids`. A population with interests also gets their groups
+    (`create_interest_groups`, unless `interest_groups` names existing ones), kept in its
+    `interest_groups`."""
+    if population.interests:
+        population.interest_groups = dict(interest_groups or
+                                          create_interest_groups(fixture, population.interests))
+    groups = _groups_of(population, group_id)
+    steps = {"Added": fixture.add_to_group, "Removed": fixture.remove_from_group,
+             "Pending": fixture.pending, "Deleted": fixture.delete_from_group}
     for inst in tqdm(population.instances, desc="CiviCRM people", disable=not progress):
         inst.contact_ids = []
         for k, c in enumerate(inst.case.contacts, start=1):
@@ -341,31 +314,41 @@ def load_civicrm(fixture, group_id: int, population: Population, *,
             for e in c.emails:
                 fixture.email(cid, _stored(inst.address(e.label), e), is_primary=e.primary,
                               is_bulkmail=e.bulk, on_hold=e.on_hold)
-            for status, moment in c.events:
-                step = {"Added": fixture.add_to_group, "Removed": fixture.remove_from_group,
-                        "Pending": fixture.pending, "Deleted": fixture.delete_from_group}[status]
-                step(cid, group_id, inst.at(moment))
-            if c.gc_only:
-                fixture.set_membership(cid, group_id, c.gc_only)
+            events, gc_only = _memberships(population, inst, c, groups)
+            for gid, status, moment in events:
+                steps[status](cid, gid, moment)
+            for gid, status in gc_only:
+                fixture.set_membership(cid, gid, status)
     fixture.commit()
+
+
+def _interests_json(population: Population, m: MemberSpec) -> dict[str, bool]:
+    return {population.interest(k).id: v for k, v in m.interests}
 
 
 def member_dicts(population: Population) -> Iterable[dict]:
     for inst in population.instances:
         for m in inst.case.members:
-            yield {"email_address": _stored(inst.address(m.label), m), "status": m.status,
-                   "last_changed": inst.at(m.last_changed).isoformat(),
-                   "merge_fields": {"FNAME": inst.case.name, "LNAME": inst.slug}}
+            d = {"email_address": _stored(inst.address(m.label), m), "status": m.status,
+                 "last_changed": inst.at(m.last_changed).isoformat(),
+                 "merge_fields": {"FNAME": inst.case.name, "LNAME": inst.slug}}
+            if m.interests and population.interests:
+                d["interests"] = _interests_json(population, m)
+            yield d
 
 
 def load_mailchimp(emulator, list_id: str, population: Population) -> int:
-    """Load every instance's members into the emulator's audience."""
+    """Load every instance's members into the emulator's audience (and, for a population with
+    interests, the interests into its catalogue first)."""
+    if population.interests:
+        add_interest_catalogue(emulator, list_id, population.interests)
     return emulator.load_members(list_id, member_dicts(population))
 
 
 def load_people(fixture, group_id: int, emulator, list_id: str, population: Population,
-                progress: bool = False) -> None:
-    load_civicrm(fixture, group_id, population, progress=progress)
+                progress: bool = False, interest_groups: dict[str, int] | None = None) -> None:
+    load_civicrm(fixture, group_id, population, progress=progress,
+                 interest_groups=interest_groups)
     load_mailchimp(emulator, list_id, population)
 
 
@@ -373,14 +356,28 @@ def expected_rows(population: Population) -> list[tuple[Instance, Expected]]:
     return [(inst, e) for inst in population.instances for e in inst.case.expected]
 
 
+def expected_interest_rows(population: Population) -> list[tuple[Instance, ExpectedInterest]]:
+    """Every interest row the population must get (none without interests)."""
+    keys = [i.key for i in population.interests]
+    return [(inst, e) for inst in population.instances for e in inst.case.interest_rows(keys)]
+
+
 # -- straight into the audit store -------------------------------------------------------------
 def snapshot_frames(population: Population, group_id: int = 1, *,
                     first_contact_id: int = 1) -> dict[str, list[dict]]:
     """The snapshot tables' rows for `population`, with ids assigned here (fills
-    `contact_ids`), as the two snapshots would hold them."""
+    `contact_ids`), as the two snapshots would hold them: with interests, also the mapped
+    groups' rows, the members' interests and the audience's catalogue (``mailchimp_interest``;
+    mapped groups numbered after `group_id` unless `interest_groups` is filled already)."""
     rows: dict[str, list[dict]] = {t: [] for t in (
         "civicrm_contact", "civicrm_email", "civicrm_group_contact",
-        "civicrm_subscription_history", "mailchimp_member")}
+        "civicrm_subscription_history", "mailchimp_member", "mailchimp_interest")}
+    if population.interests and not population.interest_groups:
+        population.interest_groups = {i.id: group_id + n
+                                      for n, i in enumerate(population.interests, start=1)}
+    groups = _groups_of(population, group_id)
+    rows["mailchimp_interest"] = [{"category_id": _CATEGORY_ID, "category_title": INTEREST_CATEGORY,
+                                   "id": i.id, "name": i.name} for i in population.interests]
     cid, eid, gid, hid = first_contact_id, 1, 1, 1
     for inst in population.instances:
         inst.contact_ids = []
@@ -397,29 +394,33 @@ def snapshot_frames(population: Population, group_id: int = 1, *,
                     "is_primary": e.primary, "is_bulkmail": e.bulk, "on_hold": e.on_hold,
                     "location_type_id": 1})
                 eid += 1
-            status = c.gc_only
-            for ev, moment in c.events:
+            events, gc_only = _memberships(population, inst, c, groups)
+            status: dict[int, str | None] = {}
+            for group, ev, moment in events:
                 rows["civicrm_subscription_history"].append({
-                    "id": hid, "contact_id": cid, "group_id": group_id,
-                    "date": (None if moment is None
-                             else inst.at(moment).astimezone(UTC).replace(tzinfo=None)),
+                    "id": hid, "contact_id": cid, "group_id": group,
+                    "date": None if moment is None else moment.astimezone(UTC).replace(tzinfo=None),
                     "method": "Admin", "status": ev})
                 hid += 1
-                status = None if ev == "Deleted" else ev
-            if c.gc_only:
-                status = c.gc_only
-            if status:
-                rows["civicrm_group_contact"].append({"id": gid, "group_id": group_id,
-                                                      "contact_id": cid, "status": status})
-                gid += 1
+                status[group] = None if ev == "Deleted" else ev
+            status.update(gc_only)
+            for group, st in status.items():
+                if st:
+                    rows["civicrm_group_contact"].append({"id": gid, "group_id": group,
+                                                          "contact_id": cid, "status": st})
+                    gid += 1
             cid += 1
         for m in inst.case.members:
             address = _stored(inst.address(m.label), m)
-            rows["mailchimp_member"].append({
+            member = {
                 "id": member_hash(address),
                 "email_address": address, "status": m.status,
                 "last_changed": inst.at(m.last_changed).astimezone(UTC).replace(tzinfo=None),
-                "fname": inst.case.name, "lname": inst.slug})
+                "fname": inst.case.name, "lname": inst.slug}
+            if population.interests:
+                member["interests"] = (json.dumps(_interests_json(population, m),
+                                                  separators=(",", ":")) if m.interests else None)
+            rows["mailchimp_member"].append(member)
     return rows
 
 
@@ -435,20 +436,29 @@ def write_store(store, population: Population, group_id: int = 1, *,
 
     `order_seed` shuffles the insertion order of every table; `copies` repeats the whole
     population that many times inside DuckDB (ids offset, addresses prefixed ``c<k>.``), which is
-    how a million people are written in seconds."""
+    how a million people are written in seconds. A population with interests also gets the
+    audience's catalogue and the mapping in the CiviCRM snapshot's meta (as `snapshot` with
+    ``[interests]`` records it), so `reconcile` makes its interest rows."""
     import pandas as pd
 
-    frames = {t: pd.DataFrame(r) for t, r in snapshot_frames(population, group_id).items()}
+    tables = snapshot_frames(population, group_id)
+    catalogue = tables.pop("mailchimp_interest")
+    frames = {t: pd.DataFrame(r) for t, r in tables.items()}
     if order_seed is not None:
         frames = {t: f.sample(frac=1, random_state=order_seed).reset_index(drop=True)
                   for t, f in frames.items()}
     stride = max([len(frames["civicrm_contact"]), len(frames["civicrm_email"]),
+                  len(frames["civicrm_group_contact"]),
                   len(frames["civicrm_subscription_history"]), 1]) + 1
     con = store.con
     install_sql_macros(con)
-    civi = store.begin_snapshot("civicrm", {"group_id": group_id, "group_name": "generated",
-                                            "group_title": "Generated", "is_mailing_list": True,
-                                            "generated": True})
+    meta = {"group_id": group_id, "group_name": "generated", "group_title": "Generated",
+            "is_mailing_list": True, "generated": True}
+    if population.interests:
+        meta["interest_groups"] = [{"interest_id": i.id,
+                                    "group_id": population.interest_groups[i.id],
+                                    "title": i.group_title} for i in population.interests]
+    civi = store.begin_snapshot("civicrm", meta)
     mc = store.begin_snapshot("mailchimp", {"list_id": list_id, "list_name": "Generated"})
     with store.transaction():
         con.execute("INSERT INTO civicrm_group (snapshot_id, id, name, title, group_type,"
@@ -478,15 +488,20 @@ def write_store(store, population: Population, group_id: int = 1, *,
                         f" FROM _copies, _f ORDER BY k")
             con.unregister("_f")
         if not frames["mailchimp_member"].empty:
+            interests = "interests" if population.interests else "NULL"
             con.register("_f", frames["mailchimp_member"])
             con.execute(
                 f"INSERT INTO mailchimp_member (snapshot_id, id, email_address, status,"
-                f" last_changed, merge_fields) SELECT {mc},"
+                f" last_changed, merge_fields, interests) SELECT {mc},"
                 f" CASE WHEN k = 0 THEN id ELSE member_hash({prefix} || email_address) END,"
                 f" {prefix} || email_address, status, last_changed,"
-                f" json_object('FNAME', fname, 'LNAME', lname)"
+                f" json_object('FNAME', fname, 'LNAME', lname), {interests}::VARCHAR"
                 f" FROM _copies, _f ORDER BY k")
             con.unregister("_f")
+        for i in catalogue:
+            con.execute("INSERT INTO mailchimp_interest (snapshot_id, category_id,"
+                        " category_title, id, name) VALUES (?, ?, ?, ?, ?)",
+                        [mc, i["category_id"], i["category_title"], i["id"], i["name"]])
         con.execute("INSERT INTO mailchimp_list VALUES (?, ?, 'Generated', NULL, NULL)",
                     [mc, list_id])
     store.finish_snapshot(civi)

@@ -1,6 +1,7 @@
 """The benchmarks still run against today's store schema (a tiny size: figures are not judged
 here, only that each benchmark completes and prints its ratio with its target)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,3 +26,13 @@ def test_the_workflow_benchmark_runs_at_a_tiny_size():
                  "approve --all", "approve --freeze", "apply (dry run)"):
         assert f"\n{step}: " in done.stdout, (step, done.stdout)
     assert "(target ≤ 5x, < 1.5 GB)" in done.stdout
+
+
+def test_the_interests_and_reconcile_benchmarks_run_at_a_tiny_size():
+    env = {**os.environ, "BENCH_PEOPLE": "2000", "BENCH_REPEAT": "1"}
+    done = subprocess.run([sys.executable, "-m", "bench", "interests", "reconcile"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode in (0, 1), done.stderr  # 1: a missed target on a busy machine
+    assert "with 3 mapped interests" in done.stdout
+    assert "people (outcomes written to the store)" in done.stdout
+    assert "== summary ==" in done.stdout

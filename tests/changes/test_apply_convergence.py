@@ -70,3 +70,36 @@ def test_a_fully_approved_plan_converges_on_a_generated_population(civi_db, emul
         plan_id = store.con.execute("SELECT max(id) FROM plans").fetchone()[0]
         assert store.con.execute("SELECT count(*) FROM plan_items WHERE plan_id = ?",
                                  [plan_id]).fetchone()[0] == 0
+
+
+def interest_counts(config):
+    with Store(load_config(config).store_file) as store:
+        rec = store.reconciliation(None)
+        return dict(store.con.execute("SELECT outcome, count(*) FROM interest_outcomes WHERE"
+                                      " reconciliation_id = ? GROUP BY 1", [rec["id"]]).fetchall())
+
+
+def test_interest_changes_converge_on_a_generated_population(civi_db, emulator, make_config,
+                                                             run_cli):
+    population = generate(150, seed=SEED, interests=True)
+    load_people(civi_db.fixture, civi_db.group_id, emulator, TEST_LIST_ID, population)
+    config = make_config(population.interests_toml())
+    for cmd in (["snapshot"], ["reconcile"], ["plan"]):
+        cli_ok(run_cli, config, *cmd)
+    before = interest_counts(config)
+    assert before == population.expected_interest_counts()
+    assert set(before) > {"no_change", "cannot_sync"}
+    cli_ok(run_cli, config, "approve", "--all", "--reviewer", "Ada")
+    cli_ok(run_cli, config, "approve", "--freeze", "--reviewer", "Ada", "--allow-pending")
+    out = cli_ok(run_cli, config, "apply", "--execute")
+    assert "applied items agree on both sides" in out
+    cli_ok(run_cli, config, "verify")
+    after = interest_counts(config)
+    # Only interests decided on an undated CiviCRM history are left (no_history_date).
+    assert set(after) <= {"no_change", "cannot_sync"}
+    assert after.get("cannot_sync", 0) == before.get("cannot_sync", 0)
+    cli_ok(run_cli, config, "plan")
+    with Store(load_config(config).store_file) as store:
+        plan_id = store.con.execute("SELECT max(id) FROM plans").fetchone()[0]
+        assert store.con.execute("SELECT count(*) FROM plan_items WHERE plan_id = ?",
+                                 [plan_id]).fetchone()[0] == 0
