@@ -59,3 +59,13 @@ def test_the_mailchimp_benchmark_runs_at_a_tiny_size():
     assert "CLI `snapshot --mailchimp-only` (process start to exit)" in out
     assert "CLI `snapshot --mailchimp-only --incremental`" in out
     assert out.count("(target ≤ 0.1)") == 4  # requests and time, in-process and CLI
+
+
+def test_the_run_benchmark_runs_at_a_tiny_size(mysql_server):
+    done = subprocess.run([sys.executable, "-m", "bench", "run", "--people", "2000",
+                           "--changed", "0.05"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode in (0, 1), done.stderr  # 1: a missed target on a busy machine
+    for figure in ("run: ", "report step in run: ", "incremental run (", "report: "):
+        assert f"\n{figure}" in done.stdout, (figure, done.stdout)
+    assert "'mailchimp': 'incremental'" in done.stdout

@@ -10,6 +10,7 @@ import contextlib
 import html
 import logging
 import os
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -383,16 +384,33 @@ class AuditReport:
     # machine-readable ----------------------------------------------------------------------
     def summary(self) -> RunSummary:
         """Counts for summary.json and the CLI."""
-        return {
-            "reconciliation_id": self.reconciliation["id"],
-            "outcomes": {o: int(self.outcome_counts.get(o, 0)) for o in OUTCOME_ORDER},
-            "reasons": dict(self.reason_counts),
-            "snapshots": {side: {"id": s.id, "taken_at": iso_utc(s.taken_at)}
-                          for side, s in self.snapshots.items()},
-        }
+        return _summary(self.reconciliation["id"], self.outcome_counts, self.reason_counts,
+                        self.snapshots)
+
+    @staticmethod
+    def summary_of(config: Config, reconciliation_id: int | None = None) -> RunSummary:
+        """`summary()` of a reconciliation, from its counts alone (no rows read)."""
+        store, _note = open_for_reading(config.store_file)
+        with store:
+            rec = store.reconciliation(reconciliation_id)
+            q = _Queries(store, rec["id"])
+            snaps = {side: store.snapshot(rec[f"{side}_snapshot_id"])
+                     for side in ("civicrm", "mailchimp")}
+            return _summary(rec["id"], q.counts("outcome"),
+                            q.counts("reason_code", "reason_code <> ''"), snaps)
 
     def reason_words(self) -> dict:
         return REASON_WORDS
+
+
+def _summary(rid: int, outcomes: dict, reasons: dict, snapshots: dict) -> RunSummary:
+    return {
+        "reconciliation_id": rid,
+        "outcomes": {o: int(outcomes.get(o, 0)) for o in OUTCOME_ORDER},
+        "reasons": dict(reasons),
+        "snapshots": {side: {"id": s.id, "taken_at": iso_utc(s.taken_at)}
+                      for side, s in snapshots.items()},
+    }
 
 
 WINNER_WORDS = {"civicrm": "CiviCRM", "mailchimp": "Mailchimp"}
@@ -545,6 +563,25 @@ def quiet_kernel_transport():
         logger.setLevel(level)
 
 
+def import_nbformat_quickly() -> None:
+    """Import nbformat (papermill's and nbconvert's) without jsonschema's IRI format checker.
+
+    nbformat validates notebooks with jsonschema, which, where the optional rfc3987_syntax is
+    installed (Jupyter pulls it in), compiles some 40 grammars at import: about 3 s of every
+    report. The notebook schema uses no IRI format, so jsonschema is imported with that
+    module hidden (jsonschema then leaves the checker out), once per process."""
+    if "jsonschema" in sys.modules:
+        return
+    hidden = "rfc3987_syntax" not in sys.modules
+    if hidden:
+        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # import -> ImportError
+    try:
+        import nbformat  # noqa: F401
+    finally:
+        if hidden:
+            del sys.modules["rfc3987_syntax"]
+
+
 def run_report(config: Config, *, reconciliation_id: int | None = None,
                runs_dir: Path | None = None, notebook: Path | None = None,
                folder: Path | None = None, parameters: dict | None = None) -> Path:
@@ -553,6 +590,7 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
 
     `folder` (an existing run folder) and extra notebook `parameters` are for the scheduled
     run (runner.py), which writes the full summary.json itself afterwards."""
+    import_nbformat_quickly()
     import papermill as pm
 
     if config.source is None:
@@ -593,8 +631,7 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
     summary: RunSummary = {"status": status, "message": message, "version": __version__,
                "durations": {"report": round(time.monotonic() - started, 3)}}
     if status == "ok":
-        summary.update(AuditReport.load(config=config,
-                                        reconciliation_id=reconciliation_id).summary())
+        summary.update(AuditReport.summary_of(config, reconciliation_id))
     write_summary(folder, summary)
     if status != "ok":
         raise StoreError(f"{message} (see {out})")
@@ -615,6 +652,7 @@ def write_people_csv(config: Config, reconciliation_id: int | None, target: Path
 
 def write_html(notebook: Path, target: Path) -> None:
     """The executed notebook as a standalone HTML page without code cells."""
+    import_nbformat_quickly()
     import nbformat
     from nbconvert import HTMLExporter
 

@@ -225,3 +225,23 @@ def test_a_feed_unreadable_after_retries_is_flagged_never_an_empty_date(people, 
     words = AuditReport.load(str(config_path)).date_evidence()
     assert "For 1 person whose later Mailchimp date decides, nobody knows" in words
     assert "1 feed(s) could not be read after retries" in words
+
+
+def test_an_incremental_snapshot_reads_only_the_changed_members_feeds(people, emulator,
+                                                                      make_config, run_cli):
+    config = make_config()
+    snapshot_and_reconcile(run_cli, config)
+    before = outcomes(run_cli, config)
+    emulator.clear_requests()
+    emulator.update_member(TEST_LIST_ID, "later@example.org", merge_fields={"FNAME": "L"})
+    code, out, err = run_cli("--config", config, "snapshot", "--incremental")
+    assert code == 0, err
+    assert "date evidence: read 1 activity feed(s) in 1 request(s)" in out
+    assert feed_requests(emulator) == [member_hash("later@example.org")]
+    assert run_cli("--config", config, "reconcile")[0] == 0
+    after = outcomes(run_cli, config)
+    for email in CONTESTED:  # the evidence reused says what the feeds said
+        assert after[email]["mailchimp_status_changed"] == before[email]["mailchimp_status_changed"]
+        assert after[email]["flags"] == before[email]["flags"]
+    with Store(load_config(config).store_file) as store:
+        assert store.latest_snapshot("mailchimp").meta["feed_reused"] == 3
