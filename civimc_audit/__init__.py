@@ -74,7 +74,7 @@ _EXPORTS = {
     "verify_lines": "civimc_audit.report.apply_results",
     "run_scheduled": "civimc_audit.runs.pipeline",
     "run_in_notebook": "civimc_audit.runs.pipeline",
-    "show_run": "civimc_audit.runs.pipeline",
+    "show_run": "civimc_audit.runs.show",
     "RunResult": "civimc_audit.runs.pipeline",
 }
 

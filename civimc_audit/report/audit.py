@@ -602,12 +602,12 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
         with store:
             store.reconciliation(reconciliation_id)
     folder = folder or new_run_folder(runs_dir or config.runs_path)
-    # A scheduled run whose reconcile step failed has no rows to list: its report says so.
-    with contextlib.suppress(CivimcError):
-        write_people_csv(config, reconciliation_id, folder / PEOPLE_CSV)
     out = folder / "audit.ipynb"
     started = time.monotonic()
     status, message = "ok", "report written"
+    # While the kernel starts and runs, the parent (otherwise idle) writes people.csv and
+    # readies the HTML exporter on the machine's other core: both are off the critical path.
+    side = _SideWork(config, reconciliation_id, folder / PEOPLE_CSV)
     try:
         with quiet_kernel_transport():
             pm.execute_notebook(
@@ -625,9 +625,10 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
     except pm.PapermillExecutionError as exc:
         status, message = "failed", f"report notebook failed: {exc.ename}: {exc.evalue}"
     finally:
+        exporter = side.join()
         if out.exists():
             make_private(out)  # papermill writes it with the umask's mode
-            write_html(out, folder / "audit.html")
+            write_html(out, folder / "audit.html", exporter)
     summary: RunSummary = {"status": status, "message": message, "version": __version__,
                "durations": {"report": round(time.monotonic() - started, 3)}}
     if status == "ok":
@@ -650,14 +651,59 @@ def write_people_csv(config: Config, reconciliation_id: int | None, target: Path
         return write_outcomes_csv(store, rec["id"], target, OUTCOME_COLUMNS)
 
 
-def write_html(notebook: Path, target: Path) -> None:
-    """The executed notebook as a standalone HTML page without code cells."""
+class _SideWork:
+    """people.csv and a warmed-up HTML exporter, made in a thread beside the notebook's run.
+
+    DuckDB's export and most of nbconvert's first export (importing it, compiling its Jinja
+    templates) run while the parent only waits for the kernel. The store is opened read-only
+    here as in the kernel, which DuckDB allows at once."""
+
+    def __init__(self, config: Config, reconciliation_id: int | None, csv_target: Path):
+        import threading
+
+        self._exporter = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        args=(config, reconciliation_id, csv_target))
+        self._thread.start()
+
+    def _run(self, config: Config, reconciliation_id: int | None, csv_target: Path) -> None:
+        try:
+            # A scheduled run whose reconcile step failed has no rows to list: its report
+            # says so.
+            with contextlib.suppress(CivimcError):
+                write_people_csv(config, reconciliation_id, csv_target)
+            self._exporter = html_exporter(warm=True)
+        except BaseException as exc:  # re-raised in the parent by join()
+            self._error = exc
+
+    def join(self):
+        """The exporter, once people.csv is written (a failure is raised here)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._exporter
+
+
+def html_exporter(warm: bool = False):
+    """nbconvert's HTML exporter without code cells or prompts; `warm` runs it once on an empty
+    notebook so its templates are compiled before the real export."""
     import_nbformat_quickly()
     import nbformat
     from nbconvert import HTMLExporter
 
-    nb = nbformat.read(str(notebook), as_version=4)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nb)
+    if warm:
+        exporter.from_notebook_node(nbformat.v4.new_notebook())
+    return exporter
+
+
+def write_html(notebook: Path, target: Path, exporter=None) -> None:
+    """The executed notebook as a standalone HTML page without code cells."""
+    import_nbformat_quickly()
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    body, _ = (exporter or html_exporter()).from_notebook_node(nb)
     write_atomic(target, body)

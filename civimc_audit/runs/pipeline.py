@@ -31,7 +31,6 @@ from civimc_audit.common.summary import (
     ChangesSincePrevious,
     OutcomeChange,
     RunSummary,
-    from_json,
     new_run_summary,
     read_summary,
     write_summary,
@@ -49,12 +48,12 @@ from civimc_audit.errors import (
     ConfigError,
     NeedsPerson,
     RunFailed,
-    RunStepFailed,
     exit_code_for,
 )
 from civimc_audit.runs.index import build_index
 from civimc_audit.runs.retention import prune, run_folders
 from civimc_audit.runs.section import refresh_run_section
+from civimc_audit.runs.show import show_run  # noqa: F401  (the notebook's name, kept here too)
 from civimc_audit.store import Store, open_store, scalar
 from civimc_audit.store.lock import writer_lock
 
@@ -557,20 +556,3 @@ def run_in_notebook(config_path: str, *, apply: bool = False,
                                       for line in standing_words(result.summary)) + "</ul>"))
     raise_for_status(result)
     return result.summary
-
-
-# the notebook's view of a run ------------------------------------------------------------------
-def show_run(run_dir: str | None) -> None:
-    """The first section of the audit notebook under `run`: status, steps, thresholds and
-    changes since the previous run. Stops the notebook if a step before the report failed."""
-    if not run_dir:
-        return
-    from IPython.display import HTML, display
-
-    from civimc_audit.runs.section import run_section_html
-
-    summary = from_json((Path(run_dir) / SUMMARY_NAME).read_text(encoding="utf-8"))
-    display(HTML(run_section_html(summary)))
-    if summary.get("failed_step"):
-        raise RunStepFailed(f"the run failed at step {summary['failed_step']}: "
-                            f"{summary['message']}")
