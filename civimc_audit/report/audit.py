@@ -139,6 +139,21 @@ def where_html(where: pd.DataFrame) -> str:
             + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
+def warm_chart_imports() -> None:
+    """Import matplotlib's Figure and Agg canvas in a thread while the store's queries run
+    (DuckDB lets go of the GIL), so the chart does not wait for the import later."""
+    import threading
+
+    def load() -> None:
+        with contextlib.suppress(ImportError):
+            import matplotlib.backends.backend_agg  # noqa: F401
+            import matplotlib.figure  # noqa: F401
+            import matplotlib.ticker  # noqa: F401
+
+    if "matplotlib.figure" not in sys.modules:
+        threading.Thread(target=load, daemon=True).start()
+
+
 def outcome_kind(outcome: str) -> str:
     """removal, cannot, add or same: how a cell is coloured."""
     return ("removal" if outcome in REMOVALS else "cannot" if outcome == "cannot_sync"
@@ -172,6 +187,7 @@ class AuditReport:
     def load(cls, config_path: str | None = None, reconciliation_id: int | None = None,
              config: Config | None = None) -> AuditReport:
         config = config or load_config(config_path, hint=NOTEBOOK_CONFIG_HINT)
+        warm_chart_imports()
         store, _note = open_for_reading(config.store_file)
         with store:
             rec = store.reconciliation(reconciliation_id)
