@@ -15,8 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from civimc_audit import __version__
 from civimc_audit.common.codes import NEVER_AUTO_APPROVED_FLAGS, OUTCOME_ORDER, code_help
@@ -36,6 +35,9 @@ from civimc_audit.report.words import (
 )
 from civimc_audit.store import Store
 from civimc_audit.store.lock import open_for_reading
+
+if TYPE_CHECKING:  # pandas is imported where it is used: `civimc-audit report`'s own
+    import pandas as pd  # process (run_report) never needs it
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"  # shipped in the package
 
@@ -249,6 +251,8 @@ class AuditReport:
                 f"{cannot:,} cannot be synced.")
 
     def compared(self) -> pd.DataFrame:
+        import pandas as pd
+
         civi, mc = self.snapshots["civicrm"], self.snapshots["mailchimp"]
         statuses = ", ".join(f"{n:,} {s}" for s, n in self.sizes["audience"].items()) or "none"
         return pd.DataFrame([
@@ -298,6 +302,8 @@ class AuditReport:
 
     # what would happen ---------------------------------------------------------------------
     def counts(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame([{"Outcome": o, "People": int(self.outcome_counts.get(o, 0))}
                              for o in OUTCOME_ORDER])
 
@@ -360,6 +366,8 @@ class AuditReport:
     # review buckets ------------------------------------------------------------------------
     def buckets(self) -> pd.DataFrame:
         """Each reason code and each flag present, with its count and what it means."""
+        import pandas as pd
+
         rows = [{"Bucket": code, "Kind": kind, "People": n,
                  "What it means and what to do": code_help(code)[1]}
                 for kind, counts in (("cannot be synced", self.reason_counts),

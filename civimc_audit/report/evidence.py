@@ -9,9 +9,12 @@ many feeds could not be read — so an admin can trust or question the removals 
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from civimc_audit.store import Snapshot
+
+if TYPE_CHECKING:  # pandas is imported where it is used: `civimc-audit report`'s own
+    import pandas as pd  # process (run_report) never needs it
 
 
 def _flagged(outcomes: pd.DataFrame, flag: str) -> pd.Series:
@@ -64,6 +67,8 @@ def date_evidence_lines(outcomes: pd.DataFrame, policy: dict,
 
 def date_evidence_people(outcomes: pd.DataFrame) -> pd.DataFrame:
     """The rows a profile edit decided, with the three dates and the reason."""
+    import pandas as pd
+
     rows = outcomes[_flagged(outcomes, "profile_edit_decided")]
 
     def day(v) -> str:

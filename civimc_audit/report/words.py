@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from civimc_audit.common.codes import OUTCOME_ORDER, REASON_HELP, code_help
+
+if TYPE_CHECKING:  # pandas is imported where it is used: `civimc-audit report`'s own
+    import pandas as pd  # process (run_report) never needs it
 
 OUTCOME_WORDS = {
     "add_to_mailchimp": "gets added to Mailchimp",
@@ -46,6 +48,8 @@ HISTORY_VERBS = {"Added": "added", "Removed": "removed", "Pending": "pending",
 
 def short_date(when, year: int | None = None) -> str:
     """'1 Jan' within `year`, else '1 Jan 2025'."""
+    import pandas as pd
+
     if when is None or pd.isna(when):
         return ""
     when = pd.Timestamp(when).to_pydatetime()
@@ -54,6 +58,8 @@ def short_date(when, year: int | None = None) -> str:
 
 
 def mailchimp_words(row, year: int | None = None) -> str:
+    import pandas as pd
+
     status = row.get("mailchimp_status")
     if status is None or pd.isna(status):
         return "(does not exist)"
@@ -62,6 +68,8 @@ def mailchimp_words(row, year: int | None = None) -> str:
 
 
 def civicrm_words(row, year: int | None = None) -> str:
+    import pandas as pd
+
     if row.get("contact_id") is None or pd.isna(row.get("contact_id")):
         return "(does not exist)"
     hist = row.get("civicrm_history_status")
@@ -76,6 +84,8 @@ def civicrm_words(row, year: int | None = None) -> str:
 
 
 def outcome_words(row) -> str:
+    import pandas as pd
+
     outcome = row["outcome"]
     flags = (row.get("flags") or "").split()
     if outcome == "no_change":
@@ -93,6 +103,8 @@ def outcome_words(row) -> str:
 
 
 def _text(value) -> str:
+    import pandas as pd
+
     return "" if value is None or value is pd.NA or (not isinstance(value, str) and pd.isna(value)) \
         else str(value).strip()
 
@@ -120,6 +132,8 @@ PEOPLE_COLUMNS = ["Who", "Email", "Mailchimp", "CiviCRM", "Outcome", "Why", "Fla
 def people_table(frame: pd.DataFrame, year: int | None = None) -> pd.DataFrame:
     """The seed's table, Who | Email | Mailchimp | CiviCRM | Outcome | Why | Flags, removals
     first (then by person)."""
+    import pandas as pd
+
     year = year if year is not None else datetime.now().year
     rows = frame.to_dict("records")
     order = {o: i for i, o in enumerate(OUTCOME_ORDER)}
