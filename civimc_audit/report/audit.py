@@ -615,7 +615,6 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
     `folder` (an existing run folder) and extra notebook `parameters` are for the scheduled
     run (runner.py), which writes the full summary.json itself afterwards."""
     import_nbformat_quickly()
-    import papermill as pm
 
     if config.source is None:
         raise StoreError("the report needs a config file on disk (its path is the notebook's "
@@ -632,6 +631,8 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
     # While the kernel starts and runs, the parent (otherwise idle) writes people.csv and
     # readies the HTML exporter on the machine's other core: both are off the critical path.
     side = _SideWork(config, reconciliation_id, folder / PEOPLE_CSV)
+    import papermill as pm
+
     try:
         with quiet_kernel_transport():
             pm.execute_notebook(
