@@ -480,7 +480,7 @@ def plan_hash(store: Store, plan: Plan, allow_pending: bool | None = None) -> st
                 reader = con.execute(
                     f"SELECT concat({part}, chr(9), line, chr(10)) AS line FROM ({sql})"
                     " ORDER BY k, hash(line)", params).to_arrow_reader(_HASH_BATCH)
-            for batch in reader:
+            for batch in reader or ():
                 lines += _digest_text(digest, batch.column(0))
             if part == 0 and not lines:
                 raise UsageError(f"plan {plan.id} is not in the store")

@@ -55,7 +55,7 @@ def take_evidence(config: Config, store: Store, civicrm_snapshot_id: int,
     finally:
         if own:
             client.close()
-    if kept:
+    if kept and params:
         with store.transaction() as con:
             con.execute("INSERT INTO mailchimp_evidence SELECT $m, $c, member_id, state,"
                         f" status_changed, status_event, detail FROM ({_REUSABLE_SQL})",

@@ -44,7 +44,7 @@ def query_frame(con: duckdb.DuckDBPyConnection, sql: str, params=None):
         # (DuckDB advises con.sql(…) to save a copy, but that refuses to run while an earlier
         # result of the connection is unfinished; the copy costs a tenth of the conversion.)
         warnings.simplefilter("ignore", UserWarning)
-        table = con.execute(sql, params or []).to_arrow_table()
+        table: pa.Table = con.execute(sql, params or []).to_arrow_table()
     nullable = _nullable_types()
     frame = table.to_pandas(types_mapper=nullable.get)
     for name, column in zip(table.column_names, table.columns, strict=True):
