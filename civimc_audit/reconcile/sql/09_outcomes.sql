@@ -185,12 +185,13 @@ SELECT getvariable('reconciliation_id') AS reconciliation_id,
 FROM reasoned
 LEFT JOIN c_shown USING (contact_id)
 -- A member with no CiviCRM contact is named by Mailchimp's FNAME and LNAME (only those rows
--- read the merge fields' JSON).
+-- read the merge fields' JSON; they are step 5's rows without a contact, read from p_rows so
+-- that the view chain above is not evaluated a second time for them).
 LEFT JOIN (
     SELECT id AS member_id,
            nullif(trim(concat_ws(' ', json_extract_string(merge_fields, '$.FNAME'),
                                  json_extract_string(merge_fields, '$.LNAME'))), '') AS mc_name
     FROM mailchimp_member
     WHERE snapshot_id = getvariable('mailchimp_snapshot') AND merge_fields IS NOT NULL
-      AND id IN (SELECT member_id FROM reasoned WHERE contact_id IS NULL)
+      AND id IN (SELECT member_id FROM p_rows WHERE contact_id IS NULL)
 ) USING (member_id);
