@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import built_before
 from civimc_audit.civicrm.columns import Schema
 from civimc_audit.civicrm.reader import TRANSPORTS, snapshot_civicrm, table_reads
 from civimc_audit.config import ENV_CIVICRM_PASSWORD, CiviCRMSettings
@@ -99,22 +100,10 @@ def _generate(server, database: str, contacts: int) -> int:
 
 
 def _existing(server, database: str, contacts: int) -> int | None:
-    try:
-        conn = server.connect(database)
-    except Exception:
-        return None
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT contacts FROM bench_done")
-            row = cur.fetchone()
-            if not row or row[0] != contacts:
-                return None
-            cur.execute("SELECT id FROM civicrm_group WHERE name = 'bench'")
-            return cur.fetchone()[0]
-    except Exception:
-        return None
-    finally:
-        conn.close()
+    """The group id of a database generated before for this many contacts, else None."""
+    row = built_before(server, database, "SELECT d.contacts, g.id FROM bench_done d"
+                       " JOIN civicrm_group g ON g.name = 'bench'")
+    return row[1] if row and row[0] == contacts else None
 
 
 # Started from a small process: Linux counts the RSS a child is forked with in its peak, and

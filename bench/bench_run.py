@@ -39,6 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import built_before
 from bench.bench_workflow import RUN_MEMORY_MB, Figure, print_figures, timed_process
 
 BASE_PEOPLE = 10_000
@@ -181,19 +182,8 @@ def build_civicrm(server, database: str, people: int) -> int:
 
 def existing_group(server, database: str, people: int) -> int | None:
     """The group id of a database built before for this size and layout, else None."""
-    try:
-        conn = server.connect(database)
-    except Exception:
-        return None
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT people, layout, group_id FROM bench_done")
-            row = cur.fetchone()
-            return row[2] if row and row[:2] == (people, LAYOUT) else None
-    except Exception:
-        return None
-    finally:
-        conn.close()
+    row = built_before(server, database, "SELECT people, layout, group_id FROM bench_done")
+    return row[2] if row and row[:2] == (people, LAYOUT) else None
 
 
 def dump_sql(group: int) -> str:
