@@ -155,13 +155,14 @@ def _read_batched(client: MailchimpClient, list_id: str, member_ids: list[str], 
 
 
 def read_status_changes(client: MailchimpClient, list_id: str, member_ids: list[str], *,
-                        batch_threshold: int = BATCH_THRESHOLD, batch_chunk: int = CHUNK,
+                        batch_threshold: int | None = None, batch_chunk: int = CHUNK,
                         batch_timeout: float = TIMEOUT,
                         progress: bool = False) -> list[StatusEvidence]:
     """Every listed member's evidence, in the order given: up to `batch_threshold` feeds one
     request each, `max_connections` at a time; more through Mailchimp's batch endpoint in
-    batches of `batch_chunk` operations, waiting at most `batch_timeout` s for them."""
-    if len(member_ids) <= batch_threshold:
+    batches of `batch_chunk` operations, waiting at most `batch_timeout` s for them
+    (`batch_threshold` None: BATCH_THRESHOLD)."""
+    if len(member_ids) <= (BATCH_THRESHOLD if batch_threshold is None else batch_threshold):
         return _read_direct(client, list_id, member_ids, progress)
     found = _read_batched(client, list_id, member_ids, chunk=batch_chunk,
                           timeout=batch_timeout, progress=progress)
@@ -205,7 +206,7 @@ def evidence_frame(found: list[StatusEvidence]) -> pa.Table:
 def gather_evidence(client: MailchimpClient, store: Store, list_id: str,
                     civicrm_snapshot_id: int, mailchimp_snapshot_id: int,
                     member_ids: list[str], *, progress: bool = False,
-                    batch_threshold: int = BATCH_THRESHOLD) -> EvidenceResult:
+                    batch_threshold: int | None = None) -> EvidenceResult:
     """Read the listed members' feeds and store the evidence for the pair of snapshots
     (replacing any stored before); the Mailchimp snapshot's meta counts the requests."""
     before = client.stats["requests"]
