@@ -159,7 +159,7 @@ def snapshot(obj, civicrm_only, mailchimp_only, incremental, as_json):
         if civi is not None and mc is not None and "complete" == civi.status == mc.status:
             from civimc_audit.runs.evidence import take_evidence
 
-            found = take_evidence(obj.config, store, civi.id, mc.id)
+            found = take_evidence(obj.config, store, civi.id, mc.id, progress=progress)
             mc = store.snapshot(mc.id)
             if not as_json:
                 click.echo(found.line())

@@ -11,11 +11,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_evidence_benchmark_runs_at_a_tiny_size():
     done = subprocess.run([sys.executable, "-m", "bench", "evidence", "--people", "2000",
-                           "--feeds", "100", "--rounds", "1"], cwd=ROOT, capture_output=True,
+                           "--feeds", "1100", "--rounds", "1"], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode in (0, 1), done.stderr  # 1: a missed target on a busy machine
     assert "ratio evidence reads/raw:" in done.stdout
-    assert "requests: 100 feeds for 100 contested rows, none for the other 1,900" in done.stdout
+    assert "requests: 1,100 feeds for 1,100 contested rows, none for the other 900" in done.stdout
+    assert "whole evidence step through /batches:" in done.stdout  # above the threshold
 
 
 def test_the_workflow_benchmark_runs_at_a_tiny_size():

@@ -278,22 +278,31 @@ class MailchimpClient:
 
     def _error(self, resp: requests.Response, method: str, path: str,
                attempts: int) -> MailchimpError:
+        return self.problem(resp.status_code, resp.content, method, path, attempts,
+                            reason=resp.reason, transient=is_transient(resp))
+
+    def problem(self, code: int, content: bytes | str, method: str, path: str,
+                attempts: int = 1, *, reason: str | None = None,
+                transient: bool = False) -> MailchimpError:
+        """The MailchimpError for an error answer `code` with body `content` (a problem
+        document, or anything): the same words whether the answer came straight back or as
+        one operation's result in a batch archive."""
         title = detail = None
         body: dict = {}
+        raw = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
         try:  # redacted first: an answer may echo what the request carried (its key, say)
-            body = orjson.loads(redact(resp.content.decode("utf-8", "replace"))) if resp.content else {}
+            body = orjson.loads(redact(raw)) if raw else {}
             title, detail = body.get("title"), body.get("detail")
         except (orjson.JSONDecodeError, AttributeError):
             body = {}
-        code = resp.status_code
-        title = title or resp.reason or "error"
+        title = title or reason or http.client.responses.get(code) or "error"
         if code == 401 or (code == 403 and title == "Wrong Datacenter"):
             text = self._auth_problem(code, title)
         else:
             text = f"Mailchimp {method} {path}: {code} {title}"
             if detail:
                 text += f" — {detail}"
-            if is_transient(resp):
+            if transient:
                 text += f" (gave up after {attempts} attempts)"
         return MailchimpError(" ".join(text.split()), status=code, title=title, detail=detail,
                               errors=body.get("errors") if isinstance(body, dict) else None,
@@ -312,6 +321,42 @@ class MailchimpClient:
         return (f"Mailchimp refused the API key in {ENV_MAILCHIMP_API_KEY}: {code} {title} "
                 f"({where}); check that the key is current and belongs to this account "
                 "and data centre")
+
+    def fetch_archive(self, url: str) -> bytes:
+        """A batch's results archive from its `response_body_url` (a pre-signed address at
+        Mailchimp's storage, not the API): fetched without the API key, counted as a request
+        and retried on the same transient failures as API calls."""
+        retrying = Retrying(stop=stop_after_attempt(self.retries + 1), wait=self._wait,
+                            retry=retry_if_exception_type(_Transient),
+                            before_sleep=self._before_sleep, reraise=True)
+        where = urlsplit(url)
+        shown = f"{where.scheme}://{where.netloc}{where.path}"  # never the signature's query
+        try:
+            for attempt in retrying:
+                with attempt:
+                    self._count("requests")
+                    try:
+                        with requests.Session() as s:
+                            s.trust_env = not is_loopback((where.hostname or "").lower())
+                            s.headers["User-Agent"] = USER_AGENT
+                            resp = s.get(url, timeout=(CONNECT_TIMEOUT, self.timeout),
+                                         allow_redirects=True)
+                    except _TRANSPORT_ERRORS as exc:
+                        self._count(type(exc).__name__)
+                        raise _Transient("batch results unreachable "
+                                         f"({describe_transport_error(exc)})",
+                                         kind=type(exc).__name__) from None
+                    if resp.status_code == 200:
+                        return resp.content
+                    if resp.status_code == 429 or resp.status_code >= 500:
+                        raise _Transient(f"batch results: {resp.status_code}", resp=resp)
+                    raise MailchimpError(f"Mailchimp batch results {shown}: "
+                                         f"{resp.status_code} {resp.reason or ''}".rstrip(),
+                                         status=resp.status_code)
+        except _Transient as failure:
+            raise MailchimpError(f"Mailchimp batch results {shown} could not be fetched: "
+                                 f"{failure.what}") from None
+        raise AssertionError("unreachable")
 
     # --- calls -------------------------------------------------------------------------------
     def get(self, path: str, **params) -> dict:

@@ -38,7 +38,9 @@ WHERE e.mailchimp_snapshot_id = $base AND e.state = 'read'
 
 def take_evidence(config: Config, store: Store, civicrm_snapshot_id: int,
                   mailchimp_snapshot_id: int,
-                  client: MailchimpClient | None = None) -> EvidenceResult:
+                  client: MailchimpClient | None = None, *,
+                  progress: bool = False,
+                  batch_threshold: int | None = None) -> EvidenceResult:
     """Choose the rows (SQL), read their feeds (reusing an incremental snapshot's base
     evidence for unchanged members) and store the evidence for a pair of complete snapshots
     (again: replaces it)."""
@@ -51,7 +53,8 @@ def take_evidence(config: Config, store: Store, civicrm_snapshot_id: int,
     client = client or MailchimpClient(config.mailchimp)
     try:
         result = gather_evidence(client, store, config.mailchimp.list_id, civicrm_snapshot_id,
-                                 mailchimp_snapshot_id, [i for i in ids if i not in kept])
+                                 mailchimp_snapshot_id, [i for i in ids if i not in kept],
+                                 progress=progress, batch_threshold=batch_threshold)
     finally:
         if own:
             client.close()

@@ -281,7 +281,8 @@ class ScheduledRun:
             with open_store(self.config.store_file) as store:
                 snap, mode = _snapshot_mailchimp(self.config, store, self.progress)
                 if snap.status == "complete" and civi.status == "complete":
-                    take_evidence(self.config, store, civi.id, snap.id)  # date evidence
+                    take_evidence(self.config, store, civi.id, snap.id,  # date evidence
+                                  progress=self.progress)
                 return snap, mode
 
         mc, mode = self._step("snapshot_mailchimp", mailchimp)

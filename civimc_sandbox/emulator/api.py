@@ -9,6 +9,7 @@ return plain data; failures are :class:`~.problems.ApiError`.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import traceback
@@ -545,7 +546,12 @@ def _activity_filters(q: dict) -> frozenset[str] | None:
     v = q.get("activity_filters")
     if v is None or v == "":
         return None
-    wanted = frozenset(x.strip() for x in str(v).split(","))
+    return _filters(str(v))
+
+
+@functools.lru_cache(maxsize=64)
+def _filters(v: str) -> frozenset[str]:
+    wanted = frozenset(x.strip() for x in v.split(","))
     bad = sorted(wanted - set(FILTERS))
     if bad:
         raise P.field_error("activity_filters", "Value must be one of: " + ", ".join(FILTERS)
@@ -632,10 +638,24 @@ ROUTES = [
 ]
 
 
+def _by_depth() -> dict[int, list]:
+    """The routes by how many ``/`` their paths have (the root: none or one), so that a path
+    is matched against the few that can match it (a batch dispatches its operations here)."""
+    out: dict[int, list] = {}
+    for r in ROUTES:
+        depth = r[1].count("/")
+        for d in ((0, 1) if r[1] == "/" else (depth,)):
+            out.setdefault(d, []).append(r)
+    return out
+
+
+_ROUTES_BY_DEPTH = _by_depth()
+
+
 def route(method: str, path: str):
     """Return ``(handler, args, spec template)``; raises 404/405 problems."""
     path = path.rstrip("/") if len(path) > 1 else path
-    for rx, template, methods in ROUTES:
+    for rx, template, methods in _ROUTES_BY_DEPTH.get(path.count("/"), ()):
         m = rx.match(path)
         if m:
             h = methods.get(method)

@@ -8,6 +8,7 @@ demand by :mod:`civimc_sandbox.emulator.render`.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ def now_ts() -> int:
     return int(time.time())
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a batch of feeds renders the same times many times
 def iso(ts: int | None) -> str:
     """Epoch seconds -> ``2026-01-05T09:30:00+00:00``; ``None`` -> ``""`` like the real API."""
     if ts is None:

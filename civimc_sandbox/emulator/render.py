@@ -8,6 +8,7 @@ few dict entries per member instead of the full object with ten ``_links``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from civimc_sandbox.emulator.records import Record, iso
@@ -188,9 +189,10 @@ def render_member(r: Record, c: ListContext, tree: dict | None = None) -> dict:
 
 # --- partial responses -------------------------------------------------------
 
+@functools.lru_cache(maxsize=256)  # the same few specs over and over; callers only read it
 def parse_paths(spec: str | None) -> dict | None:
     """``"members.email_address,total_items"`` -> ``{"members": {"email_address": None},
-    "total_items": None}``; ``None`` marks "this whole subtree"."""
+    "total_items": None}``; ``None`` marks "this whole subtree" (shared: not to be changed)."""
     if not spec:
         return None
     tree: dict = {}

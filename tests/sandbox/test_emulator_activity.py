@@ -143,3 +143,33 @@ def test_a_restarted_emulator_keeps_the_feeds(mc, tmp_path):
     load_state(again, tmp_path / "state.json")
     after = again.dispatch("GET", f"/lists/{LIST}/members/h@example.org/activity-feed").body
     assert after["activity"] == before["activity"] and after["total_items"] == 2
+
+
+def test_fields_keep_only_the_named_parts_of_each_event_directly_and_in_a_batch(mc):
+    import io
+    import json
+    import tarfile
+    import time
+
+    mc.emu.add_member(LIST, "f@example.org", activity=[
+        {"activity_type": "unsub", "created_at_timestamp": "2026-01-02T00:00:00Z",
+         "is_admin_unsubscribed": False, "unsubscribe_reason": "N/A"}])
+    fields = "activity.activity_type,activity.created_at_timestamp"
+    want = {"activity": [{"activity_type": "unsub",
+                          "created_at_timestamp": "2026-01-02T00:00:00+00:00"}]}
+    assert get(mc, "f@example.org", fields=fields).json() == want
+    op = {"method": "GET", "path": FEED.format(member_hash("f@example.org")),
+          "params": {"fields": fields, "count": 10}, "operation_id": "feed"}
+    s = requests.Session()
+    s.auth = ("x", KEY)
+    batch = s.post(mc.server.base_url + "/batches", json={"operations": [op]}, timeout=10).json()
+    for _ in range(100):
+        done = s.get(f"{mc.server.base_url}/batches/{batch['id']}", timeout=10).json()
+        if done["status"] == "finished":
+            break
+        time.sleep(0.05)
+    archive = requests.get(done["response_body_url"], timeout=10).content
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        items = [i for m in tar if m.isfile() for i in json.loads(tar.extractfile(m).read())]
+    assert [(i["operation_id"], i["status_code"], json.loads(i["response"])) for i in items] == \
+        [("feed", 200, want)]
