@@ -633,9 +633,10 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
     side = _SideWork(config, reconciliation_id, folder / PEOPLE_CSV)
     import papermill as pm
 
+    executed = None
     try:
         with quiet_kernel_transport():
-            pm.execute_notebook(
+            executed = pm.execute_notebook(
                 str(notebook), str(out),
                 parameters={"config_path": str(config.source),
                             "reconciliation_id": reconciliation_id, "people_csv": PEOPLE_CSV,
@@ -646,6 +647,9 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
                 # one-line-on-stderr contract that schedulers read.
                 extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
                 kernel_manager_class=ipc_kernel_manager(),
+                # The last cell's outputs are in: the kernel is stopped at once rather than
+                # asked to shut down and waited for (about half a second of every report).
+                shutdown_kernel="immediate",
             )
     except pm.PapermillExecutionError as exc:
         status, message = "failed", f"report notebook failed: {exc.ename}: {exc.evalue}"
@@ -653,7 +657,9 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
         exporter = side.join()
         if out.exists():
             make_private(out)  # papermill writes it with the umask's mode
-            write_html(out, folder / "audit.html", exporter)
+            # The notebook papermill just wrote is exported as it is in memory (a failed run's
+            # is read back from the file, which holds the error papermill recorded).
+            write_html(out, folder / "audit.html", exporter, executed)
     summary: RunSummary = {"status": status, "message": message, "version": __version__,
                "durations": {"report": round(time.monotonic() - started, 3)}}
     if status == "ok":
@@ -672,6 +678,10 @@ def write_people_csv(config: Config, reconciliation_id: int | None, target: Path
 
     store, _note = open_for_reading(config.store_file)
     with store:
+        # One DuckDB thread: the CSV is written beside the notebook's kernel, which needs the
+        # machine's other core; more threads would only contend with it (and sort in more
+        # memory).
+        store.con.execute("SET threads = 1")
         rec = store.reconciliation(reconciliation_id)
         return write_outcomes_csv(store, rec["id"], target, OUTCOME_COLUMNS)
 
@@ -724,11 +734,13 @@ def html_exporter(warm: bool = False):
     return exporter
 
 
-def write_html(notebook: Path, target: Path, exporter=None) -> None:
-    """The executed notebook as a standalone HTML page without code cells."""
+def write_html(notebook: Path, target: Path, exporter=None, nb=None) -> None:
+    """The executed notebook (`nb`, else read from `notebook`) as a standalone HTML page
+    without code cells."""
     import_nbformat_quickly()
     import nbformat
 
-    nb = nbformat.read(str(notebook), as_version=4)
+    if nb is None:
+        nb = nbformat.read(str(notebook), as_version=4)
     body, _ = (exporter or html_exporter()).from_notebook_node(nb)
     write_atomic(target, body)
