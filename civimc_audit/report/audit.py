@@ -10,6 +10,7 @@ import contextlib
 import html
 import logging
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -720,14 +721,59 @@ class _SideWork:
         return self._exporter
 
 
+# What nbconvert's HTMLExporter does to its rendered page (from_notebook_node) by parsing it
+# whole with BeautifulSoup, done here on the template's own markup instead (see focusable_page).
+_SCRIPT_OR_STYLE = re.compile(r"(<script\b.*?</script\s*>|<style\b.*?</style\s*>)",
+                              re.DOTALL | re.IGNORECASE)
+_DIV_CLASS = re.compile(r'<div class="([^"]*)"')
+_IMG_WITHOUT_ALT = re.compile(r"<img\b(?![^>]*\balt=)", re.IGNORECASE)
+_FOCUSABLE = {"jp-Cell-inputWrapper", "jp-OutputArea-output"}
+_NO_ALT = "No description has been provided for this image"
+
+
+def focusable_page(page: str) -> str:
+    """nbconvert's finishing touches to a page its lab template rendered: every cell's input
+    and output area gets tabindex="0" (keyboard focus) and an image without alternative text
+    nbconvert's placeholder. nbconvert does this by parsing and re-serialising the whole page
+    with BeautifulSoup's pure-Python parser, about half a second of every million-person
+    report; here the template's `<div class="…">` tags are edited in place, outside script
+    and style blocks (whose text is not markup), which parses to the same document."""
+    def focus(match: re.Match) -> str:
+        return (match.group(0) + ' tabindex="0"'
+                if _FOCUSABLE.intersection(match.group(1).split()) else match.group(0))
+
+    parts = _SCRIPT_OR_STYLE.split(page)
+    for i in range(0, len(parts), 2):  # the even pieces are outside <script> and <style>
+        parts[i] = _IMG_WITHOUT_ALT.sub(f'<img alt="{_NO_ALT}"', _DIV_CLASS.sub(focus, parts[i]))
+    return "".join(parts)
+
+
 def html_exporter(warm: bool = False):
     """nbconvert's HTML exporter without code cells or prompts; `warm` runs it once on an empty
     notebook so its templates are compiled before the real export."""
     import_nbformat_quickly()
     import nbformat
     from nbconvert import HTMLExporter
+    from nbconvert.exporters.templateexporter import TemplateExporter
+    from nbconvert.filters.highlight import Highlight2HTML
+    from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
+    class PageExporter(HTMLExporter):
+        """HTMLExporter.from_notebook_node (nbconvert 7) with its BeautifulSoup pass done by
+        focusable_page."""
+
+        def from_notebook_node(self, nb, resources=None, **kw):
+            langinfo = nb.metadata.get("language_info", {})
+            lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
+            self.register_filter("highlight_code", self.filters.get(
+                "highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self)))
+            resources = self._init_resources(resources)
+            self.register_filter("filter_data_type", WidgetsDataTypeFilter(
+                notebook_metadata=self._nb_metadata, parent=self, resources=resources))
+            page, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+            return focusable_page(page), resources
+
+    exporter = PageExporter(exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True)
     if warm:
         exporter.from_notebook_node(nbformat.v4.new_notebook())
