@@ -10,6 +10,7 @@ import contextlib
 import html
 import logging
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -633,9 +634,10 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
     side = _SideWork(config, reconciliation_id, folder / PEOPLE_CSV)
     import papermill as pm
 
+    executed = None
     try:
         with quiet_kernel_transport():
-            pm.execute_notebook(
+            executed = pm.execute_notebook(
                 str(notebook), str(out),
                 parameters={"config_path": str(config.source),
                             "reconciliation_id": reconciliation_id, "people_csv": PEOPLE_CSV,
@@ -646,6 +648,9 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
                 # one-line-on-stderr contract that schedulers read.
                 extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
                 kernel_manager_class=ipc_kernel_manager(),
+                # The last cell's outputs are in: the kernel is stopped at once rather than
+                # asked to shut down and waited for (about half a second of every report).
+                shutdown_kernel="immediate",
             )
     except pm.PapermillExecutionError as exc:
         status, message = "failed", f"report notebook failed: {exc.ename}: {exc.evalue}"
@@ -653,7 +658,9 @@ def run_report(config: Config, *, reconciliation_id: int | None = None,
         exporter = side.join()
         if out.exists():
             make_private(out)  # papermill writes it with the umask's mode
-            write_html(out, folder / "audit.html", exporter)
+            # The notebook papermill just wrote is exported as it is in memory (a failed run's
+            # is read back from the file, which holds the error papermill recorded).
+            write_html(out, folder / "audit.html", exporter, executed)
     summary: RunSummary = {"status": status, "message": message, "version": __version__,
                "durations": {"report": round(time.monotonic() - started, 3)}}
     if status == "ok":
@@ -672,6 +679,10 @@ def write_people_csv(config: Config, reconciliation_id: int | None, target: Path
 
     store, _note = open_for_reading(config.store_file)
     with store:
+        # One DuckDB thread: the CSV is written beside the notebook's kernel, which needs the
+        # machine's other core; more threads would only contend with it (and sort in more
+        # memory).
+        store.con.execute("SET threads = 1")
         rec = store.reconciliation(reconciliation_id)
         return write_outcomes_csv(store, rec["id"], target, OUTCOME_COLUMNS)
 
@@ -710,25 +721,72 @@ class _SideWork:
         return self._exporter
 
 
+# What nbconvert's HTMLExporter does to its rendered page (from_notebook_node) by parsing it
+# whole with BeautifulSoup, done here on the template's own markup instead (see focusable_page).
+_SCRIPT_OR_STYLE = re.compile(r"(<script\b.*?</script\s*>|<style\b.*?</style\s*>)",
+                              re.DOTALL | re.IGNORECASE)
+_DIV_CLASS = re.compile(r'<div class="([^"]*)"')
+_IMG_WITHOUT_ALT = re.compile(r"<img\b(?![^>]*\balt=)", re.IGNORECASE)
+_FOCUSABLE = {"jp-Cell-inputWrapper", "jp-OutputArea-output"}
+_NO_ALT = "No description has been provided for this image"
+
+
+def focusable_page(page: str) -> str:
+    """nbconvert's finishing touches to a page its lab template rendered: every cell's input
+    and output area gets tabindex="0" (keyboard focus) and an image without alternative text
+    nbconvert's placeholder. nbconvert does this by parsing and re-serialising the whole page
+    with BeautifulSoup's pure-Python parser, about half a second of every million-person
+    report; here the template's `<div class="…">` tags are edited in place, outside script
+    and style blocks (whose text is not markup), which parses to the same document."""
+    def focus(match: re.Match) -> str:
+        return (match.group(0) + ' tabindex="0"'
+                if _FOCUSABLE.intersection(match.group(1).split()) else match.group(0))
+
+    parts = _SCRIPT_OR_STYLE.split(page)
+    for i in range(0, len(parts), 2):  # the even pieces are outside <script> and <style>
+        parts[i] = _IMG_WITHOUT_ALT.sub(f'<img alt="{_NO_ALT}"', _DIV_CLASS.sub(focus, parts[i]))
+    return "".join(parts)
+
+
 def html_exporter(warm: bool = False):
     """nbconvert's HTML exporter without code cells or prompts; `warm` runs it once on an empty
     notebook so its templates are compiled before the real export."""
     import_nbformat_quickly()
     import nbformat
     from nbconvert import HTMLExporter
+    from nbconvert.exporters.templateexporter import TemplateExporter
+    from nbconvert.filters.highlight import Highlight2HTML
+    from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
+    class PageExporter(HTMLExporter):
+        """HTMLExporter.from_notebook_node (nbconvert 7) with its BeautifulSoup pass done by
+        focusable_page."""
+
+        def from_notebook_node(self, nb, resources=None, **kw):
+            langinfo = nb.metadata.get("language_info", {})
+            lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
+            self.register_filter("highlight_code", self.filters.get(
+                "highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self)))
+            resources = self._init_resources(resources)
+            self.register_filter("filter_data_type", WidgetsDataTypeFilter(
+                notebook_metadata=self._nb_metadata, parent=self, resources=resources))
+            page, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+            return focusable_page(page), resources
+
+    exporter = PageExporter(exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True)
     if warm:
         exporter.from_notebook_node(nbformat.v4.new_notebook())
     return exporter
 
 
-def write_html(notebook: Path, target: Path, exporter=None) -> None:
-    """The executed notebook as a standalone HTML page without code cells."""
+def write_html(notebook: Path, target: Path, exporter=None, nb=None) -> None:
+    """The executed notebook (`nb`, else read from `notebook`) as a standalone HTML page
+    without code cells."""
     import_nbformat_quickly()
     import nbformat
 
-    nb = nbformat.read(str(notebook), as_version=4)
+    if nb is None:
+        nb = nbformat.read(str(notebook), as_version=4)
     body, _ = (exporter or html_exporter()).from_notebook_node(nb)
     write_atomic(target, body)
