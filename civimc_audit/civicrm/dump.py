@@ -197,7 +197,7 @@ class _Output:
         self.out: io.BufferedWriter | None = None  # the piece being written
         self.pieces = 0
 
-    def feed(self, part: bytes) -> None:
+    def feed(self, part: bytes | bytearray) -> None:
         while part:
             nxt = self.headers[self.k + 1] if self.k + 1 < len(self.headers) else None
             if nxt is not None and part.startswith(nxt):
@@ -215,7 +215,7 @@ class _Output:
             body, part = (part[:pos], part[pos:]) if pos > 0 else (part, b"")
             self._write(body)
 
-    def _write(self, body: bytes) -> None:
+    def _write(self, body: bytes | bytearray) -> None:
         if b"\r" in body:  # DuckDB's CSV reader takes a bare CR for a line end
             body = body.replace(b"\r", b"\\r")
         if self.out is None:
