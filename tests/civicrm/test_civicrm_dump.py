@@ -119,3 +119,51 @@ def test_the_client_gets_its_password_and_nothing_else_through_its_environment(
     env = (tmp_path / "argv.env").read_text()
     assert f"MYSQL_PWD={pw}" in env and "MYSQL_HOST" not in env and "MAILCHIMP" not in env
     assert "CIVIMC_CIVICRM_WRITE_PASSWORD" not in env
+
+
+# The pump's child: lines (one far longer than the pump's buffer), then a pause until the
+# pump has fed on what came (a client waiting for a lock while the caller watches the rows).
+_WRITER = r"""
+import select, sys
+out = sys.stdout.buffer
+out.write(b"1\tshort\n" + b"2\t" + b"x" * 5000 + b"\n3\tpart")
+out.flush()
+out.write(b"ial\n")
+out.flush()
+if not select.select([sys.stdin], [], [], 20)[0] or sys.stdin.readline() != "go\n":
+    sys.exit(3)
+out.write(b"4\tafter the pause\n5\tno newline at the end")
+"""
+
+
+def test_the_pump_feeds_whole_lines_of_any_length_and_does_not_wait_out_a_pause(monkeypatch):
+    import subprocess
+    import sys
+
+    import civimc_audit.civicrm.dump as dump
+
+    monkeypatch.setattr(dump, "READ_BYTES", 64)
+    monkeypatch.setattr(dump, "FEED_BYTES", 16)
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+
+    class Recorder:
+        def __init__(self):
+            self.parts: list[bytes] = []
+
+        def feed(self, part):
+            self.parts.append(bytes(part))
+            if b"3\tpartial\n" in b"".join(self.parts) and not proc.stdin.closed:
+                proc.stdin.write(b"go\n")
+                proc.stdin.close()
+
+    out = Recorder()
+    try:
+        dump._pump(proc, out)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.wait() == 0
+    assert b"".join(out.parts) == (b"1\tshort\n2\t" + b"x" * 5000 + b"\n3\tpartial\n"
+                                   b"4\tafter the pause\n5\tno newline at the end")
+    assert all(p.endswith(b"\n") for p in out.parts[:-1])
